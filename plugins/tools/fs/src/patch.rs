@@ -1,0 +1,182 @@
+//! `patch`: apply a unified diff (one or more files) atomically in memory.
+//!
+//! Every file's hunks are applied to in-memory copies first; only when all
+//! of them apply is anything written, so a bad hunk leaves no file changed.
+
+use crate::split::split;
+use diffy::Patch;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::Path;
+use toolgate_plugin_sdk::{self as sdk, Tool, ToolError, ToolResult, paths};
+
+pub const TOOL: Tool = Tool {
+    name: "patch",
+    description: "Apply a unified diff (as produced by diff -u or git diff) to one or more files. \
+                  Handles /dev/null for creating and deleting files. If any hunk does not apply, \
+                  no file is changed.",
+    schema,
+    run,
+};
+
+fn schema() -> Value {
+    sdk::object_schema(
+        json!({
+            "diff": {"type": "string", "description": "Unified diff text with --- a/path and +++ b/path headers and @@ hunks; several files may follow each other."},
+            "path": {"type": "string", "description": "For a diff of a single file: the file to patch (overrides its headers, needed when it has none)."}
+        }),
+        &["diff"],
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Input {
+    diff: String,
+    path: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Modified,
+    Created,
+    Deleted,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Modified => "modified",
+            Action::Created => "created",
+            Action::Deleted => "deleted",
+        }
+    }
+}
+
+/// A file as the patch leaves it; `None` means absent.
+struct Pending {
+    shown: String,
+    content: Option<String>,
+}
+
+fn run(input: &str) -> ToolResult {
+    let input: Input = sdk::parse_input(input)?;
+    let mut diff = input.diff;
+    // A diff pasted without its final newline would not match the file's last line.
+    if !diff.ends_with('\n') {
+        diff.push('\n');
+    }
+    let sections = split(&diff);
+    if sections.len() > 1 && input.path.is_some() {
+        return Err(ToolError::InvalidInput(
+            "path can only be given for a diff of a single file".into(),
+        ));
+    }
+
+    // Full guest path -> its state; insertion order kept for writing.
+    let mut files: BTreeMap<String, Pending> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut report = Vec::new();
+
+    for section in sections {
+        let patch = Patch::from_str(section)
+            .map_err(|e| ToolError::InvalidInput(format!("cannot parse the diff: {e}")))?;
+        if patch.hunks().is_empty() {
+            return Err(ToolError::InvalidInput("the diff has a file with no hunks".into()));
+        }
+        let (shown, action) = target(&patch, input.path.as_deref())?;
+        let full = paths::resolve(&shown)?;
+        if !files.contains_key(&full) {
+            let content = load(&full, &shown)?;
+            files.insert(full.clone(), Pending { shown: shown.clone(), content });
+            order.push(full.clone());
+        }
+        let file = files.get_mut(&full).expect("inserted above");
+        file.content = apply(&patch, action, file.content.take(), &shown)?;
+        report.push(json!({ "path": shown, "action": action.as_str(), "hunks": patch.hunks().len() }));
+    }
+
+    for full in &order {
+        let file = &files[full];
+        let err = |e: std::io::Error| sdk::io::error(&file.shown, &e);
+        match &file.content {
+            Some(text) => {
+                if let Some(parent) = Path::new(full).parent() {
+                    fs::create_dir_all(parent).map_err(err)?;
+                }
+                fs::write(full, text).map_err(err)?
+            }
+            None => fs::remove_file(full).map_err(err)?,
+        }
+    }
+    sdk::output(&json!({ "files": report }))
+}
+
+/// Which file a section patches, as the agent would name it, and how.
+fn target(patch: &Patch<'_, str>, path: Option<&str>) -> Result<(String, Action), ToolError> {
+    let old = patch.original().map(|p| strip(p, "a/"));
+    let new = patch.modified().map(|p| strip(p, "b/"));
+    let (named, action) = match (old, new) {
+        (Some("/dev/null"), Some("/dev/null")) => {
+            return Err(ToolError::InvalidInput("a diff header names /dev/null twice".into()));
+        }
+        (Some("/dev/null"), new) => (new, Action::Created),
+        (old, Some("/dev/null")) => (old, Action::Deleted),
+        (old, new) => (new.or(old), Action::Modified),
+    };
+    match path.or(named) {
+        Some(p) if !p.trim().is_empty() => Ok((p.to_string(), action)),
+        _ => Err(ToolError::InvalidInput(
+            "the diff has no usable ---/+++ file header; pass path".into(),
+        )),
+    }
+}
+
+/// Drops git's `a/` / `b/` prefix.
+fn strip<'a>(name: &'a str, prefix: &str) -> &'a str {
+    name.strip_prefix(prefix).unwrap_or(name)
+}
+
+fn load(full: &str, shown: &str) -> Result<Option<String>, ToolError> {
+    match fs::read(full) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| ToolError::Failed(format!("{shown} is not a UTF-8 text file"))),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(sdk::io::error(shown, &e)),
+    }
+}
+
+fn apply(
+    patch: &Patch<'_, str>,
+    action: Action,
+    current: Option<String>,
+    shown: &str,
+) -> Result<Option<String>, ToolError> {
+    let base = match (action, current) {
+        (Action::Created, Some(_)) => {
+            return Err(ToolError::Failed(format!(
+                "{shown} already exists, the diff creates it; no file was changed"
+            )));
+        }
+        (Action::Created, None) => String::new(),
+        (_, None) => {
+            return Err(ToolError::Failed(format!("{shown} not found; no file was changed")));
+        }
+        (_, Some(text)) => text,
+    };
+    let result = diffy::apply(&base, patch).map_err(|e| {
+        // diffy says "error applying hunk #N".
+        ToolError::Failed(format!("{shown}: {e}, its context does not match the file; no file was changed"))
+    })?;
+    match action {
+        Action::Deleted if !result.is_empty() => Err(ToolError::Failed(format!(
+            "{shown}: the diff deletes the file but does not remove all of its lines; no file was changed"
+        ))),
+        Action::Deleted => Ok(None),
+        _ => Ok(Some(result)),
+    }
+}

@@ -1,0 +1,99 @@
+//! The `toolgate` command line. Thin: parses arguments, builds the engine and
+//! hands over to the library; errors become a message and a non-zero exit.
+
+mod plugin;
+mod run;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Exit status of a task that ran and failed (the JSON on stdout says why).
+pub const EXIT_TASK_FAILED: u8 = 1;
+/// Exit status of bad usage: arguments, plugins or files that cannot be used.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "toolgate", version, about = "Run AI agent tools as sandboxed WebAssembly components")]
+#[command(after_help = "Exit status: 0 success, 1 the task failed (see the JSON error), 2 bad usage or unusable plugin.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one tool call in the sandbox and print the result as JSON.
+    Run(run::RunArgs),
+    /// Work with plugins (WebAssembly components of the toolgate:plugin/tool world).
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// Where plugins come from and where their compilations are cached.
+#[derive(Args, Clone)]
+pub(crate) struct EngineArgs {
+    /// A directory of extra plugins (`NAME.wasm` becomes plugin NAME).
+    #[arg(long, env = "TOOLGATE_PLUGINS", value_name = "DIR")]
+    plugins: Option<PathBuf>,
+    /// Where compiled plugins are cached [default: $XDG_CACHE_HOME/toolgate or ~/.cache/toolgate].
+    #[arg(long, env = "TOOLGATE_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile plugins in memory only; do not read or write the cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+impl EngineArgs {
+    fn cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir.clone().or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+            Some(base.join("toolgate"))
+        })
+    }
+
+    /// The engine and the catalog of plugins.
+    fn catalog(&self) -> anyhow::Result<crate::sandbox::Catalog> {
+        let engine = Arc::new(crate::sandbox::SandboxEngine::new(Default::default())?);
+        let mut catalog = crate::sandbox::Catalog::new(engine, self.cache_dir().as_deref());
+        if let Some(dir) = &self.plugins {
+            catalog.add_dir(dir)?;
+        }
+        Ok(catalog)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TOOLGATE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+            Command::Plugin(command) => plugin::run(command).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(error: anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::from(EXIT_USAGE)
+}

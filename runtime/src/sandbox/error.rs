@@ -1,0 +1,77 @@
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Why a task did not produce output. `kind` is stable: clients match on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskError {
+    #[error("fuel budget of {limit} units exhausted")]
+    FuelExhausted { limit: u64 },
+    #[error("memory limit of {limit_bytes} bytes exceeded (asked for {requested_bytes})")]
+    MemoryLimit { limit_bytes: u64, requested_bytes: u64 },
+    #[error("deadline of {timeout_ms} ms exceeded")]
+    Timeout { timeout_ms: u64 },
+    #[error("the component trapped: {message}")]
+    Trap { message: String },
+    #[error("{what} exceeded its limit of {limit_bytes} bytes")]
+    OutputTooLarge { what: String, limit_bytes: u64 },
+    #[error("invalid input: {message}")]
+    InvalidInput { message: String },
+    #[error("the tool failed: {message}")]
+    ToolError { message: String },
+    #[error("denied: {}", reasons.join("; "))]
+    Denied { reasons: Vec<String> },
+    #[error("cancelled")]
+    Cancelled,
+    /// The host could not run the task (no free instance slot, ...). Not the tool's fault.
+    #[error("internal error: {message}")]
+    Internal { message: String },
+}
+
+impl TaskError {
+    /// The stable, machine-readable name of this error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::FuelExhausted { .. } => "fuel_exhausted",
+            Self::MemoryLimit { .. } => "memory_limit",
+            Self::Timeout { .. } => "timeout",
+            Self::Trap { .. } => "trap",
+            Self::OutputTooLarge { .. } => "output_too_large",
+            Self::InvalidInput { .. } => "invalid_input",
+            Self::ToolError { .. } => "tool_error",
+            Self::Denied { .. } => "denied",
+            Self::Cancelled => "cancelled",
+            Self::Internal { .. } => "internal",
+        }
+    }
+
+    /// The error as a JSON object: `kind`, `message` and the variant's fields.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("task errors serialize");
+        value["message"] = self.to_string().into();
+        value
+    }
+}
+
+/// Why a plugin was not accepted. Nothing is cached for a rejected plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("cannot read plugin {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{origin} is not a WebAssembly file (it does not start with the `\\0asm` magic bytes)")]
+    NotWasm { origin: String },
+    #[error("{origin} is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or run `wasm-tools component new`)")]
+    CoreModule { origin: String },
+    #[error("{origin} is not a valid component: {message}")]
+    Invalid { origin: String, message: String },
+    #[error("{origin} does not implement the toolgate:plugin/tool world: missing export(s) {}", missing.join(", "))]
+    WrongWorld { origin: String, missing: Vec<String> },
+    #[error("{origin} has exports of the wrong shape for the toolgate:plugin/tool world: {message}")]
+    WrongSignature { origin: String, message: String },
+    #[error("{origin} imports something toolgate does not provide: {message}")]
+    UnsupportedImport { origin: String, message: String },
+    #[error("{origin} failed while describing its tools: {message}")]
+    Describe { origin: String, message: String },
+    #[error("{origin} describes an invalid tool: {message}")]
+    BadToolInfo { origin: String, message: String },
+}

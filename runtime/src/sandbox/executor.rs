@@ -1,0 +1,316 @@
+//! Runs one task: a fresh store built from the task's grants and limits, an
+//! instance from the plugin's `InstancePre`, one call, and an account of what
+//! it used. Whatever the component does, the outcome is output or a typed
+//! [`TaskError`]; the engine goes on serving the next task.
+
+use super::bindings::{ToolPre, WitToolError, WitToolInfo};
+use super::capabilities::{self, OutputLimitExceeded, TaskAccount, TaskSpec};
+use super::engine::SandboxEngine;
+use super::error::TaskError;
+use super::grants::Grants;
+use super::host::EventSink;
+use super::limits::{Limits, MemoryLimitExceeded, TableLimitExceeded};
+use super::plugin::Plugin;
+use super::state::TaskState;
+use crate::policy::{AllowAll, DecisionRecord, Gate};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+/// One tool call to run.
+pub struct TaskRequest {
+    /// The tool's short name within its plugin (`read` for `fs.read`).
+    pub tool: String,
+    /// The input, a JSON object as text.
+    pub input: String,
+    pub grants: Grants,
+    /// Asked-for limits; `None` takes the engine's defaults. Clamped to the engine's ceilings.
+    pub limits: Option<Limits>,
+    pub events: Option<Arc<dyn EventSink>>,
+    pub cancel: Option<CancellationToken>,
+}
+
+impl TaskRequest {
+    pub fn new(tool: impl Into<String>, input: impl Into<String>) -> Self {
+        Self { tool: tool.into(), input: input.into(), grants: Grants::default(), limits: None, events: None, cancel: None }
+    }
+}
+
+/// What a task used. Reported for every call, success or failure.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Usage {
+    pub fuel_consumed: u64,
+    pub peak_memory_bytes: u64,
+    pub instantiate_us: u64,
+    pub execute_us: u64,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+}
+
+/// The result of a task with its account.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskOutcome {
+    /// The tool's output (JSON text) or why there is none.
+    pub result: Result<String, TaskError>,
+    pub usage: Usage,
+    /// The limits that were in force.
+    pub limits: Limits,
+    /// Every capability decision taken during the task, in order.
+    pub decisions: Vec<DecisionRecord>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs tasks on one engine with one gate.
+#[derive(Clone)]
+pub struct Executor {
+    engine: Arc<SandboxEngine>,
+    gate: Arc<dyn Gate>,
+}
+
+impl Executor {
+    pub fn new(engine: Arc<SandboxEngine>, gate: Arc<dyn Gate>) -> Self {
+        Self { engine, gate }
+    }
+
+    pub fn engine(&self) -> &Arc<SandboxEngine> {
+        &self.engine
+    }
+
+    pub async fn run(&self, plugin: &Plugin, request: TaskRequest) -> TaskOutcome {
+        let limits = request
+            .limits
+            .unwrap_or(self.engine.config().default_limits)
+            .clamp_to(&self.engine.config().max_limits);
+        let empty = |result| TaskOutcome {
+            result,
+            usage: Usage::default(),
+            limits,
+            decisions: Vec::new(),
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        if plugin.tool(&request.tool).is_none() {
+            let names: Vec<&str> = plugin.tools().iter().map(|t| t.name.as_str()).collect();
+            return empty(Err(TaskError::InvalidInput {
+                message: format!("plugin `{}` has no tool `{}` (it has: {})", plugin.name(), request.tool, names.join(", ")),
+            }));
+        }
+        if let Err(e) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&request.input) {
+            return empty(Err(TaskError::InvalidInput { message: format!("input must be a JSON object: {e}") }));
+        }
+        let spec = TaskSpec { grants: &request.grants, limits: &limits, gate: &self.gate, events: request.events.as_ref() };
+        let call = Export::Call { name: &request.tool, input: &request.input };
+        let run = execute(&self.engine, plugin.pre(), &spec, call, request.cancel.as_ref()).await;
+        let result = match run.result {
+            Ok(Returned::Output(output)) => check_output(output, &limits),
+            Ok(Returned::ToolError(error)) => Err(tool_error(error, &run.decisions)),
+            Ok(Returned::Tools(_)) => unreachable!("a call never returns a tool list"),
+            Err(error) => Err(error),
+        };
+        TaskOutcome { result, usage: run.usage, limits, decisions: run.decisions, stdout: run.stdout, stderr: run.stderr }
+    }
+}
+
+/// Asks a freshly validated plugin for its tools, with no grants and default limits.
+pub(crate) async fn describe(engine: &SandboxEngine, pre: &ToolPre<TaskState>) -> Result<Vec<WitToolInfo>, TaskError> {
+    let gate: Arc<dyn Gate> = Arc::new(AllowAll);
+    let grants = Grants::default();
+    let limits = engine.config().default_limits;
+    let spec = TaskSpec { grants: &grants, limits: &limits, gate: &gate, events: None };
+    match execute(engine, pre, &spec, Export::Describe, None).await.result? {
+        Returned::Tools(tools) => Ok(tools),
+        _ => unreachable!("describe returns a tool list"),
+    }
+}
+
+enum Export<'a> {
+    Describe,
+    Call { name: &'a str, input: &'a str },
+}
+
+enum Returned {
+    Tools(Vec<WitToolInfo>),
+    Output(String),
+    ToolError(WitToolError),
+}
+
+struct Run {
+    result: Result<Returned, TaskError>,
+    usage: Usage,
+    decisions: Vec<DecisionRecord>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Where a failure happened: instantiation errors that are not the guest's
+/// doing are the host's problem, not a trap.
+enum Failure {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+    Cancelled,
+    DeadlinePassed,
+}
+
+async fn execute(
+    engine: &SandboxEngine,
+    pre: &ToolPre<TaskState>,
+    spec: &TaskSpec<'_>,
+    export: Export<'_>,
+    cancel: Option<&CancellationToken>,
+) -> Run {
+    let limits = spec.limits;
+    let no_run = |result: Result<Returned, TaskError>| Run {
+        result,
+        usage: Usage::default(),
+        decisions: Vec::new(),
+        stdout: String::new(),
+        stderr: String::new(),
+    };
+    let deadline = Instant::now() + limits.timeout;
+
+    // Wait for an instance slot, within the task's own deadline.
+    let _permit = tokio::select! {
+        permit = engine.slots().acquire() => match permit {
+            Ok(permit) => permit,
+            Err(_) => return no_run(Err(TaskError::Internal { message: "the engine is shutting down".into() })),
+        },
+        _ = tokio::time::sleep_until(deadline.into()) => return no_run(Err(timeout(limits))),
+        _ = cancelled(cancel) => return no_run(Err(TaskError::Cancelled)),
+    };
+
+    let (state, account) = match capabilities::build(spec, deadline) {
+        Ok(built) => built,
+        Err(error) => return no_run(Err(error)),
+    };
+    let mut store = Store::new(engine.engine(), state);
+    store.limiter(|state| &mut state.limiter);
+    if let Err(e) = store.set_fuel(limits.fuel) {
+        return no_run(Err(TaskError::Internal { message: format!("cannot set fuel: {e}") }));
+    }
+    store.set_epoch_deadline(engine.ticks_for(limits.timeout));
+    // On each tick past the deadline: stop. Otherwise yield, so a busy task never
+    // holds a runtime thread from other tasks for more than one tick.
+    store.epoch_deadline_callback(|ctx| {
+        Ok(if Instant::now() >= ctx.data().deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+    });
+
+    let mut instantiate_time = Duration::ZERO;
+    let mut execute_time = Duration::ZERO;
+    let outcome = {
+        let work = async {
+            let started = Instant::now();
+            let tool = pre.instantiate_async(&mut store).await.map_err(Failure::Instantiate);
+            instantiate_time = started.elapsed();
+            let tool = tool?;
+            let started = Instant::now();
+            let returned = match export {
+                Export::Describe => tool.call_describe(&mut store).await.map(Returned::Tools),
+                Export::Call { name, input } => tool.call_call(&mut store, name, input).await.map(|r| match r {
+                    Ok(output) => Returned::Output(output),
+                    Err(error) => Returned::ToolError(error),
+                }),
+            };
+            execute_time = started.elapsed();
+            returned.map_err(Failure::Call)
+        };
+        // Host calls (sleeps, network) do not see epochs: the deadline bounds them here.
+        tokio::select! {
+            biased;
+            result = work => result,
+            _ = cancelled(cancel) => Err(Failure::Cancelled),
+            _ = tokio::time::sleep_until(deadline.into()) => Err(Failure::DeadlinePassed),
+        }
+    };
+
+    let fuel_left = store.get_fuel().unwrap_or(0);
+    let peak_memory_bytes = store.data().limiter.peak_memory();
+    drop(store);
+    let TaskAccount { budget, decisions, stdout, stderr } = account;
+    let usage = Usage {
+        fuel_consumed: limits.fuel.saturating_sub(fuel_left),
+        peak_memory_bytes,
+        instantiate_us: instantiate_time.as_micros() as u64,
+        execute_us: execute_time.as_micros() as u64,
+        stdout_bytes: stdout.len() as u64,
+        stderr_bytes: stderr.len() as u64,
+    };
+    let result = outcome.map_err(|failure| match budget.exceeded() {
+        Some(exceeded) => output_too_large(&exceeded),
+        None => classify(failure, limits),
+    });
+    Run { result, usage, decisions: decisions.snapshot(), stdout: stdout.text(), stderr: stderr.text() }
+}
+
+async fn cancelled(cancel: Option<&CancellationToken>) {
+    match cancel {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn timeout(limits: &Limits) -> TaskError {
+    TaskError::Timeout { timeout_ms: limits.timeout.as_millis() as u64 }
+}
+
+fn output_too_large(exceeded: &OutputLimitExceeded) -> TaskError {
+    TaskError::OutputTooLarge { what: exceeded.what.into(), limit_bytes: exceeded.limit }
+}
+
+/// Turns a wasmtime failure into the typed error the caller sees.
+fn classify(failure: Failure, limits: &Limits) -> TaskError {
+    let (error, instantiating) = match failure {
+        Failure::Cancelled => return TaskError::Cancelled,
+        Failure::DeadlinePassed => return timeout(limits),
+        Failure::Instantiate(error) => (error, true),
+        Failure::Call(error) => (error, false),
+    };
+    if let Some(e) = error.downcast_ref::<MemoryLimitExceeded>() {
+        return TaskError::MemoryLimit { limit_bytes: e.limit, requested_bytes: e.requested };
+    }
+    if let Some(e) = error.downcast_ref::<OutputLimitExceeded>() {
+        return output_too_large(e);
+    }
+    if let Some(e) = error.downcast_ref::<TableLimitExceeded>() {
+        return TaskError::Trap { message: e.to_string() };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => TaskError::FuelExhausted { limit: limits.fuel },
+        Some(Trap::Interrupt) => timeout(limits),
+        Some(Trap::StackOverflow) => TaskError::Trap { message: "call stack exhausted (runaway recursion)".into() },
+        Some(trap) => TaskError::Trap { message: trap.to_string() },
+        None if instantiating => TaskError::Internal { message: format!("instantiation failed: {error:#}") },
+        None => TaskError::Trap { message: format!("{error:#}") },
+    }
+}
+
+fn check_output(output: String, limits: &Limits) -> Result<String, TaskError> {
+    if output.len() as u64 > limits.output_bytes {
+        return Err(TaskError::OutputTooLarge { what: "result".into(), limit_bytes: limits.output_bytes });
+    }
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&output) {
+        return Err(TaskError::ToolError { message: format!("the tool returned invalid JSON: {e}") });
+    }
+    Ok(output)
+}
+
+/// A tool's own error; a failure that follows a denied capability is a denial.
+fn tool_error(error: WitToolError, decisions: &[DecisionRecord]) -> TaskError {
+    let mut denials: Vec<String> =
+        decisions.iter().filter(|d| !d.decision.allowed).flat_map(|d| d.decision.reasons.iter().cloned()).collect();
+    match error {
+        WitToolError::InvalidInput(message) => TaskError::InvalidInput { message },
+        WitToolError::UnknownTool(name) => TaskError::InvalidInput { message: format!("unknown tool `{name}`") },
+        WitToolError::Denied(message) => {
+            denials.push(message);
+            TaskError::Denied { reasons: denials }
+        }
+        WitToolError::Failed(message) if denials.is_empty() => TaskError::ToolError { message },
+        WitToolError::Failed(message) => {
+            denials.push(message);
+            TaskError::Denied { reasons: denials }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// What one task may reach. The default grants nothing: no files, no
+/// environment, no secrets, no network.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// Host directories preopened for the component.
+    pub dirs: Vec<DirGrant>,
+    /// The guest path relative paths resolve against (`wasi:cli/environment.initial-cwd`).
+    /// Defaults to the first granted directory.
+    pub cwd: Option<String>,
+    /// Environment variables, exactly these.
+    pub env: Vec<(String, String)>,
+    /// Secrets the task may ask for by name; each read is still decided by the gate.
+    pub secrets: BTreeMap<String, Secret>,
+    pub network: NetworkGrant,
+}
+
+/// One preopened directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    pub host: PathBuf,
+    pub guest: String,
+    pub writable: bool,
+}
+
+impl DirGrant {
+    /// Parses `HOST:GUEST[:ro|:rw]` (read-write unless `:ro`).
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let (rest, writable) = match spec.rsplit_once(':') {
+            Some((rest, "ro")) => (rest, false),
+            Some((rest, "rw")) => (rest, true),
+            _ => (spec, true),
+        };
+        let (host, guest) = rest
+            .split_once(':')
+            .ok_or_else(|| format!("`{spec}` is not HOST:GUEST[:ro]"))?;
+        if host.is_empty() || !guest.starts_with('/') {
+            return Err(format!("`{spec}`: HOST must not be empty and GUEST must be an absolute path"));
+        }
+        Ok(Self { host: host.into(), guest: guest.into(), writable })
+    }
+}
+
+/// Outbound network a task may use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkGrant {
+    /// Outbound HTTP through `wasi:http`; each request still goes to the gate.
+    pub http: bool,
+    /// Also connect to loopback, private, link-local and metadata addresses.
+    /// Off unless a policy or operator says so explicitly.
+    pub allow_private_addresses: bool,
+}
+
+/// A secret value. Never printed: `Debug` and `Display` show only its length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for handing to the guest that was allowed to read it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_specs_parse_with_modes() {
+        let ro = DirGrant::parse("/tmp/a:/data:ro").unwrap();
+        assert_eq!((ro.host.to_str().unwrap(), ro.guest.as_str(), ro.writable), ("/tmp/a", "/data", false));
+        assert!(DirGrant::parse("/tmp/a:/data").unwrap().writable);
+        assert!(DirGrant::parse("/tmp/a:/data:rw").unwrap().writable);
+        assert!(DirGrant::parse("/tmp/a").is_err());
+        assert!(DirGrant::parse("/tmp/a:data").is_err());
+    }
+
+    #[test]
+    fn secrets_never_print_their_value() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?} {s}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,37 @@
+//! The sandbox: plugins compiled once, each task run in a fresh instance with
+//! exactly its grants and hard limits, returning its output and an account of
+//! what it used.
+//!
+//! The path of a task through this module:
+//! [`Catalog`] finds the [`Plugin`] (compiled once, cached on disk) →
+//! [`Executor`] builds a store whose state comes from the task's [`Grants`]
+//! (one small builder per capability, see [`capabilities`]) and [`Limits`] →
+//! instantiates from the plugin's `InstancePre` → calls the tool → classifies
+//! the outcome into output or a typed [`TaskError`], with [`Usage`].
+
+mod bindings;
+mod cache;
+pub mod capabilities;
+mod catalog;
+mod engine;
+mod error;
+mod executor;
+mod grants;
+mod host;
+mod limits;
+mod plugin;
+mod state;
+
+pub use catalog::{Catalog, CatalogError};
+pub use engine::{EngineConfig, SandboxEngine};
+pub use error::{PluginError, TaskError};
+pub use executor::{Executor, TaskOutcome, TaskRequest, Usage};
+pub use grants::{DirGrant, Grants, NetworkGrant, Secret};
+pub use host::{EventSink, LogLevel, ToolEvent};
+pub use limits::Limits;
+pub use plugin::{ImportInfo, Plugin, ToolInfo};
+
+/// The default tool plugins compiled into the binary.
+pub mod bundled {
+    include!(concat!(env!("OUT_DIR"), "/bundled_plugins.rs"));
+}

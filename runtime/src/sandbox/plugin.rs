@@ -1,0 +1,165 @@
+use super::bindings::ToolPre;
+use super::cache::{self, ArtifactCache};
+use super::engine::SandboxEngine;
+use super::error::PluginError;
+use super::executor;
+use super::state::TaskState;
+use serde::Serialize;
+use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
+
+/// What a plugin says about one of its tools.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ToolInfo {
+    pub name: String,
+    pub description: String,
+    pub input_schema: serde_json::Value,
+}
+
+/// One import of a component: what it could ask the host for.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ImportInfo {
+    pub name: String,
+    pub kind: &'static str,
+}
+
+/// A validated, compiled plugin, ready to be instantiated for any task.
+pub struct Plugin {
+    name: String,
+    digest: String,
+    tools: Vec<ToolInfo>,
+    imports: Vec<ImportInfo>,
+    pre: ToolPre<TaskState>,
+}
+
+/// The exports the `tool` world requires.
+const REQUIRED_EXPORTS: [&str; 2] = ["describe", "call"];
+
+impl Plugin {
+    /// Validates `bytes` as a component of the `tool` world, compiles it (or
+    /// takes it from the cache), asks it for its tools, and caches the
+    /// compilation only once all of that succeeded.
+    pub(crate) async fn load(
+        engine: &SandboxEngine,
+        cache: Option<&ArtifactCache>,
+        name: &str,
+        origin: &str,
+        bytes: &[u8],
+    ) -> Result<Plugin, PluginError> {
+        check_header(origin, bytes)?;
+        let digest = cache::digest(bytes);
+        let cached = cache.and_then(|c| c.load(engine.engine(), &digest));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(component) => component,
+            None => Component::new(engine.engine(), bytes)
+                .map_err(|e| PluginError::Invalid { origin: origin.into(), message: format!("{e:#}") })?,
+        };
+
+        let missing: Vec<String> = {
+            let ty = component.component_type();
+            let exports: Vec<&str> = ty.exports(engine.engine()).map(|(name, _)| name).collect();
+            REQUIRED_EXPORTS.iter().filter(|e| !exports.contains(e)).map(|e| format!("`{e}`")).collect()
+        };
+        if !missing.is_empty() {
+            return Err(PluginError::WrongWorld { origin: origin.into(), missing });
+        }
+        let instance_pre = engine
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::UnsupportedImport { origin: origin.into(), message: format!("{e:#}") })?;
+        let pre = ToolPre::new(instance_pre)
+            .map_err(|e| PluginError::WrongSignature { origin: origin.into(), message: format!("{e:#}") })?;
+
+        let tools = executor::describe(engine, &pre)
+            .await
+            .map_err(|e| PluginError::Describe { origin: origin.into(), message: e.to_string() })?;
+        let tools = validate_tools(origin, tools)?;
+        let imports = imports_of(engine, &component);
+        if !from_cache && let Some(cache) = cache {
+            cache.store(&digest, &component);
+        }
+        Ok(Plugin { name: name.into(), digest, tools, imports, pre })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// SHA-256 of the component's bytes, hex.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    pub fn tools(&self) -> &[ToolInfo] {
+        &self.tools
+    }
+
+    pub fn tool(&self, name: &str) -> Option<&ToolInfo> {
+        self.tools.iter().find(|t| t.name == name)
+    }
+
+    pub fn imports(&self) -> &[ImportInfo] {
+        &self.imports
+    }
+
+    pub(crate) fn pre(&self) -> &ToolPre<TaskState> {
+        &self.pre
+    }
+}
+
+fn check_header(origin: &str, bytes: &[u8]) -> Result<(), PluginError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(PluginError::NotWasm { origin: origin.into() });
+    }
+    // Bytes 4..8: version and layer. Layer 0 is a core module, layer 1 a component.
+    if bytes[6..8] == [0, 0] {
+        return Err(PluginError::CoreModule { origin: origin.into() });
+    }
+    Ok(())
+}
+
+fn validate_tools(origin: &str, tools: Vec<super::bindings::WitToolInfo>) -> Result<Vec<ToolInfo>, PluginError> {
+    let bad = |message: String| PluginError::BadToolInfo { origin: origin.into(), message };
+    if tools.is_empty() {
+        return Err(bad("it provides no tools".into()));
+    }
+    let mut out: Vec<ToolInfo> = Vec::with_capacity(tools.len());
+    for tool in tools {
+        let valid_name = !tool.name.is_empty()
+            && tool.name.len() <= 64
+            && tool.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid_name {
+            return Err(bad(format!("tool name {:?} must be 1-64 of [a-z0-9_-]", tool.name)));
+        }
+        if out.iter().any(|t| t.name == tool.name) {
+            return Err(bad(format!("tool `{}` is described twice", tool.name)));
+        }
+        let input_schema: serde_json::Value = serde_json::from_str(&tool.input_schema)
+            .map_err(|e| bad(format!("input schema of `{}` is not JSON: {e}", tool.name)))?;
+        if !input_schema.is_object() {
+            return Err(bad(format!("input schema of `{}` is not a JSON object", tool.name)));
+        }
+        out.push(ToolInfo { name: tool.name, description: tool.description, input_schema });
+    }
+    Ok(out)
+}
+
+fn imports_of(engine: &SandboxEngine, component: &Component) -> Vec<ImportInfo> {
+    component
+        .component_type()
+        .imports(engine.engine())
+        .map(|(name, item)| ImportInfo {
+            name: name.to_owned(),
+            kind: match item.ty {
+                ComponentItem::ComponentInstance(_) => "instance",
+                ComponentItem::ComponentFunc(_) => "func",
+                ComponentItem::CoreFunc(_) => "core-func",
+                ComponentItem::Module(_) => "module",
+                ComponentItem::Component(_) => "component",
+                ComponentItem::Type(_) => "type",
+                ComponentItem::Resource(_) => "resource",
+            },
+        })
+        .collect()
+}

@@ -1,0 +1,88 @@
+//! The `toolgate` binary, driven as a user would.
+
+use crate::common::artifact;
+use std::process::{Command, Output};
+
+fn toolgate(args: &[&str], cache: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(args)
+        .env("TOOLGATE_CACHE_DIR", cache)
+        .env_remove("TOOLGATE_PLUGINS")
+        .output()
+        .expect("run toolgate")
+}
+
+fn stdout_json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+#[test]
+fn run_reads_a_file_through_the_fs_plugin() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), "hi there").unwrap();
+    let grant = format!("{}:/data:ro", dir.path().display());
+    let out = toolgate(&["run", "--plugin", "fs", "--tool", "fs.read", "--dir", &grant, "--input", r#"{"path":"hello.txt"}"#], cache.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = stdout_json(&out);
+    assert_eq!(report["output"]["content"], "hi there");
+    assert!(report["usage"]["fuel_consumed"].as_u64().unwrap() > 0);
+    assert!(report["usage"]["peak_memory_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn a_failed_task_prints_its_error_kind_and_exits_one() {
+    let cache = tempfile::tempdir().unwrap();
+    let hostile = artifact("hostile");
+    let out = toolgate(&["run", "--plugin", hostile.to_str().unwrap(), "--tool", "spin", "--fuel", "1000000"], cache.path());
+    assert_eq!(out.status.code(), Some(1));
+    let report = stdout_json(&out);
+    assert_eq!(report["error"]["kind"], "fuel_exhausted", "{report}");
+    assert!(report["error"]["message"].as_str().unwrap().contains("fuel"));
+    assert!(report["usage"]["fuel_consumed"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn bad_plugins_and_bad_arguments_exit_two_with_a_message() {
+    let cache = tempfile::tempdir().unwrap();
+    let not_a_tool = artifact("not-a-tool");
+    let out = toolgate(&["run", "--plugin", not_a_tool.to_str().unwrap(), "--tool", "x"], cache.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing export"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = toolgate(&["run", "--plugin", "fs", "--tool", "read", "--input", "not json"], cache.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JSON object"));
+
+    let out = toolgate(&["run", "--plugin", "nope", "--tool", "read"], cache.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no plugin named `nope`"));
+
+    let out = toolgate(&["run", "--plugin", "fs", "--tool", "read", "--dir", "nocolon"], cache.path());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn plugin_inspect_shows_tools_imports_and_digest() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = toolgate(&["plugin", "inspect", "fs"], cache.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = stdout_json(&out);
+    assert!(report["digest"].as_str().unwrap().starts_with("sha256:"));
+    let tools: Vec<&str> = report["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(tools.contains(&"fs.read") && tools.contains(&"fs.patch"), "{tools:?}");
+    let imports = report["imports"].as_array().unwrap();
+    assert!(imports.iter().any(|i| i["name"].as_str().unwrap().starts_with("wasi:filesystem/")), "{imports:?}");
+    assert!(imports.iter().any(|i| i["name"].as_str().unwrap().starts_with("toolgate:plugin/host")), "{imports:?}");
+}
+
+#[test]
+fn help_is_available_everywhere() {
+    let cache = tempfile::tempdir().unwrap();
+    for args in [&["--help"][..], &["run", "--help"], &["plugin", "--help"], &["plugin", "inspect", "--help"]] {
+        let out = toolgate(args, cache.path());
+        assert!(out.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
+    }
+}

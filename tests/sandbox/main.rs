@@ -1,0 +1,9 @@
+//! Integration tests of the sandbox engine: real components built by the
+//! build script, run through the real engine.
+
+mod bad_plugins;
+mod cli;
+mod common;
+mod hostile;
+mod network;
+mod tools;
