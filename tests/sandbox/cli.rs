@@ -74,6 +74,12 @@ fn plugin_inspect_shows_tools_imports_and_digest() {
     assert!(tools.contains(&"fs.read") && tools.contains(&"fs.patch"), "{tools:?}");
     let imports = report["imports"].as_array().unwrap();
     assert!(imports.iter().any(|i| i["name"].as_str().unwrap().starts_with("wasi:filesystem/")), "{imports:?}");
+
+    // The host interface shows up in a plugin that uses it.
+    let hostile = artifact("hostile");
+    let out = toolgate(&["plugin", "inspect", hostile.to_str().unwrap()], cache.path());
+    let report = stdout_json(&out);
+    let imports = report["imports"].as_array().unwrap();
     assert!(imports.iter().any(|i| i["name"].as_str().unwrap().starts_with("toolgate:plugin/host")), "{imports:?}");
 }
 

@@ -46,7 +46,9 @@ pub struct Url {
 /// Splits an `http://` or `https://` URL; the fragment is dropped.
 pub fn parse_url(url: &str) -> Result<Url, ToolError> {
     let invalid = |why: &str| ToolError::InvalidInput(format!("invalid url {url:?}: {why}"));
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid("expected http://host/..."))?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| invalid("expected http://host/..."))?;
     let https = match scheme.to_ascii_lowercase().as_str() {
         "http" => false,
         "https" => true,
@@ -59,7 +61,9 @@ pub fn parse_url(url: &str) -> Result<Url, ToolError> {
         return Err(invalid("missing host"));
     }
     if authority.contains('@') {
-        return Err(invalid("credentials in the URL are not supported, send a header"));
+        return Err(invalid(
+            "credentials in the URL are not supported, send a header",
+        ));
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid("contains whitespace or control characters"));
@@ -69,23 +73,52 @@ pub fn parse_url(url: &str) -> Result<Url, ToolError> {
         p if p.starts_with('?') => format!("/{p}"),
         p => p.to_string(),
     };
-    Ok(Url { https, authority: authority.to_string(), path_with_query })
+    Ok(Url {
+        https,
+        authority: authority.to_string(),
+        path_with_query,
+    })
 }
 
 /// Sends `req` and reads at most `max_bytes` of the response body.
 pub fn send(req: &Request) -> Result<Response, ToolError> {
     let url = parse_url(req.url)?;
     let host = url.authority.as_str();
-    let deadline = req.timeout_ms.map(|ms| monotonic_clock::now().saturating_add(ms.saturating_mul(1_000_000)));
-    let waiter = Waiter { deadline, timeout_ms: req.timeout_ms.unwrap_or(0) };
+    let deadline = req
+        .timeout_ms
+        .map(|ms| monotonic_clock::now().saturating_add(ms.saturating_mul(1_000_000)));
+    let waiter = Waiter {
+        deadline,
+        timeout_ms: req.timeout_ms.unwrap_or(0),
+    };
 
-    let request = OutgoingRequest::new(headers(req.headers)?);
+    let fields = headers(req.headers)?;
+    if let Some(body) = req.body {
+        // A known length avoids chunked uploads, which some servers refuse.
+        let named = |h: &(String, String)| h.0.eq_ignore_ascii_case("content-length");
+        if !req.headers.iter().any(named) {
+            let _ = fields.append("content-length", body.len().to_string().as_bytes());
+        }
+    }
+    let request = OutgoingRequest::new(fields);
     let failed = |what: &str| ToolError::Failed(format!("cannot build the request: {what}"));
-    request.set_method(&method(req.method)?).map_err(|()| failed("method"))?;
-    let scheme = if url.https { Scheme::Https } else { Scheme::Http };
-    request.set_scheme(Some(&scheme)).map_err(|()| failed("scheme"))?;
-    request.set_authority(Some(host)).map_err(|()| invalid_url(req.url))?;
-    request.set_path_with_query(Some(&url.path_with_query)).map_err(|()| invalid_url(req.url))?;
+    request
+        .set_method(&method(req.method)?)
+        .map_err(|()| failed("method"))?;
+    let scheme = if url.https {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    request
+        .set_scheme(Some(&scheme))
+        .map_err(|()| failed("scheme"))?;
+    request
+        .set_authority(Some(host))
+        .map_err(|()| invalid_url(req.url))?;
+    request
+        .set_path_with_query(Some(&url.path_with_query))
+        .map_err(|()| invalid_url(req.url))?;
     let body = match req.body {
         Some(_) => Some(request.body().map_err(|()| failed("body"))?),
         None => None,
@@ -129,8 +162,12 @@ pub fn send(req: &Request) -> Result<Response, ToolError> {
             .or_insert(value);
     }
 
-    let incoming = response.consume().map_err(|()| ToolError::Failed("no response body".into()))?;
-    let stream = incoming.stream().map_err(|()| ToolError::Failed("no response body".into()))?;
+    let incoming = response
+        .consume()
+        .map_err(|()| ToolError::Failed("no response body".into()))?;
+    let stream = incoming
+        .stream()
+        .map_err(|()| ToolError::Failed("no response body".into()))?;
     let mut data = Vec::new();
     // Read one byte past the limit to know whether anything was cut off.
     while data.len() <= req.max_bytes {
@@ -152,7 +189,12 @@ pub fn send(req: &Request) -> Result<Response, ToolError> {
     }
     let truncated = data.len() > req.max_bytes;
     data.truncate(req.max_bytes);
-    Ok(Response { status, headers: header_map, body: data, truncated })
+    Ok(Response {
+        status,
+        headers: header_map,
+        body: data,
+        truncated,
+    })
 }
 
 fn invalid_url(url: &str) -> ToolError {
@@ -187,18 +229,30 @@ fn method(name: &str) -> Result<Method, ToolError> {
         "OPTIONS" => Method::Options,
         "TRACE" => Method::Trace,
         "PATCH" => Method::Patch,
-        _ if !upper.is_empty() && upper.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.!".contains(&b)) => {
+        _ if !upper.is_empty()
+            && upper
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.!".contains(&b)) =>
+        {
             Method::Other(upper)
         }
-        _ => return Err(ToolError::InvalidInput(format!("invalid HTTP method {name:?}"))),
+        _ => {
+            return Err(ToolError::InvalidInput(format!(
+                "invalid HTTP method {name:?}"
+            )));
+        }
     })
 }
 
 fn write_body(body: OutgoingBody, bytes: &[u8]) -> Result<(), String> {
-    let stream = body.write().map_err(|()| "body stream unavailable".to_string())?;
+    let stream = body
+        .write()
+        .map_err(|()| "body stream unavailable".to_string())?;
     // blocking-write-and-flush takes at most 4096 bytes per call.
     for chunk in bytes.chunks(4096) {
-        stream.blocking_write_and_flush(chunk).map_err(|e| format!("{e:?}"))?;
+        stream
+            .blocking_write_and_flush(chunk)
+            .map_err(|e| format!("{e:?}"))?;
     }
     drop(stream); // the stream must go before the body is finished
     OutgoingBody::finish(body, None).map_err(|e| format!("{e:?}"))
@@ -221,7 +275,9 @@ pub fn error_code(code: &ErrorCode, host: &str) -> ToolError {
         ErrorCode::ConnectionTimeout
         | ErrorCode::ConnectionReadTimeout
         | ErrorCode::ConnectionWriteTimeout
-        | ErrorCode::HttpResponseTimeout => failed(format!("request to {host} timed out ({code:?})")),
+        | ErrorCode::HttpResponseTimeout => {
+            failed(format!("request to {host} timed out ({code:?})"))
+        }
         ErrorCode::TlsCertificateError => failed(format!("invalid TLS certificate for {host}")),
         ErrorCode::InternalError(Some(why)) => failed(format!("request to {host} failed: {why}")),
         _ => failed(format!("request to {host} failed: {code:?}")),
@@ -244,7 +300,10 @@ impl Waiter {
         if poll(&[ready, &timer]).contains(&0) {
             Ok(())
         } else {
-            Err(ToolError::Failed(format!("timed out after {} ms", self.timeout_ms)))
+            Err(ToolError::Failed(format!(
+                "timed out after {} ms",
+                self.timeout_ms
+            )))
         }
     }
 }
@@ -265,14 +324,26 @@ mod tests {
             }
         );
         let u = parse_url("HTTP://127.0.0.1?q").unwrap();
-        assert_eq!((u.https, u.authority.as_str(), u.path_with_query.as_str()), (false, "127.0.0.1", "/?q"));
+        assert_eq!(
+            (u.https, u.authority.as_str(), u.path_with_query.as_str()),
+            (false, "127.0.0.1", "/?q")
+        );
         assert_eq!(parse_url("http://h").unwrap().path_with_query, "/");
     }
 
     #[test]
     fn rejects_bad_urls() {
-        for bad in ["ftp://h/", "example.com", "http:///x", "http://u:p@h/", "http://h/a b"] {
-            assert!(matches!(parse_url(bad), Err(ToolError::InvalidInput(_))), "{bad}");
+        for bad in [
+            "ftp://h/",
+            "example.com",
+            "http:///x",
+            "http://u:p@h/",
+            "http://h/a b",
+        ] {
+            assert!(
+                matches!(parse_url(bad), Err(ToolError::InvalidInput(_))),
+                "{bad}"
+            );
         }
     }
 }

@@ -50,7 +50,8 @@ pub fn parse_input<T: DeserializeOwned>(input: &str) -> Result<T, ToolError> {
 
 /// Serialises a tool result as JSON text.
 pub fn output<T: Serialize>(value: &T) -> ToolResult {
-    serde_json::to_string(value).map_err(|e| ToolError::Failed(format!("cannot encode result: {e}")))
+    serde_json::to_string(value)
+        .map_err(|e| ToolError::Failed(format!("cannot encode result: {e}")))
 }
 
 /// A draft 2020-12 schema for an input object. `properties` is a JSON object

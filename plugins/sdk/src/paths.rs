@@ -36,7 +36,9 @@ pub fn resolve_in(path: &str, cwd: &str, roots: &[String]) -> Result<String, Too
     if roots.iter().any(|root| is_inside(&full, root)) {
         Ok(full)
     } else if full == path {
-        Err(ToolError::Denied(format!("path {path} is outside the granted directories")))
+        Err(ToolError::Denied(format!(
+            "path {path} is outside the granted directories"
+        )))
     } else {
         Err(ToolError::Denied(format!(
             "path {path} ({full}) is outside the granted directories"
@@ -96,7 +98,10 @@ mod tests {
 
     #[test]
     fn relative_paths_use_the_cwd() {
-        assert_eq!(resolve_in("src/x.rs", "/work", &roots()).unwrap(), "/work/src/x.rs");
+        assert_eq!(
+            resolve_in("src/x.rs", "/work", &roots()).unwrap(),
+            "/work/src/x.rs"
+        );
         assert_eq!(resolve_in(".", "/work", &roots()).unwrap(), "/work");
     }
 
@@ -110,7 +115,9 @@ mod tests {
             )
         );
         let err = resolve_in("/etc/passwd", "/work", &roots()).unwrap_err();
-        assert!(matches!(err, ToolError::Denied(m) if m == "path /etc/passwd is outside the granted directories"));
+        assert!(
+            matches!(err, ToolError::Denied(m) if m == "path /etc/passwd is outside the granted directories")
+        );
         // A sibling that merely shares a prefix is outside.
         assert!(resolve_in("/workshop", "/", &roots()).is_err());
         assert!(resolve_in("/data/ro/x", "/", &roots()).is_ok());

@@ -20,7 +20,11 @@ pub struct Encoded {
 pub fn encode(bytes: Vec<u8>, cut: bool) -> Encoded {
     let len = bytes.len();
     match String::from_utf8(bytes) {
-        Ok(text) => Encoded { text, encoding: None, bytes: len },
+        Ok(text) => Encoded {
+            text,
+            encoding: None,
+            bytes: len,
+        },
         Err(err) => {
             let utf8 = err.utf8_error();
             let mut bytes = err.into_bytes();
@@ -29,9 +33,17 @@ pub fn encode(bytes: Vec<u8>, cut: bool) -> Encoded {
                 bytes.truncate(utf8.valid_up_to());
                 let n = bytes.len();
                 let text = String::from_utf8(bytes).unwrap_or_default();
-                return Encoded { text, encoding: None, bytes: n };
+                return Encoded {
+                    text,
+                    encoding: None,
+                    bytes: n,
+                };
             }
-            Encoded { text: STANDARD.encode(&bytes), encoding: Some("base64"), bytes: len }
+            Encoded {
+                text: STANDARD.encode(&bytes),
+                encoding: Some("base64"),
+                bytes: len,
+            }
         }
     }
 }

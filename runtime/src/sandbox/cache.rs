@@ -38,10 +38,13 @@ impl ArtifactCache {
         if !path.exists() {
             return None;
         }
+        // Read into memory rather than map the file: a cache file truncated
+        // or replaced while in use must not be able to fault the process.
+        let bytes = std::fs::read(&path).ok()?;
         // SAFETY: files here are written only by `store` below, into a directory
         // only this user can write; wasmtime also checks the header and engine
         // compatibility before using the code.
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        match unsafe { Component::deserialize(engine, &bytes) } {
             Ok(component) => Some(component),
             Err(err) => {
                 tracing::warn!(path = %path.display(), error = %err, "discarding unusable cached artifact");

@@ -83,13 +83,6 @@ impl SandboxEngine {
     pub fn is_pooling(&self) -> bool {
         self.pooling
     }
-
-    /// Epoch ticks that cover `timeout`, rounded up, plus one so a deadline
-    /// never fires early.
-    pub(crate) fn ticks_for(&self, timeout: Duration) -> u64 {
-        let tick = self.config.epoch_tick.as_nanos().max(1);
-        (timeout.as_nanos().div_ceil(tick) as u64).saturating_add(1)
-    }
 }
 
 impl Drop for SandboxEngine {

@@ -63,6 +63,9 @@ pub struct TaskOutcome {
     pub stderr: String,
 }
 
+/// Fuel units between refuels; bounds the error of the fuel account of an interrupted task.
+const FUEL_SLICE: u64 = 5_000_000;
+
 /// Runs tasks on one engine with one gate.
 #[derive(Clone)]
 pub struct Executor {
@@ -187,14 +190,19 @@ async fn execute(
     };
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|state| &mut state.limiter);
-    if let Err(e) = store.set_fuel(limits.fuel) {
+    // Fuel is handed out in slices: the account stays exact to within one
+    // slice even when the task is interrupted mid-loop.
+    let fuel = store.set_fuel(limits.fuel).and_then(|()| store.fuel_async_yield_interval(Some(FUEL_SLICE)));
+    if let Err(e) = fuel {
         return no_run(Err(TaskError::Internal { message: format!("cannot set fuel: {e}") }));
     }
-    store.set_epoch_deadline(engine.ticks_for(limits.timeout));
-    // On each tick past the deadline: stop. Otherwise yield, so a busy task never
-    // holds a runtime thread from other tasks for more than one tick.
-    store.epoch_deadline_callback(|ctx| {
-        Ok(if Instant::now() >= ctx.data().deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+    // On every tick: stop if cancelled or past the deadline, otherwise yield,
+    // so a busy task never holds a runtime thread for more than one tick.
+    store.set_epoch_deadline(1);
+    let stop = cancel.cloned();
+    store.epoch_deadline_callback(move |ctx| {
+        let stopped = Instant::now() >= ctx.data().deadline || stop.as_ref().is_some_and(|c| c.is_cancelled());
+        Ok(if stopped { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
     });
 
     let mut instantiate_time = Duration::ZERO;
@@ -216,12 +224,15 @@ async fn execute(
             execute_time = started.elapsed();
             returned.map_err(Failure::Call)
         };
-        // Host calls (sleeps, network) do not see epochs: the deadline bounds them here.
+        // Running wasm is stopped by the epoch callback, which keeps the fuel
+        // account exact. A component blocked in a host call (a sleep, the
+        // network) sees no epochs: a little after the deadline, it is dropped.
+        let grace = engine.config().epoch_tick * 4;
         tokio::select! {
             biased;
             result = work => result,
-            _ = cancelled(cancel) => Err(Failure::Cancelled),
-            _ = tokio::time::sleep_until(deadline.into()) => Err(Failure::DeadlinePassed),
+            _ = async { cancelled(cancel).await; tokio::time::sleep(grace).await } => Err(Failure::Cancelled),
+            _ = tokio::time::sleep_until((deadline + grace).into()) => Err(Failure::DeadlinePassed),
         }
     };
 
@@ -239,7 +250,7 @@ async fn execute(
     };
     let result = outcome.map_err(|failure| match budget.exceeded() {
         Some(exceeded) => output_too_large(&exceeded),
-        None => classify(failure, limits),
+        None => classify(failure, limits, cancel),
     });
     Run { result, usage, decisions: decisions.snapshot(), stdout: stdout.text(), stderr: stderr.text() }
 }
@@ -260,13 +271,14 @@ fn output_too_large(exceeded: &OutputLimitExceeded) -> TaskError {
 }
 
 /// Turns a wasmtime failure into the typed error the caller sees.
-fn classify(failure: Failure, limits: &Limits) -> TaskError {
+fn classify(failure: Failure, limits: &Limits, cancel: Option<&CancellationToken>) -> TaskError {
     let (error, instantiating) = match failure {
         Failure::Cancelled => return TaskError::Cancelled,
         Failure::DeadlinePassed => return timeout(limits),
         Failure::Instantiate(error) => (error, true),
         Failure::Call(error) => (error, false),
     };
+    tracing::debug!(error = format!("{error:?}"), instantiating, "task failed");
     if let Some(e) = error.downcast_ref::<MemoryLimitExceeded>() {
         return TaskError::MemoryLimit { limit_bytes: e.limit, requested_bytes: e.requested };
     }
@@ -278,6 +290,7 @@ fn classify(failure: Failure, limits: &Limits) -> TaskError {
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => TaskError::FuelExhausted { limit: limits.fuel },
+        Some(Trap::Interrupt) if cancel.is_some_and(|c| c.is_cancelled()) => TaskError::Cancelled,
         Some(Trap::Interrupt) => timeout(limits),
         Some(Trap::StackOverflow) => TaskError::Trap { message: "call stack exhausted (runaway recursion)".into() },
         Some(trap) => TaskError::Trap { message: trap.to_string() },

@@ -4,7 +4,6 @@
 // The world re-exports `ToolInfo` and `ToolError` at the crate root.
 wit_bindgen::generate!({ path: "../../../wit", world: "tool" });
 
-
 const ECHO_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","description":"Any JSON object; it is returned unchanged.","additionalProperties":true}"#;
 const FAIL_SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","description":"Any JSON object; it is ignored.","additionalProperties":true}"#;
 

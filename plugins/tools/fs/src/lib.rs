@@ -17,7 +17,13 @@ use toolgate_plugin_sdk::{self as sdk, Tool};
 // The world re-exports `ToolInfo` and `ToolError` at the crate root.
 wit_bindgen::generate!({ path: "../../../wit", world: "tool" });
 
-const TOOLS: &[Tool] = &[read::TOOL, write::TOOL, list::TOOL, search::TOOL, patch::TOOL];
+const TOOLS: &[Tool] = &[
+    read::TOOL,
+    write::TOOL,
+    list::TOOL,
+    search::TOOL,
+    patch::TOOL,
+];
 
 struct Fs;
 

@@ -3,7 +3,7 @@
 //! Every file's hunks are applied to in-memory copies first; only when all
 //! of them apply is anything written, so a bad hunk leaves no file changed.
 
-use crate::split::split;
+use crate::split::{recount, split};
 use diffy::Patch;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -81,22 +81,44 @@ fn run(input: &str) -> ToolResult {
     let mut order: Vec<String> = Vec::new();
     let mut report = Vec::new();
 
-    for section in sections {
-        let patch = Patch::from_str(section)
-            .map_err(|e| ToolError::InvalidInput(format!("cannot parse the diff: {e}")))?;
+    let many = sections.len() > 1;
+    let recounted: Vec<String> = sections.iter().map(|s| recount(s)).collect();
+    for (n, section) in sections.iter().enumerate() {
+        let patch = match Patch::from_str(section) {
+            Ok(patch) => patch,
+            // Retry with the hunk counts recomputed; report the first error.
+            Err(first) => Patch::from_str(&recounted[n]).map_err(|_| {
+                let which = if many {
+                    format!(" (file #{})", n + 1)
+                } else {
+                    String::new()
+                };
+                ToolError::InvalidInput(format!("cannot parse the diff{which}: {first}"))
+            })?,
+        };
         if patch.hunks().is_empty() {
-            return Err(ToolError::InvalidInput("the diff has a file with no hunks".into()));
+            return Err(ToolError::InvalidInput(
+                "the diff has a file with no hunks".into(),
+            ));
         }
         let (shown, action) = target(&patch, input.path.as_deref())?;
         let full = paths::resolve(&shown)?;
         if !files.contains_key(&full) {
             let content = load(&full, &shown)?;
-            files.insert(full.clone(), Pending { shown: shown.clone(), content });
+            files.insert(
+                full.clone(),
+                Pending {
+                    shown: shown.clone(),
+                    content,
+                },
+            );
             order.push(full.clone());
         }
         let file = files.get_mut(&full).expect("inserted above");
         file.content = apply(&patch, action, file.content.take(), &shown)?;
-        report.push(json!({ "path": shown, "action": action.as_str(), "hunks": patch.hunks().len() }));
+        report.push(
+            json!({ "path": shown, "action": action.as_str(), "hunks": patch.hunks().len() }),
+        );
     }
 
     for full in &order {
@@ -121,7 +143,9 @@ fn target(patch: &Patch<'_, str>, path: Option<&str>) -> Result<(String, Action)
     let new = patch.modified().map(|p| strip(p, "b/"));
     let (named, action) = match (old, new) {
         (Some("/dev/null"), Some("/dev/null")) => {
-            return Err(ToolError::InvalidInput("a diff header names /dev/null twice".into()));
+            return Err(ToolError::InvalidInput(
+                "a diff header names /dev/null twice".into(),
+            ));
         }
         (Some("/dev/null"), new) => (new, Action::Created),
         (old, Some("/dev/null")) => (old, Action::Deleted),
@@ -164,13 +188,17 @@ fn apply(
         }
         (Action::Created, None) => String::new(),
         (_, None) => {
-            return Err(ToolError::Failed(format!("{shown} not found; no file was changed")));
+            return Err(ToolError::Failed(format!(
+                "{shown} not found; no file was changed"
+            )));
         }
         (_, Some(text)) => text,
     };
     let result = diffy::apply(&base, patch).map_err(|e| {
         // diffy says "error applying hunk #N".
-        ToolError::Failed(format!("{shown}: {e}, its context does not match the file; no file was changed"))
+        ToolError::Failed(format!(
+            "{shown}: {e}, its context does not match the file; no file was changed"
+        ))
     })?;
     match action {
         Action::Deleted if !result.is_empty() => Err(ToolError::Failed(format!(

@@ -46,7 +46,10 @@ fn run(input: &str) -> ToolResult {
     let mut file = File::open(&full).map_err(err)?;
     let meta = file.metadata().map_err(err)?;
     if meta.is_dir() {
-        return Err(ToolError::Failed(format!("{} is a directory, use list", input.path)));
+        return Err(ToolError::Failed(format!(
+            "{} is a directory, use list",
+            input.path
+        )));
     }
     let size = meta.len();
     if input.offset > 0 {

@@ -83,11 +83,23 @@ fn run(input: &str) -> ToolResult {
         walk::walk(Path::new(&full), true, &mut |e| match e.kind {
             Kind::Dir if e.full.file_name().is_some_and(|n| n == ".git") => Flow::Skip,
             Kind::File => {
-                let name = e.full.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-                if input.include.as_deref().is_none_or(|g| glob::matches(g, &name)) {
+                let name = e
+                    .full
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
+                if input
+                    .include
+                    .as_deref()
+                    .is_none_or(|g| glob::matches(g, &name))
+                {
                     s.scan(e.full, &paths::display(&input.path, e.rel));
                 }
-                if s.truncated { Flow::Stop } else { Flow::Continue }
+                if s.truncated {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                }
             }
             _ => Flow::Continue,
         })
@@ -130,7 +142,8 @@ impl Search {
                 return;
             }
             let text: String = line.chars().take(MAX_LINE_CHARS).collect();
-            self.matches.push(json!({ "path": shown, "line": number, "text": text }));
+            self.matches
+                .push(json!({ "path": shown, "line": number, "text": text }));
         }
     }
 }

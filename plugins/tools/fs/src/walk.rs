@@ -47,7 +47,12 @@ pub fn walk(root: &Path, recursive: bool, visit: &mut dyn FnMut(&Entry) -> Flow)
 }
 
 /// Returns false once the visitor asked to stop.
-fn walk_dir(dir: &Path, rel: &str, recursive: bool, visit: &mut dyn FnMut(&Entry) -> Flow) -> io::Result<bool> {
+fn walk_dir(
+    dir: &Path,
+    rel: &str,
+    recursive: bool,
+    visit: &mut dyn FnMut(&Entry) -> Flow,
+) -> io::Result<bool> {
     let mut children: Vec<(String, Kind, u64)> = fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| {
@@ -65,9 +70,18 @@ fn walk_dir(dir: &Path, rel: &str, recursive: bool, visit: &mut dyn FnMut(&Entry
     children.sort_by(|a, b| a.0.cmp(&b.0));
 
     for (name, kind, size) in children {
-        let child_rel = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+        let child_rel = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
         let full = dir.join(&name);
-        let entry = Entry { rel: &child_rel, full: &full, kind, size };
+        let entry = Entry {
+            rel: &child_rel,
+            full: &full,
+            kind,
+            size,
+        };
         match visit(&entry) {
             Flow::Stop => return Ok(false),
             Flow::Skip => continue,

@@ -3,9 +3,9 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::path::Path;
-use toolgate_plugin_sdk::{self as sdk, Tool, ToolResult, paths};
+use toolgate_plugin_sdk::{self as sdk, Tool, ToolError, ToolResult, paths};
 
 pub const TOOL: Tool = Tool {
     name: "write",
@@ -43,10 +43,10 @@ fn run(input: &str) -> ToolResult {
     let full = paths::resolve(&input.path)?;
     let err = |e: std::io::Error| sdk::io::error(&input.path, &e);
 
-    if input.create_dirs {
-        if let Some(parent) = Path::new(&full).parent() {
-            fs::create_dir_all(parent).map_err(err)?;
-        }
+    if input.create_dirs
+        && let Some(parent) = Path::new(&full).parent()
+    {
+        fs::create_dir_all(parent).map_err(err)?;
     }
     let existed = fs::symlink_metadata(&full).is_ok();
     let mut file = OpenOptions::new()
@@ -55,7 +55,13 @@ fn run(input: &str) -> ToolResult {
         .append(input.append)
         .truncate(!input.append)
         .open(&full)
-        .map_err(err)?;
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound if !input.create_dirs => ToolError::Failed(format!(
+                "{}: the parent directory does not exist (set create_dirs to create it)",
+                input.path
+            )),
+            _ => err(e),
+        })?;
     file.write_all(input.content.as_bytes()).map_err(err)?;
     file.flush().map_err(err)?;
 

@@ -56,7 +56,10 @@ struct Input {
 fn run(input: &str) -> ToolResult {
     let input: Input = sdk::parse_input(input)?;
     let headers: Vec<(String, String)> = input.headers.into_iter().collect();
-    let max_bytes = input.max_bytes.unwrap_or(DEFAULT_MAX_BYTES).min(HARD_MAX_BYTES) as usize;
+    let max_bytes = input
+        .max_bytes
+        .unwrap_or(DEFAULT_MAX_BYTES)
+        .min(HARD_MAX_BYTES) as usize;
     let response = http::send(&http::Request {
         url: &input.url,
         method: &input.method,

@@ -44,8 +44,9 @@ fn run(input: &str) -> ToolResult {
     let input: Input = sdk::parse_input(input)?;
     let document = match (input.document, input.document_text) {
         (Some(doc), None) => doc,
-        (None, Some(text)) => serde_json::from_str(&text)
-            .map_err(|e| ToolError::InvalidInput(format!("document_text is not valid JSON: {e}")))?,
+        (None, Some(text)) => serde_json::from_str(&text).map_err(|e| {
+            ToolError::InvalidInput(format!("document_text is not valid JSON: {e}"))
+        })?,
         _ => {
             return Err(ToolError::InvalidInput(
                 "give exactly one of document and document_text".into(),
@@ -76,7 +77,10 @@ mod tests {
             "query": "$.items[?@.p < 10].n"
         }))
         .unwrap();
-        assert_eq!(out, json!({"matches": ["a"], "paths": ["$['items'][0]['n']"], "count": 1}));
+        assert_eq!(
+            out,
+            json!({"matches": ["a"], "paths": ["$['items'][0]['n']"], "count": 1})
+        );
     }
 
     #[test]
@@ -90,7 +94,9 @@ mod tests {
     #[test]
     fn bad_queries_are_invalid_input() {
         let err = call(json!({"document": {}, "query": "$[?"})).unwrap_err();
-        assert!(matches!(err, ToolError::InvalidInput(m) if m.starts_with("invalid JSONPath query")));
+        assert!(
+            matches!(err, ToolError::InvalidInput(m) if m.starts_with("invalid JSONPath query"))
+        );
         let err = call(json!({"query": "$"})).unwrap_err();
         assert!(matches!(err, ToolError::InvalidInput(_)));
     }
