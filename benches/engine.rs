@@ -32,7 +32,10 @@ struct FloorState {
 
 impl WasiView for FloorState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -58,7 +61,9 @@ fn summarize(name: &str, mut samples: Vec<Duration>) -> Duration {
 
 async fn bench_floor(iterations: usize) -> Duration {
     let mut config = Config::new();
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(PoolingAllocationConfig::default()));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(
+        PoolingAllocationConfig::default(),
+    ));
     let engine = Engine::new(&config).unwrap();
     let component = Component::new(&engine, echo_bytes()).unwrap();
     let mut linker: Linker<FloorState> = Linker::new(&engine);
@@ -69,7 +74,13 @@ async fn bench_floor(iterations: usize) -> Duration {
     let mut samples = Vec::with_capacity(iterations);
     for i in 0..iterations + iterations / 10 {
         let started = Instant::now();
-        let mut store = Store::new(&engine, FloorState { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
+        let mut store = Store::new(
+            &engine,
+            FloorState {
+                wasi: WasiCtx::builder().build(),
+                table: ResourceTable::new(),
+            },
+        );
         let tool = pre.instantiate_async(&mut store).await.unwrap();
         let out = tool.call_call(&mut store, "echo", INPUT).await.unwrap();
         assert!(out.is_ok());
@@ -103,10 +114,16 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(20_000);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let floor = bench_floor(iterations).await;
         let toolgate = bench_toolgate(iterations).await;
-        println!("ratio (b)/(a) at the median: {:.2}", toolgate.as_secs_f64() / floor.as_secs_f64());
+        println!(
+            "ratio (b)/(a) at the median: {:.2}",
+            toolgate.as_secs_f64() / floor.as_secs_f64()
+        );
     });
 }

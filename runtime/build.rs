@@ -16,7 +16,9 @@ const ARTIFACTS: &[&str] = &["fs", "http", "json", "echo", "hostile", "not-a-too
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
-    let root = manifest_dir.parent().expect("runtime/ sits in the repository");
+    let root = manifest_dir
+        .parent()
+        .expect("runtime/ sits in the repository");
     let plugins = root.join("plugins");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
 
@@ -29,11 +31,18 @@ fn main() {
     build_plugins(&plugins, &target_dir);
 
     let release = target_dir.join("wasm32-wasip2").join("release");
-    let mut generated = String::from("/// Default tool plugins compiled into the binary: (name, component bytes).\n");
+    let mut generated = String::from(
+        "/// Default tool plugins compiled into the binary: (name, component bytes).\n",
+    );
     generated.push_str("pub const BUNDLED: &[(&str, &[u8])] = &[\n");
     for name in BUNDLED {
         let path = artifact(&release, name);
-        writeln!(generated, "    ({name:?}, include_bytes!({:?})),", path.display().to_string()).unwrap();
+        writeln!(
+            generated,
+            "    ({name:?}, include_bytes!({:?})),",
+            path.display().to_string()
+        )
+        .unwrap();
     }
     generated.push_str("];\n");
     std::fs::write(out_dir.join("bundled_plugins.rs"), generated).unwrap();
@@ -41,7 +50,10 @@ fn main() {
     for name in ARTIFACTS {
         artifact(&release, name);
     }
-    println!("cargo:rustc-env=TOOLGATE_PLUGIN_ARTIFACTS={}", release.display());
+    println!(
+        "cargo:rustc-env=TOOLGATE_PLUGIN_ARTIFACTS={}",
+        release.display()
+    );
 }
 
 /// Share one plugin build between debug and release builds of the runtime:
@@ -57,7 +69,13 @@ fn build_plugins(plugins: &Path, target_dir: &Path) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(plugins)
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+        ])
         .arg("--target-dir")
         .arg(target_dir);
     // Flags meant for the host build must not leak into the wasm build.

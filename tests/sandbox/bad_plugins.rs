@@ -6,7 +6,11 @@ use toolgate::sandbox::{Catalog, CatalogError, PluginError};
 
 fn cache_entries(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -29,10 +33,14 @@ fn plugin_error(result: Result<String, CatalogError>) -> PluginError {
 
 #[tokio::test]
 async fn a_core_module_is_not_a_component() {
-    let (result, cached) = load(&wat::parse_str("(module (func (export \"call\")))").unwrap()).await;
+    let (result, cached) =
+        load(&wat::parse_str("(module (func (export \"call\")))").unwrap()).await;
     let error = plugin_error(result);
     assert!(matches!(error, PluginError::CoreModule { .. }), "{error}");
-    assert!(error.to_string().contains("core WebAssembly module"), "{error}");
+    assert!(
+        error.to_string().contains("core WebAssembly module"),
+        "{error}"
+    );
     assert!(cached.is_empty(), "{cached:?}");
 }
 
@@ -42,13 +50,18 @@ async fn a_component_of_another_world_names_what_is_missing() {
     let error = plugin_error(result);
     let message = error.to_string();
     assert!(matches!(error, PluginError::WrongWorld { .. }), "{message}");
-    assert!(message.contains("`describe`") && message.contains("`call`"), "{message}");
+    assert!(
+        message.contains("`describe`") && message.contains("`call`"),
+        "{message}"
+    );
     assert!(cached.is_empty(), "{cached:?}");
 }
 
 #[tokio::test]
 async fn random_bytes_are_not_wasm() {
-    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let (result, cached) = load(&noise).await;
     assert!(matches!(plugin_error(result), PluginError::NotWasm { .. }));
     assert!(cached.is_empty());
@@ -84,16 +97,34 @@ async fn a_valid_plugin_is_compiled_once_and_cached() {
     let file = dir.path().join("echo.wasm");
     std::fs::copy(artifact("echo"), &file).unwrap();
     let cache_dir = dir.path().join("cache");
-    let first = Catalog::new(engine(), Some(&cache_dir)).load_file(&file).await.unwrap();
+    let first = Catalog::new(engine(), Some(&cache_dir))
+        .load_file(&file)
+        .await
+        .unwrap();
     let artifact_file = cache_dir.join(&cache_entries(&cache_dir)[0]);
-    let written = std::fs::metadata(&artifact_file).unwrap().modified().unwrap();
-    let second = Catalog::new(engine(), Some(&cache_dir)).load_file(&file).await.unwrap();
+    let written = std::fs::metadata(&artifact_file)
+        .unwrap()
+        .modified()
+        .unwrap();
+    let second = Catalog::new(engine(), Some(&cache_dir))
+        .load_file(&file)
+        .await
+        .unwrap();
     assert_eq!(first.digest(), second.digest());
-    assert_eq!(std::fs::metadata(&artifact_file).unwrap().modified().unwrap(), written);
+    assert_eq!(
+        std::fs::metadata(&artifact_file)
+            .unwrap()
+            .modified()
+            .unwrap(),
+        written
+    );
 
     // A corrupt artifact is discarded and rebuilt, never trusted.
     std::fs::write(&artifact_file, b"garbage").unwrap();
-    let third = Catalog::new(engine(), Some(&cache_dir)).load_file(&file).await.unwrap();
+    let third = Catalog::new(engine(), Some(&cache_dir))
+        .load_file(&file)
+        .await
+        .unwrap();
     assert_eq!(third.tools().len(), first.tools().len());
     assert!(std::fs::metadata(&artifact_file).unwrap().len() > 1000);
 }
@@ -102,5 +133,8 @@ async fn a_valid_plugin_is_compiled_once_and_cached() {
 async fn unknown_plugin_names_list_what_exists() {
     let error = catalog().get("nope").await.err().unwrap();
     let message = error.to_string();
-    assert!(message.contains("fs") && message.contains("http") && message.contains("json"), "{message}");
+    assert!(
+        message.contains("fs") && message.contains("http") && message.contains("json"),
+        "{message}"
+    );
 }

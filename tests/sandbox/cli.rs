@@ -13,8 +13,12 @@ fn toolgate(args: &[&str], cache: &std::path::Path) -> Output {
 }
 
 fn stdout_json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
 }
 
 #[test]
@@ -23,8 +27,25 @@ fn run_reads_a_file_through_the_fs_plugin() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hello.txt"), "hi there").unwrap();
     let grant = format!("{}:/data:ro", dir.path().display());
-    let out = toolgate(&["run", "--plugin", "fs", "--tool", "fs.read", "--dir", &grant, "--input", r#"{"path":"hello.txt"}"#], cache.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = toolgate(
+        &[
+            "run",
+            "--plugin",
+            "fs",
+            "--tool",
+            "fs.read",
+            "--dir",
+            &grant,
+            "--input",
+            r#"{"path":"hello.txt"}"#,
+        ],
+        cache.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report = stdout_json(&out);
     assert_eq!(report["output"]["content"], "hi there");
     assert!(report["usage"]["fuel_consumed"].as_u64().unwrap() > 0);
@@ -35,11 +56,27 @@ fn run_reads_a_file_through_the_fs_plugin() {
 fn a_failed_task_prints_its_error_kind_and_exits_one() {
     let cache = tempfile::tempdir().unwrap();
     let hostile = artifact("hostile");
-    let out = toolgate(&["run", "--plugin", hostile.to_str().unwrap(), "--tool", "spin", "--fuel", "1000000"], cache.path());
+    let out = toolgate(
+        &[
+            "run",
+            "--plugin",
+            hostile.to_str().unwrap(),
+            "--tool",
+            "spin",
+            "--fuel",
+            "1000000",
+        ],
+        cache.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
     let report = stdout_json(&out);
     assert_eq!(report["error"]["kind"], "fuel_exhausted", "{report}");
-    assert!(report["error"]["message"].as_str().unwrap().contains("fuel"));
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fuel")
+    );
     assert!(report["usage"]["fuel_consumed"].as_u64().unwrap() > 0);
 }
 
@@ -47,11 +84,29 @@ fn a_failed_task_prints_its_error_kind_and_exits_one() {
 fn bad_plugins_and_bad_arguments_exit_two_with_a_message() {
     let cache = tempfile::tempdir().unwrap();
     let not_a_tool = artifact("not-a-tool");
-    let out = toolgate(&["run", "--plugin", not_a_tool.to_str().unwrap(), "--tool", "x"], cache.path());
+    let out = toolgate(
+        &[
+            "run",
+            "--plugin",
+            not_a_tool.to_str().unwrap(),
+            "--tool",
+            "x",
+        ],
+        cache.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing export"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing export"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    let out = toolgate(&["run", "--plugin", "fs", "--tool", "read", "--input", "not json"], cache.path());
+    let out = toolgate(
+        &[
+            "run", "--plugin", "fs", "--tool", "read", "--input", "not json",
+        ],
+        cache.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("JSON object"));
 
@@ -59,7 +114,12 @@ fn bad_plugins_and_bad_arguments_exit_two_with_a_message() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no plugin named `nope`"));
 
-    let out = toolgate(&["run", "--plugin", "fs", "--tool", "read", "--dir", "nocolon"], cache.path());
+    let out = toolgate(
+        &[
+            "run", "--plugin", "fs", "--tool", "read", "--dir", "nocolon",
+        ],
+        cache.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -67,28 +127,62 @@ fn bad_plugins_and_bad_arguments_exit_two_with_a_message() {
 fn plugin_inspect_shows_tools_imports_and_digest() {
     let cache = tempfile::tempdir().unwrap();
     let out = toolgate(&["plugin", "inspect", "fs"], cache.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report = stdout_json(&out);
     assert!(report["digest"].as_str().unwrap().starts_with("sha256:"));
-    let tools: Vec<&str> = report["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert!(tools.contains(&"fs.read") && tools.contains(&"fs.patch"), "{tools:?}");
+    let tools: Vec<&str> = report["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"fs.read") && tools.contains(&"fs.patch"),
+        "{tools:?}"
+    );
     let imports = report["imports"].as_array().unwrap();
-    assert!(imports.iter().any(|i| i["name"].as_str().unwrap().starts_with("wasi:filesystem/")), "{imports:?}");
+    assert!(
+        imports
+            .iter()
+            .any(|i| i["name"].as_str().unwrap().starts_with("wasi:filesystem/")),
+        "{imports:?}"
+    );
 
     // The host interface shows up in a plugin that uses it.
     let hostile = artifact("hostile");
-    let out = toolgate(&["plugin", "inspect", hostile.to_str().unwrap()], cache.path());
+    let out = toolgate(
+        &["plugin", "inspect", hostile.to_str().unwrap()],
+        cache.path(),
+    );
     let report = stdout_json(&out);
     let imports = report["imports"].as_array().unwrap();
-    assert!(imports.iter().any(|i| i["name"].as_str().unwrap().starts_with("toolgate:plugin/host")), "{imports:?}");
+    assert!(
+        imports.iter().any(|i| i["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("toolgate:plugin/host")),
+        "{imports:?}"
+    );
 }
 
 #[test]
 fn help_is_available_everywhere() {
     let cache = tempfile::tempdir().unwrap();
-    for args in [&["--help"][..], &["run", "--help"], &["plugin", "--help"], &["plugin", "inspect", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["plugin", "--help"],
+        &["plugin", "inspect", "--help"],
+    ] {
         let out = toolgate(args, cache.path());
         assert!(out.status.success(), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
     }
 }

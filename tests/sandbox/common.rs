@@ -7,7 +7,9 @@ use std::sync::{Arc, OnceLock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use toolgate::policy::{AllowAll, Gate};
-use toolgate::sandbox::{Catalog, EngineConfig, Executor, Plugin, SandboxEngine, TaskOutcome, TaskRequest};
+use toolgate::sandbox::{
+    Catalog, EngineConfig, Executor, Plugin, SandboxEngine, TaskOutcome, TaskRequest,
+};
 
 /// Path of a plugin built by the build script (`fs`, `echo`, `hostile`, ...).
 pub fn artifact(name: &str) -> PathBuf {
@@ -17,13 +19,17 @@ pub fn artifact(name: &str) -> PathBuf {
 /// The engine shared by every test of this binary, as one process would share it.
 pub fn engine() -> Arc<SandboxEngine> {
     static ENGINE: OnceLock<Arc<SandboxEngine>> = OnceLock::new();
-    ENGINE.get_or_init(|| Arc::new(SandboxEngine::new(EngineConfig::default()).expect("engine"))).clone()
+    ENGINE
+        .get_or_init(|| Arc::new(SandboxEngine::new(EngineConfig::default()).expect("engine")))
+        .clone()
 }
 
 /// A cache shared by the tests so each plugin is compiled once per run.
 fn shared_cache() -> PathBuf {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir")).path().to_owned()
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+        .to_owned()
 }
 
 pub fn catalog() -> Catalog {
@@ -31,7 +37,10 @@ pub fn catalog() -> Catalog {
 }
 
 pub async fn plugin(name: &str) -> Plugin {
-    catalog().load_file(&artifact(name)).await.unwrap_or_else(|e| panic!("loading {name}: {e}"))
+    catalog()
+        .load_file(&artifact(name))
+        .await
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"))
 }
 
 pub fn executor(gate: impl Gate) -> Executor {
@@ -53,7 +62,10 @@ pub fn error_kind(outcome: &TaskOutcome) -> &'static str {
 pub fn output(outcome: &TaskOutcome) -> serde_json::Value {
     match &outcome.result {
         Ok(output) => serde_json::from_str(output).expect("output is JSON"),
-        Err(error) => panic!("expected output, got {error:?} (stderr: {})", outcome.stderr),
+        Err(error) => panic!(
+            "expected output, got {error:?} (stderr: {})",
+            outcome.stderr
+        ),
     }
 }
 
@@ -72,7 +84,9 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = connections.clone();

@@ -9,39 +9,68 @@ use toolgate::policy::{CapabilityRequest, Decision, Gate};
 use toolgate::sandbox::{DirGrant, Grants, Limits, Secret, TaskRequest};
 
 fn limited(tool: &str, input: &str, limits: Limits) -> TaskRequest {
-    TaskRequest { limits: Some(limits), ..TaskRequest::new(tool, input) }
+    TaskRequest {
+        limits: Some(limits),
+        ..TaskRequest::new(tool, input)
+    }
 }
 
 #[tokio::test]
 async fn endless_loop_runs_out_of_fuel() {
     let hostile = plugin("hostile").await;
-    let limits = Limits { fuel: 20_000_000, ..Limits::default() };
+    let limits = Limits {
+        fuel: 20_000_000,
+        ..Limits::default()
+    };
     let outcome = run(&hostile, limited("spin", "{}", limits)).await;
     assert_eq!(error_kind(&outcome), "fuel_exhausted");
-    assert!(outcome.usage.fuel_consumed >= 20_000_000 - 1_000, "usage: {:?}", outcome.usage);
+    assert!(
+        outcome.usage.fuel_consumed >= 20_000_000 - 1_000,
+        "usage: {:?}",
+        outcome.usage
+    );
     assert_engine_healthy().await;
 }
 
 #[tokio::test]
 async fn endless_loop_hits_the_deadline() {
     let hostile = plugin("hostile").await;
-    let limits = Limits { fuel: u64::MAX / 2, timeout: Duration::from_millis(300), ..Limits::default() };
+    let limits = Limits {
+        fuel: u64::MAX / 2,
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
     let outcome = run(&hostile, limited("spin", "{}", limits)).await;
     assert_eq!(error_kind(&outcome), "timeout");
-    assert!(outcome.usage.execute_us >= 250_000, "usage: {:?}", outcome.usage);
+    assert!(
+        outcome.usage.execute_us >= 250_000,
+        "usage: {:?}",
+        outcome.usage
+    );
     // Stopped by the epoch check, so the fuel account is exact, not stale.
-    assert!(outcome.usage.fuel_consumed > 1_000_000, "usage: {:?}", outcome.usage);
+    assert!(
+        outcome.usage.fuel_consumed > 1_000_000,
+        "usage: {:?}",
+        outcome.usage
+    );
     assert_engine_healthy().await;
 }
 
 #[tokio::test]
 async fn memory_bomb_hits_the_memory_limit() {
     let hostile = plugin("hostile").await;
-    let limits = Limits { memory_bytes: 32 << 20, ..Limits::default() };
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    };
     let outcome = run(&hostile, limited("alloc", r#"{"step_mb": 4}"#, limits)).await;
     assert_eq!(error_kind(&outcome), "memory_limit");
     assert!(outcome.usage.peak_memory_bytes <= 32 << 20);
-    assert!(outcome.usage.peak_memory_bytes >= 16 << 20, "usage: {:?}", outcome.usage);
+    assert!(
+        outcome.usage.peak_memory_bytes >= 16 << 20,
+        "usage: {:?}",
+        outcome.usage
+    );
     assert_engine_healthy().await;
 }
 
@@ -53,14 +82,20 @@ async fn deep_recursion_traps_with_stack_exhaustion() {
     // an out-of-bounds access; other guests exhaust the native wasm stack.
     assert_eq!(error_kind(&outcome), "trap");
     let message = outcome.result.unwrap_err().to_string();
-    assert!(message.contains("out of bounds") || message.contains("stack"), "{message}");
+    assert!(
+        message.contains("out of bounds") || message.contains("stack"),
+        "{message}"
+    );
     assert_engine_healthy().await;
 }
 
 #[tokio::test]
 async fn stdout_flood_exceeds_the_output_budget() {
     let hostile = plugin("hostile").await;
-    let limits = Limits { log_bytes: 64 << 10, ..Limits::default() };
+    let limits = Limits {
+        log_bytes: 64 << 10,
+        ..Limits::default()
+    };
     let outcome = run(&hostile, limited("flood", "{}", limits)).await;
     assert_eq!(error_kind(&outcome), "output_too_large");
     assert!(outcome.result.unwrap_err().to_string().contains("stdout"));
@@ -71,7 +106,10 @@ async fn stdout_flood_exceeds_the_output_budget() {
 #[tokio::test]
 async fn log_flood_exceeds_the_output_budget() {
     let hostile = plugin("hostile").await;
-    let limits = Limits { log_bytes: 64 << 10, ..Limits::default() };
+    let limits = Limits {
+        log_bytes: 64 << 10,
+        ..Limits::default()
+    };
     let outcome = run(&hostile, limited("flood_log", "{}", limits)).await;
     assert_eq!(error_kind(&outcome), "output_too_large");
     assert_engine_healthy().await;
@@ -80,8 +118,15 @@ async fn log_flood_exceeds_the_output_budget() {
 #[tokio::test]
 async fn oversized_result_is_refused() {
     let hostile = plugin("hostile").await;
-    let limits = Limits { output_bytes: 256 << 10, ..Limits::default() };
-    let outcome = run(&hostile, limited("big_output", r#"{"bytes": 1048576}"#, limits)).await;
+    let limits = Limits {
+        output_bytes: 256 << 10,
+        ..Limits::default()
+    };
+    let outcome = run(
+        &hostile,
+        limited("big_output", r#"{"bytes": 1048576}"#, limits),
+    )
+    .await;
     assert_eq!(error_kind(&outcome), "output_too_large");
     assert!(outcome.result.unwrap_err().to_string().contains("result"));
     assert_engine_healthy().await;
@@ -90,11 +135,17 @@ async fn oversized_result_is_refused() {
 #[tokio::test]
 async fn blocking_host_call_is_bounded_by_the_deadline() {
     let hostile = plugin("hostile").await;
-    let limits = Limits { timeout: Duration::from_millis(200), ..Limits::default() };
+    let limits = Limits {
+        timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
     let started = Instant::now();
     let outcome = run(&hostile, limited("sleep", r#"{"ms": 30000}"#, limits)).await;
     assert_eq!(error_kind(&outcome), "timeout");
-    assert!(started.elapsed() < Duration::from_secs(10), "a 30 s sleep must be cut at the deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a 30 s sleep must be cut at the deadline"
+    );
     assert_engine_healthy().await;
 }
 
@@ -104,7 +155,11 @@ async fn cancellation_stops_a_busy_component() {
     let cancel = CancellationToken::new();
     let request = TaskRequest {
         cancel: Some(cancel.clone()),
-        limits: Some(Limits { fuel: u64::MAX / 2, timeout: Duration::from_secs(60), ..Limits::default() }),
+        limits: Some(Limits {
+            fuel: u64::MAX / 2,
+            timeout: Duration::from_secs(60),
+            ..Limits::default()
+        }),
         ..TaskRequest::new("spin", "{}")
     };
     let trigger = cancel.clone();
@@ -136,13 +191,21 @@ fn escape_fixture() -> Escape {
     std::fs::write(&secret_path, SECRET_TEXT).unwrap();
     std::os::unix::fs::symlink(&secret_path, workspace.join("link.txt")).unwrap();
     std::os::unix::fs::symlink(root.path(), workspace.join("up")).unwrap();
-    Escape { _root: root, workspace, secret_path }
+    Escape {
+        _root: root,
+        workspace,
+        secret_path,
+    }
 }
 
 fn in_workspace(fixture: &Escape, tool: &str, input: serde_json::Value) -> TaskRequest {
     TaskRequest {
         grants: Grants {
-            dirs: vec![DirGrant { host: fixture.workspace.clone(), guest: "/workspace".into(), writable: true }],
+            dirs: vec![DirGrant {
+                host: fixture.workspace.clone(),
+                guest: "/workspace".into(),
+                writable: true,
+            }],
             ..Grants::default()
         },
         ..TaskRequest::new(tool, input.to_string())
@@ -153,7 +216,15 @@ fn in_workspace(fixture: &Escape, tool: &str, input: serde_json::Value) -> TaskR
 async fn reads_outside_the_preopens_are_refused() {
     let fixture = escape_fixture();
     let hostile = plugin("hostile").await;
-    let inside = run(&hostile, in_workspace(&fixture, "read", serde_json::json!({"path": "/workspace/ok.txt"}))).await;
+    let inside = run(
+        &hostile,
+        in_workspace(
+            &fixture,
+            "read",
+            serde_json::json!({"path": "/workspace/ok.txt"}),
+        ),
+    )
+    .await;
     assert_eq!(output(&inside)["content"], "inside");
 
     let host_secret = fixture.secret_path.to_str().unwrap().to_owned();
@@ -165,15 +236,40 @@ async fn reads_outside_the_preopens_are_refused() {
         host_secret.as_str(),
         "/etc/passwd",
     ] {
-        let outcome = run(&hostile, in_workspace(&fixture, "read", serde_json::json!({ "path": path }))).await;
+        let outcome = run(
+            &hostile,
+            in_workspace(&fixture, "read", serde_json::json!({ "path": path })),
+        )
+        .await;
         let error = outcome.result.as_ref().expect_err(path);
-        assert!(matches!(error.kind(), "denied" | "tool_error"), "{path}: {error:?}");
+        assert!(
+            matches!(error.kind(), "denied" | "tool_error"),
+            "{path}: {error:?}"
+        );
         let shown = serde_json::to_string(&outcome).unwrap();
-        assert!(!shown.contains(SECRET_TEXT), "{path} leaked the secret: {shown}");
+        assert!(
+            !shown.contains(SECRET_TEXT),
+            "{path} leaked the secret: {shown}"
+        );
     }
-    let written = run(&hostile, in_workspace(&fixture, "write", serde_json::json!({"path": "/workspace/../planted.txt", "content": "x"}))).await;
+    let written = run(
+        &hostile,
+        in_workspace(
+            &fixture,
+            "write",
+            serde_json::json!({"path": "/workspace/../planted.txt", "content": "x"}),
+        ),
+    )
+    .await;
     assert!(written.result.is_err());
-    assert!(!fixture.workspace.parent().unwrap().join("planted.txt").exists());
+    assert!(
+        !fixture
+            .workspace
+            .parent()
+            .unwrap()
+            .join("planted.txt")
+            .exists()
+    );
     assert_engine_healthy().await;
 }
 
@@ -181,7 +277,11 @@ async fn reads_outside_the_preopens_are_refused() {
 async fn read_only_directories_cannot_be_written() {
     let fixture = escape_fixture();
     let hostile = plugin("hostile").await;
-    let mut request = in_workspace(&fixture, "write", serde_json::json!({"path": "/workspace/new.txt", "content": "x"}));
+    let mut request = in_workspace(
+        &fixture,
+        "write",
+        serde_json::json!({"path": "/workspace/new.txt", "content": "x"}),
+    );
     request.grants.dirs[0].writable = false;
     let outcome = run(&hostile, request).await;
     assert!(outcome.result.is_err(), "{:?}", outcome.result);
@@ -196,7 +296,10 @@ async fn environment_holds_only_granted_variables() {
     assert_eq!(bare["args"], serde_json::json!([]), "{bare}");
 
     let request = TaskRequest {
-        grants: Grants { env: vec![("GREETING".into(), "hi".into())], ..Grants::default() },
+        grants: Grants {
+            env: vec![("GREETING".into(), "hi".into())],
+            ..Grants::default()
+        },
         ..TaskRequest::new("env", "{}")
     };
     let granted = output(&run(&hostile, request).await);
@@ -222,7 +325,9 @@ struct NoSecrets;
 impl Gate for NoSecrets {
     fn decide(&self, request: &CapabilityRequest) -> Decision {
         match request {
-            CapabilityRequest::ReadSecret { name } => Decision::deny(format!("policy forbids secret {name}")),
+            CapabilityRequest::ReadSecret { name } => {
+                Decision::deny(format!("policy forbids secret {name}"))
+            }
             _ => Decision::allow("test"),
         }
     }
@@ -235,7 +340,10 @@ async fn secrets_are_released_only_when_granted_and_allowed() {
         secrets: BTreeMap::from([("api_key".to_owned(), Secret::new("s3cr3t-value-123"))]),
         ..Grants::default()
     };
-    let request = |name: &str| TaskRequest { grants: grants.clone(), ..TaskRequest::new("secret", format!(r#"{{"name":"{name}"}}"#)) };
+    let request = |name: &str| TaskRequest {
+        grants: grants.clone(),
+        ..TaskRequest::new("secret", format!(r#"{{"name":"{name}"}}"#))
+    };
 
     let read = run(&hostile, request("api_key")).await;
     assert_eq!(output(&read)["length"], 16);
@@ -250,7 +358,11 @@ async fn secrets_are_released_only_when_granted_and_allowed() {
     let shown = serde_json::to_string(&denied).unwrap();
     assert!(shown.contains("policy forbids secret api_key"), "{shown}");
     for outcome in [&read, &missing, &denied] {
-        assert!(!serde_json::to_string(outcome).unwrap().contains("s3cr3t-value-123"));
+        assert!(
+            !serde_json::to_string(outcome)
+                .unwrap()
+                .contains("s3cr3t-value-123")
+        );
         assert!(!format!("{outcome:?}").contains("s3cr3t-value-123"));
     }
 }
@@ -268,12 +380,30 @@ async fn log_and_progress_reach_the_event_sink() {
     }
     let sink = Arc::new(Collect::default());
     let hostile = plugin("hostile").await;
-    let request = TaskRequest { events: Some(sink.clone()), ..TaskRequest::new("progress", "{}") };
+    let request = TaskRequest {
+        events: Some(sink.clone()),
+        ..TaskRequest::new("progress", "{}")
+    };
     let outcome = run(&hostile, request).await;
     assert_eq!(output(&outcome)["ok"], true);
     let events = sink.0.lock().unwrap();
-    assert!(events.iter().any(|e| matches!(e, ToolEvent::Log { message, .. } if message == "working")), "{events:?}");
-    assert!(events.iter().any(|e| matches!(e, ToolEvent::Progress { done: 2, total: Some(2), .. })), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ToolEvent::Log { message, .. } if message == "working")),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            ToolEvent::Progress {
+                done: 2,
+                total: Some(2),
+                ..
+            }
+        )),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]

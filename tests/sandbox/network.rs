@@ -7,13 +7,19 @@ use toolgate::sandbox::{Grants, NetworkGrant, TaskRequest};
 
 fn fetch(url: &str, network: NetworkGrant) -> TaskRequest {
     TaskRequest {
-        grants: Grants { network, ..Grants::default() },
+        grants: Grants {
+            network,
+            ..Grants::default()
+        },
         ..TaskRequest::new("fetch", serde_json::json!({ "url": url }).to_string())
     }
 }
 
 fn http_only() -> NetworkGrant {
-    NetworkGrant { http: true, allow_private_addresses: false }
+    NetworkGrant {
+        http: true,
+        allow_private_addresses: false,
+    }
 }
 
 fn reasons(outcome: &toolgate::sandbox::TaskOutcome) -> String {
@@ -29,7 +35,11 @@ async fn no_network_grant_means_no_request() {
     let hostile = plugin("hostile").await;
     let url = format!("http://127.0.0.1:{}/", server.port);
     let outcome = run(&hostile, fetch(&url, NetworkGrant::default())).await;
-    assert!(reasons(&outcome).contains("not granted"), "{}", reasons(&outcome));
+    assert!(
+        reasons(&outcome).contains("not granted"),
+        "{}",
+        reasons(&outcome)
+    );
     assert_eq!(server.connections(), 0);
     assert_engine_healthy().await;
 }
@@ -41,8 +51,17 @@ async fn a_host_the_gate_denies_is_never_resolved_or_contacted() {
     let gate = HostAllowList::new(["example.com"]);
     let url = format!("http://localhost:{}/", server.port);
     let outcome = executor(gate).run(&hostile, fetch(&url, http_only())).await;
-    assert!(reasons(&outcome).contains("localhost is not on the allow list"), "{}", reasons(&outcome));
-    assert_eq!(outcome.decisions.len(), 1, "denied before resolution: {:?}", outcome.decisions);
+    assert!(
+        reasons(&outcome).contains("localhost is not on the allow list"),
+        "{}",
+        reasons(&outcome)
+    );
+    assert_eq!(
+        outcome.decisions.len(),
+        1,
+        "denied before resolution: {:?}",
+        outcome.decisions
+    );
     assert!(outcome.decisions[0].decision.reasons[0].contains("localhost"));
     assert_eq!(server.connections(), 0);
     assert_engine_healthy().await;
@@ -55,11 +74,19 @@ async fn loopback_and_metadata_addresses_are_refused_after_resolution() {
     for (url, expected) in [
         (format!("http://127.0.0.1:{}/", server.port), "loopback"),
         (format!("http://localhost:{}/", server.port), "loopback"),
-        ("http://169.254.169.254/latest/meta-data/".to_owned(), "metadata"),
-        (format!("http://[::ffff:127.0.0.1]:{}/", server.port), "loopback"),
+        (
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            "metadata",
+        ),
+        (
+            format!("http://[::ffff:127.0.0.1]:{}/", server.port),
+            "loopback",
+        ),
         ("http://10.0.0.1/".to_owned(), "private"),
     ] {
-        let outcome = executor(AllowAll).run(&hostile, fetch(&url, http_only())).await;
+        let outcome = executor(AllowAll)
+            .run(&hostile, fetch(&url, http_only()))
+            .await;
         let why = reasons(&outcome);
         assert!(why.contains(expected), "{url}: {why}");
     }
@@ -72,7 +99,10 @@ async fn an_explicit_private_grant_reaches_loopback() {
     let server = TestServer::start().await;
     let http = plugin("http").await;
     let url = format!("http://127.0.0.1:{}/hello", server.port);
-    let network = NetworkGrant { http: true, allow_private_addresses: true };
+    let network = NetworkGrant {
+        http: true,
+        allow_private_addresses: true,
+    };
     let outcome = run(&http, fetch(&url, network)).await;
     let response = output(&outcome);
     assert_eq!(response["status"], 200, "{response}");

@@ -10,7 +10,9 @@ struct Workspace {
 
 impl Workspace {
     fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn path(&self, name: &str) -> std::path::PathBuf {
@@ -20,7 +22,11 @@ impl Workspace {
     fn request(&self, tool: &str, input: serde_json::Value) -> TaskRequest {
         TaskRequest {
             grants: Grants {
-                dirs: vec![DirGrant { host: self.dir.path().into(), guest: "/workspace".into(), writable: true }],
+                dirs: vec![DirGrant {
+                    host: self.dir.path().into(),
+                    guest: "/workspace".into(),
+                    writable: true,
+                }],
                 ..Grants::default()
             },
             ..TaskRequest::new(tool, input.to_string())
@@ -35,9 +41,17 @@ async fn fs(ws: &Workspace, tool: &str, input: serde_json::Value) -> TaskOutcome
 #[tokio::test]
 async fn fs_write_then_read_with_relative_paths() {
     let ws = Workspace::new();
-    let written = fs(&ws, "write", json!({"path": "notes/today.txt", "content": "hello\nworld\n", "create_dirs": true})).await;
+    let written = fs(
+        &ws,
+        "write",
+        json!({"path": "notes/today.txt", "content": "hello\nworld\n", "create_dirs": true}),
+    )
+    .await;
     assert_eq!(output(&written)["bytes_written"], 12);
-    assert_eq!(std::fs::read_to_string(ws.path("notes/today.txt")).unwrap(), "hello\nworld\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.path("notes/today.txt")).unwrap(),
+        "hello\nworld\n"
+    );
 
     let read = fs(&ws, "read", json!({"path": "notes/today.txt"})).await;
     assert_eq!(output(&read)["content"], "hello\nworld\n");
@@ -49,9 +63,18 @@ async fn fs_write_then_read_with_relative_paths() {
 #[tokio::test]
 async fn fs_refuses_paths_outside_the_workspace() {
     let ws = Workspace::new();
-    for path in ["../etc/passwd", "/etc/passwd", "/workspace/../../etc/passwd"] {
+    for path in [
+        "../etc/passwd",
+        "/etc/passwd",
+        "/workspace/../../etc/passwd",
+    ] {
         let outcome = fs(&ws, "read", json!({ "path": path })).await;
-        assert_eq!(error_kind(&outcome), "denied", "{path}: {:?}", outcome.result);
+        assert_eq!(
+            error_kind(&outcome),
+            "denied",
+            "{path}: {:?}",
+            outcome.result
+        );
     }
     let missing = fs(&ws, "read", json!({"path": "absent.txt"})).await;
     assert_eq!(error_kind(&missing), "tool_error");
@@ -63,19 +86,40 @@ async fn fs_refuses_paths_outside_the_workspace() {
 async fn fs_list_and_search() {
     let ws = Workspace::new();
     std::fs::create_dir(ws.path("src")).unwrap();
-    std::fs::write(ws.path("src/main.rs"), "fn main() {\n    println!(\"hi\");\n}\n").unwrap();
+    std::fs::write(
+        ws.path("src/main.rs"),
+        "fn main() {\n    println!(\"hi\");\n}\n",
+    )
+    .unwrap();
     std::fs::write(ws.path("README.md"), "# demo\nfn is not here\n").unwrap();
 
     let listed = output(&fs(&ws, "list", json!({"recursive": true})).await);
-    let paths: Vec<&str> = listed["entries"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
     assert!(paths.iter().any(|p| p.ends_with("src/main.rs")), "{listed}");
     assert!(paths.iter().any(|p| p.ends_with("README.md")), "{listed}");
 
-    let found = output(&fs(&ws, "search", json!({"pattern": r"^fn \w+", "include": "*.rs"})).await);
+    let found = output(
+        &fs(
+            &ws,
+            "search",
+            json!({"pattern": r"^fn \w+", "include": "*.rs"}),
+        )
+        .await,
+    );
     let matches = found["matches"].as_array().unwrap();
     assert_eq!(matches.len(), 1, "{found}");
     assert_eq!(matches[0]["line"], 1);
-    assert!(matches[0]["path"].as_str().unwrap().ends_with("src/main.rs"));
+    assert!(
+        matches[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("src/main.rs")
+    );
 
     let bad = fs(&ws, "search", json!({"pattern": "("})).await;
     assert_eq!(error_kind(&bad), "invalid_input");
@@ -88,14 +132,20 @@ async fn fs_patch_applies_unified_diffs_atomically() {
     let diff = "--- a/a.txt\n+++ b/a.txt\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n";
     let patched = output(&fs(&ws, "patch", json!({ "diff": diff })).await);
     assert_eq!(patched["files"][0]["action"], "modified", "{patched}");
-    assert_eq!(std::fs::read_to_string(ws.path("a.txt")).unwrap(), "one\nTWO\nthree\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.path("a.txt")).unwrap(),
+        "one\nTWO\nthree\n"
+    );
 
     // A second file whose hunk does not apply: nothing is written at all.
     let both = "--- a/new.txt\n+++ b/new.txt\n@@ -0,0 +1 @@\n+created\n--- a/a.txt\n+++ b/a.txt\n@@ -1,1 +1,1 @@\n-nope\n+never\n";
     let failed = fs(&ws, "patch", json!({ "diff": both })).await;
     assert_eq!(error_kind(&failed), "tool_error", "{:?}", failed.result);
     assert!(!ws.path("new.txt").exists());
-    assert_eq!(std::fs::read_to_string(ws.path("a.txt")).unwrap(), "one\nTWO\nthree\n");
+    assert_eq!(
+        std::fs::read_to_string(ws.path("a.txt")).unwrap(),
+        "one\nTWO\nthree\n"
+    );
 }
 
 #[tokio::test]
@@ -110,7 +160,11 @@ async fn json_query_selects_with_jsonpath() {
     assert_eq!(result["matches"], json!(["b"]), "{result}");
     assert_eq!(result["count"], 1);
 
-    let bad = run(&json_plugin, TaskRequest::new("query", json!({"document": {}, "query": "$[("}).to_string())).await;
+    let bad = run(
+        &json_plugin,
+        TaskRequest::new("query", json!({"document": {}, "query": "$[("}).to_string()),
+    )
+    .await;
     assert_eq!(error_kind(&bad), "invalid_input");
 }
 
@@ -122,11 +176,28 @@ async fn bundled_plugins_describe_their_tools() {
         let plugin = catalog.get(plugin).await.unwrap();
         for tool in plugin.tools() {
             assert!(!tool.description.is_empty());
-            assert_eq!(tool.input_schema["type"], "object", "{}.{}", plugin.name(), tool.name);
+            assert_eq!(
+                tool.input_schema["type"],
+                "object",
+                "{}.{}",
+                plugin.name(),
+                tool.name
+            );
             names.push(format!("{}.{}", plugin.name(), tool.name));
         }
     }
-    for expected in ["fs.read", "fs.write", "fs.list", "fs.search", "fs.patch", "http.fetch", "json.query"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    for expected in [
+        "fs.read",
+        "fs.write",
+        "fs.list",
+        "fs.search",
+        "fs.patch",
+        "http.fetch",
+        "json.query",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
     }
 }

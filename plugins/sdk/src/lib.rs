@@ -38,7 +38,8 @@ pub struct Tool {
 pub fn dispatch(tools: &[Tool], name: &str, input: &str) -> ToolResult {
     match tools.iter().find(|t| t.name == name) {
         Some(tool) => (tool.run)(input),
-        None => Err(ToolError::UnknownTool(format!("no tool named {name:?}"))),
+        // The payload is the name alone; the host words the message.
+        None => Err(ToolError::UnknownTool(name.to_string())),
     }
 }
 

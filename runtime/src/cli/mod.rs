@@ -15,8 +15,14 @@ pub const EXIT_TASK_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "toolgate", version, about = "Run AI agent tools as sandboxed WebAssembly components")]
-#[command(after_help = "Exit status: 0 success, 1 the task failed (see the JSON error), 2 bad usage or unusable plugin.")]
+#[command(
+    name = "toolgate",
+    version,
+    about = "Run AI agent tools as sandboxed WebAssembly components"
+)]
+#[command(
+    after_help = "Exit status: 0 success, 1 the task failed (see the JSON error), 2 bad usage or unusable plugin."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +59,9 @@ impl EngineArgs {
         self.cache_dir.clone().or_else(|| {
             let base = std::env::var_os("XDG_CACHE_HOME")
                 .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache"))
+                })?;
             Some(base.join("toolgate"))
         })
     }
@@ -74,7 +82,8 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TOOLGATE_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("TOOLGATE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .init();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -47,7 +47,11 @@ pub(crate) async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             let mut plugins = Vec::new();
             for name in catalog.names() {
                 let plugin = catalog.get(&name).await?;
-                let tools: Vec<String> = plugin.tools().iter().map(|t| format!("{name}.{}", t.name)).collect();
+                let tools: Vec<String> = plugin
+                    .tools()
+                    .iter()
+                    .map(|t| format!("{name}.{}", t.name))
+                    .collect();
                 plugins.push(json!({ "name": name, "digest": format!("sha256:{}", plugin.digest()), "tools": tools }));
             }
             println!("{}", serde_json::to_string_pretty(&plugins)?);

@@ -1,7 +1,9 @@
 use super::plugin::looks_like_path;
 use super::{EXIT_TASK_FAILED, EngineArgs};
 use crate::policy::{AllowAll, Gate, HostAllowList};
-use crate::sandbox::{DirGrant, EventSink, Executor, Grants, Limits, Secret, TaskRequest, ToolEvent};
+use crate::sandbox::{
+    DirGrant, EventSink, Executor, Grants, Limits, Secret, TaskRequest, ToolEvent,
+};
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::json;
@@ -12,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args)]
-#[command(after_help = "Example:\n  toolgate run --plugin fs --tool read --dir .:/work:ro --input '{\"path\": \"README.md\"}'")]
+#[command(
+    after_help = "Example:\n  toolgate run --plugin fs --tool read --dir .:/work:ro --input '{\"path\": \"README.md\"}'"
+)]
 pub(crate) struct RunArgs {
     /// A bundled plugin name (fs, http, json), a plugin from --plugins, or a `.wasm` path.
     #[arg(long, value_name = "PATH_OR_NAME")]
@@ -85,26 +89,40 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let tool = match args.tool.split_once('.') {
         Some((prefix, tool)) if prefix == plugin.name() => tool.to_owned(),
-        Some(_) => bail!("tool `{}` does not belong to plugin `{}`", args.tool, plugin.name()),
+        Some(_) => bail!(
+            "tool `{}` does not belong to plugin `{}`",
+            args.tool,
+            plugin.name()
+        ),
         None => args.tool.clone(),
     };
 
-    let mut grants = Grants { dirs: args.dirs.clone(), env: args.envs.clone(), ..Grants::default() };
+    let mut grants = Grants {
+        dirs: args.dirs.clone(),
+        env: args.envs.clone(),
+        ..Grants::default()
+    };
     for spec in &args.secrets {
         let (name, var) = spec.split_once('=').unwrap_or((spec, spec));
-        let value = std::env::var(var).with_context(|| format!("secret `{name}`: environment variable `{var}` is not set"))?;
+        let value = std::env::var(var)
+            .with_context(|| format!("secret `{name}`: environment variable `{var}` is not set"))?;
         grants.secrets.insert(name.to_owned(), Secret::new(value));
     }
     grants.network.http = !args.allow_http.is_empty();
     grants.network.allow_private_addresses = args.allow_private_network;
-    let gate: Arc<dyn Gate> =
-        if args.allow_http.is_empty() { Arc::new(AllowAll) } else { Arc::new(HostAllowList::new(args.allow_http.clone())) };
+    let gate: Arc<dyn Gate> = if args.allow_http.is_empty() {
+        Arc::new(AllowAll)
+    } else {
+        Arc::new(HostAllowList::new(args.allow_http.clone()))
+    };
 
     let defaults = catalog.engine().config().default_limits;
     let limits = Limits {
         fuel: args.fuel.unwrap_or(defaults.fuel),
         memory_bytes: args.memory_mb.map_or(defaults.memory_bytes, |mb| mb << 20),
-        timeout: args.timeout_ms.map_or(defaults.timeout, Duration::from_millis),
+        timeout: args
+            .timeout_ms
+            .map_or(defaults.timeout, Duration::from_millis),
         output_bytes: args.output_kb.map_or(defaults.output_bytes, |kb| kb << 10),
         ..defaults
     };
@@ -150,7 +168,9 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 fn read_input(arg: &str) -> anyhow::Result<String> {
     let text = if arg == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("reading the input from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the input from stdin")?;
         text
     } else if let Some(path) = arg.strip_prefix('@') {
         std::fs::read_to_string(path).with_context(|| format!("reading the input from {path}"))?

@@ -44,11 +44,19 @@ pub struct Decision {
 
 impl Decision {
     pub fn allow(reason: impl Into<String>) -> Self {
-        Self { allowed: true, reasons: vec![reason.into()], errors: Vec::new() }
+        Self {
+            allowed: true,
+            reasons: vec![reason.into()],
+            errors: Vec::new(),
+        }
     }
 
     pub fn deny(reason: impl Into<String>) -> Self {
-        Self { allowed: false, reasons: vec![reason.into()], errors: Vec::new() }
+        Self {
+            allowed: false,
+            reasons: vec![reason.into()],
+            errors: Vec::new(),
+        }
     }
 }
 
@@ -67,7 +75,11 @@ impl DecisionRecord {
     pub fn ask(gate: &dyn Gate, request: CapabilityRequest) -> Self {
         let started = Instant::now();
         let decision = gate.decide(&request);
-        Self { request, decision, elapsed_us: started.elapsed().as_micros() as u64 }
+        Self {
+            request,
+            decision,
+            elapsed_us: started.elapsed().as_micros() as u64,
+        }
     }
 }
 
@@ -90,16 +102,27 @@ pub struct HostAllowList {
 
 impl HostAllowList {
     pub fn new(hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        Self { hosts: hosts.into_iter().map(|h| h.into().to_ascii_lowercase()).collect() }
+        Self {
+            hosts: hosts
+                .into_iter()
+                .map(|h| h.into().to_ascii_lowercase())
+                .collect(),
+        }
     }
 
     fn allows(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
-        self.hosts.iter().any(|pattern| match pattern.strip_prefix("*.") {
-            _ if pattern == "*" => true,
-            Some(suffix) => host.len() > suffix.len() && host.ends_with(suffix) && host[..host.len() - suffix.len()].ends_with('.'),
-            None => *pattern == host,
-        })
+        self.hosts
+            .iter()
+            .any(|pattern| match pattern.strip_prefix("*.") {
+                _ if pattern == "*" => true,
+                Some(suffix) => {
+                    host.len() > suffix.len()
+                        && host.ends_with(suffix)
+                        && host[..host.len() - suffix.len()].ends_with('.')
+                }
+                None => *pattern == host,
+            })
     }
 }
 

@@ -3,4 +3,6 @@
 
 mod gate;
 
-pub use gate::{AllowAll, CapabilityRequest, ConnectRequest, Decision, DecisionRecord, Gate, HostAllowList};
+pub use gate::{
+    AllowAll, CapabilityRequest, ConnectRequest, Decision, DecisionRecord, Gate, HostAllowList,
+};

@@ -24,7 +24,10 @@ impl ArtifactCache {
             // Precompiled code is trusted when loaded: nobody else may write here.
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         }
-        Ok(Self { dir: dir.to_owned(), compat: compatibility_key(engine) })
+        Ok(Self {
+            dir: dir.to_owned(),
+            compat: compatibility_key(engine),
+        })
     }
 
     fn path(&self, digest: &str) -> PathBuf {
@@ -72,7 +75,11 @@ impl ArtifactCache {
 }
 
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
-    let name = format!(".tmp-{}-{:?}", std::process::id(), std::thread::current().id());
+    let name = format!(
+        ".tmp-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    );
     let path = dir.join(name.replace(['(', ')'], ""));
     let file = std::fs::File::create(&path)?;
     Ok((path, file))

@@ -14,9 +14,15 @@ use tokio::sync::OnceCell;
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("no plugin named `{name}` (available: {})", available.join(", "))]
-    UnknownPlugin { name: String, available: Vec<String> },
+    UnknownPlugin {
+        name: String,
+        available: Vec<String>,
+    },
     #[error("cannot read plugins directory {path}: {source}")]
-    Directory { path: PathBuf, source: std::io::Error },
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: `{name}` is not a valid plugin name (use [a-z0-9_-], 1-64 characters)")]
     BadName { path: PathBuf, name: String },
     #[error(transparent)]
@@ -52,18 +58,38 @@ impl Catalog {
         });
         let entries = bundled::BUNDLED
             .iter()
-            .map(|(name, bytes)| (name.to_string(), Entry { source: Source::Bundled(bytes), loaded: OnceCell::new() }))
+            .map(|(name, bytes)| {
+                (
+                    name.to_string(),
+                    Entry {
+                        source: Source::Bundled(bytes),
+                        loaded: OnceCell::new(),
+                    },
+                )
+            })
             .collect();
-        Self { engine, cache, entries }
+        Self {
+            engine,
+            cache,
+            entries,
+        }
     }
 
     /// Adds every `NAME.wasm` in `dir` as plugin `NAME`; a file overrides a
     /// bundled plugin of the same name. Returns the names added.
     pub fn add_dir(&mut self, dir: &Path) -> Result<Vec<String>, CatalogError> {
-        let read = std::fs::read_dir(dir).map_err(|source| CatalogError::Directory { path: dir.into(), source })?;
+        let read = std::fs::read_dir(dir).map_err(|source| CatalogError::Directory {
+            path: dir.into(),
+            source,
+        })?;
         let mut added = Vec::new();
         for entry in read {
-            let path = entry.map_err(|source| CatalogError::Directory { path: dir.into(), source })?.path();
+            let path = entry
+                .map_err(|source| CatalogError::Directory {
+                    path: dir.into(),
+                    source,
+                })?
+                .path();
             if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
                 continue;
             }
@@ -71,7 +97,13 @@ impl Catalog {
             if self.entries.contains_key(&name) {
                 tracing::info!(plugin = %name, path = %path.display(), "plugin file overrides the bundled plugin");
             }
-            self.entries.insert(name.clone(), Entry { source: Source::File(path), loaded: OnceCell::new() });
+            self.entries.insert(
+                name.clone(),
+                Entry {
+                    source: Source::File(path),
+                    loaded: OnceCell::new(),
+                },
+            );
             added.push(name);
         }
         added.sort();
@@ -88,10 +120,13 @@ impl Catalog {
 
     /// The plugin called `name`, validated and compiled on first use.
     pub async fn get(&self, name: &str) -> Result<Arc<Plugin>, CatalogError> {
-        let entry = self.entries.get(name).ok_or_else(|| CatalogError::UnknownPlugin {
-            name: name.into(),
-            available: self.names(),
-        })?;
+        let entry = self
+            .entries
+            .get(name)
+            .ok_or_else(|| CatalogError::UnknownPlugin {
+                name: name.into(),
+                available: self.names(),
+            })?;
         let plugin = entry
             .loaded
             .get_or_try_init(|| async {
@@ -99,7 +134,9 @@ impl Catalog {
                     Source::Bundled(bytes) => (format!("bundled plugin `{name}`"), bytes.to_vec()),
                     Source::File(path) => (path.display().to_string(), read(path)?),
                 };
-                Plugin::load(&self.engine, self.cache.as_ref(), name, &origin, &bytes).await.map(Arc::new)
+                Plugin::load(&self.engine, self.cache.as_ref(), name, &origin, &bytes)
+                    .await
+                    .map(Arc::new)
             })
             .await?;
         Ok(plugin.clone())
@@ -109,23 +146,53 @@ impl Catalog {
     pub async fn load_file(&self, path: &Path) -> Result<Plugin, CatalogError> {
         let name = plugin_name(path)?;
         let bytes = read(path)?;
-        Ok(Plugin::load(&self.engine, self.cache.as_ref(), &name, &path.display().to_string(), &bytes).await?)
+        Ok(Plugin::load(
+            &self.engine,
+            self.cache.as_ref(),
+            &name,
+            &path.display().to_string(),
+            &bytes,
+        )
+        .await?)
     }
 
     /// Loads a plugin from bytes (an upload), named `name`.
     pub async fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Plugin, CatalogError> {
-        Ok(Plugin::load(&self.engine, self.cache.as_ref(), name, &format!("plugin `{name}`"), bytes).await?)
+        Ok(Plugin::load(
+            &self.engine,
+            self.cache.as_ref(),
+            name,
+            &format!("plugin `{name}`"),
+            bytes,
+        )
+        .await?)
     }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PluginError> {
-    std::fs::read(path).map_err(|source| PluginError::Read { path: path.into(), source })
+    std::fs::read(path).map_err(|source| PluginError::Read {
+        path: path.into(),
+        source,
+    })
 }
 
 fn plugin_name(path: &Path) -> Result<String, CatalogError> {
-    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_owned();
     let valid = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if valid { Ok(name) } else { Err(CatalogError::BadName { path: path.into(), name }) }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if valid {
+        Ok(name)
+    } else {
+        Err(CatalogError::BadName {
+            path: path.into(),
+            name,
+        })
+    }
 }

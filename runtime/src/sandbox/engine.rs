@@ -55,12 +55,22 @@ pub struct SandboxEngine {
 
 impl SandboxEngine {
     pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
-        anyhow::ensure!(config.concurrent_tasks > 0, "concurrent_tasks must be at least 1");
+        anyhow::ensure!(
+            config.concurrent_tasks > 0,
+            "concurrent_tasks must be at least 1"
+        );
         let (engine, pooling) = build_engine(&config)?;
         let linker = build_linker(&engine)?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick);
         let slots = tokio::sync::Semaphore::new(config.concurrent_tasks as usize);
-        Ok(Self { engine, linker, config, pooling, slots, ticker: Some(ticker) })
+        Ok(Self {
+            engine,
+            linker,
+            config,
+            pooling,
+            slots,
+            ticker: Some(ticker),
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -125,7 +135,8 @@ fn build_engine(config: &EngineConfig) -> anyhow::Result<(Engine, bool)> {
             tracing::warn!(error = %err, "cannot reserve the pooling allocator; falling back to on-demand allocation");
             let mut on_demand = base_config();
             on_demand.allocation_strategy(InstanceAllocationStrategy::OnDemand);
-            let engine = Engine::new(&on_demand).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+            let engine = Engine::new(&on_demand)
+                .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
             Ok((engine, false))
         }
     }
@@ -135,10 +146,17 @@ fn build_engine(config: &EngineConfig) -> anyhow::Result<(Engine, bool)> {
 /// may actually use is decided by its store state, never by the linker.
 fn build_linker(engine: &Engine) -> anyhow::Result<Linker<TaskState>> {
     let mut linker = Linker::new(engine);
-    let link = |r: wasmtime::Result<()>, what: &str| r.map_err(|e| anyhow::anyhow!("linking {what}: {e}"));
+    let link =
+        |r: wasmtime::Result<()>, what: &str| r.map_err(|e| anyhow::anyhow!("linking {what}: {e}"));
     link(wasmtime_wasi::p2::add_to_linker_async(&mut linker), "WASI")?;
-    link(wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker), "wasi:http")?;
-    link(bindings::Tool::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state), "toolgate:plugin/host")?;
+    link(
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker),
+        "wasi:http",
+    )?;
+    link(
+        bindings::Tool::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state),
+        "toolgate:plugin/host",
+    )?;
     Ok(linker)
 }
 

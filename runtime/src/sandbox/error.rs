@@ -8,7 +8,10 @@ pub enum TaskError {
     #[error("fuel budget of {limit} units exhausted")]
     FuelExhausted { limit: u64 },
     #[error("memory limit of {limit_bytes} bytes exceeded (asked for {requested_bytes})")]
-    MemoryLimit { limit_bytes: u64, requested_bytes: u64 },
+    MemoryLimit {
+        limit_bytes: u64,
+        requested_bytes: u64,
+    },
     #[error("deadline of {timeout_ms} ms exceeded")]
     Timeout { timeout_ms: u64 },
     #[error("the component trapped: {message}")]
@@ -57,16 +60,26 @@ impl TaskError {
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("cannot read plugin {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{origin} is not a WebAssembly file (it does not start with the `\\0asm` magic bytes)")]
     NotWasm { origin: String },
-    #[error("{origin} is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or run `wasm-tools component new`)")]
+    #[error(
+        "{origin} is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or run `wasm-tools component new`)"
+    )]
     CoreModule { origin: String },
     #[error("{origin} is not a valid component: {message}")]
     Invalid { origin: String, message: String },
     #[error("{origin} does not implement the toolgate:plugin/tool world: missing export(s) {}", missing.join(", "))]
-    WrongWorld { origin: String, missing: Vec<String> },
-    #[error("{origin} has exports of the wrong shape for the toolgate:plugin/tool world: {message}")]
+    WrongWorld {
+        origin: String,
+        missing: Vec<String>,
+    },
+    #[error(
+        "{origin} has exports of the wrong shape for the toolgate:plugin/tool world: {message}"
+    )]
     WrongSignature { origin: String, message: String },
     #[error("{origin} imports something toolgate does not provide: {message}")]
     UnsupportedImport { origin: String, message: String },

@@ -34,7 +34,14 @@ pub struct TaskRequest {
 
 impl TaskRequest {
     pub fn new(tool: impl Into<String>, input: impl Into<String>) -> Self {
-        Self { tool: tool.into(), input: input.into(), grants: Grants::default(), limits: None, events: None, cancel: None }
+        Self {
+            tool: tool.into(),
+            input: input.into(),
+            grants: Grants::default(),
+            limits: None,
+            events: None,
+            cancel: None,
+        }
     }
 }
 
@@ -98,32 +105,74 @@ impl Executor {
         if plugin.tool(&request.tool).is_none() {
             let names: Vec<&str> = plugin.tools().iter().map(|t| t.name.as_str()).collect();
             return empty(Err(TaskError::InvalidInput {
-                message: format!("plugin `{}` has no tool `{}` (it has: {})", plugin.name(), request.tool, names.join(", ")),
+                message: format!(
+                    "plugin `{}` has no tool `{}` (it has: {})",
+                    plugin.name(),
+                    request.tool,
+                    names.join(", ")
+                ),
             }));
         }
-        if let Err(e) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&request.input) {
-            return empty(Err(TaskError::InvalidInput { message: format!("input must be a JSON object: {e}") }));
+        if let Err(e) =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&request.input)
+        {
+            return empty(Err(TaskError::InvalidInput {
+                message: format!("input must be a JSON object: {e}"),
+            }));
         }
-        let spec = TaskSpec { grants: &request.grants, limits: &limits, gate: &self.gate, events: request.events.as_ref() };
-        let call = Export::Call { name: &request.tool, input: &request.input };
-        let run = execute(&self.engine, plugin.pre(), &spec, call, request.cancel.as_ref()).await;
+        let spec = TaskSpec {
+            grants: &request.grants,
+            limits: &limits,
+            gate: &self.gate,
+            events: request.events.as_ref(),
+        };
+        let call = Export::Call {
+            name: &request.tool,
+            input: &request.input,
+        };
+        let run = execute(
+            &self.engine,
+            plugin.pre(),
+            &spec,
+            call,
+            request.cancel.as_ref(),
+        )
+        .await;
         let result = match run.result {
             Ok(Returned::Output(output)) => check_output(output, &limits),
             Ok(Returned::ToolError(error)) => Err(tool_error(error, &run.decisions)),
             Ok(Returned::Tools(_)) => unreachable!("a call never returns a tool list"),
             Err(error) => Err(error),
         };
-        TaskOutcome { result, usage: run.usage, limits, decisions: run.decisions, stdout: run.stdout, stderr: run.stderr }
+        TaskOutcome {
+            result,
+            usage: run.usage,
+            limits,
+            decisions: run.decisions,
+            stdout: run.stdout,
+            stderr: run.stderr,
+        }
     }
 }
 
 /// Asks a freshly validated plugin for its tools, with no grants and default limits.
-pub(crate) async fn describe(engine: &SandboxEngine, pre: &ToolPre<TaskState>) -> Result<Vec<WitToolInfo>, TaskError> {
+pub(crate) async fn describe(
+    engine: &SandboxEngine,
+    pre: &ToolPre<TaskState>,
+) -> Result<Vec<WitToolInfo>, TaskError> {
     let gate: Arc<dyn Gate> = Arc::new(AllowAll);
     let grants = Grants::default();
     let limits = engine.config().default_limits;
-    let spec = TaskSpec { grants: &grants, limits: &limits, gate: &gate, events: None };
-    match execute(engine, pre, &spec, Export::Describe, None).await.result? {
+    let spec = TaskSpec {
+        grants: &grants,
+        limits: &limits,
+        gate: &gate,
+        events: None,
+    };
+    match execute(engine, pre, &spec, Export::Describe, None)
+        .await
+        .result?
+    {
         Returned::Tools(tools) => Ok(tools),
         _ => unreachable!("describe returns a tool list"),
     }
@@ -192,17 +241,26 @@ async fn execute(
     store.limiter(|state| &mut state.limiter);
     // Fuel is handed out in slices: the account stays exact to within one
     // slice even when the task is interrupted mid-loop.
-    let fuel = store.set_fuel(limits.fuel).and_then(|()| store.fuel_async_yield_interval(Some(FUEL_SLICE)));
+    let fuel = store
+        .set_fuel(limits.fuel)
+        .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_SLICE)));
     if let Err(e) = fuel {
-        return no_run(Err(TaskError::Internal { message: format!("cannot set fuel: {e}") }));
+        return no_run(Err(TaskError::Internal {
+            message: format!("cannot set fuel: {e}"),
+        }));
     }
     // On every tick: stop if cancelled or past the deadline, otherwise yield,
     // so a busy task never holds a runtime thread for more than one tick.
     store.set_epoch_deadline(1);
     let stop = cancel.cloned();
     store.epoch_deadline_callback(move |ctx| {
-        let stopped = Instant::now() >= ctx.data().deadline || stop.as_ref().is_some_and(|c| c.is_cancelled());
-        Ok(if stopped { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        let stopped = Instant::now() >= ctx.data().deadline
+            || stop.as_ref().is_some_and(|c| c.is_cancelled());
+        Ok(if stopped {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
     });
 
     let mut instantiate_time = Duration::ZERO;
@@ -210,16 +268,23 @@ async fn execute(
     let outcome = {
         let work = async {
             let started = Instant::now();
-            let tool = pre.instantiate_async(&mut store).await.map_err(Failure::Instantiate);
+            let tool = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(Failure::Instantiate);
             instantiate_time = started.elapsed();
             let tool = tool?;
             let started = Instant::now();
             let returned = match export {
                 Export::Describe => tool.call_describe(&mut store).await.map(Returned::Tools),
-                Export::Call { name, input } => tool.call_call(&mut store, name, input).await.map(|r| match r {
-                    Ok(output) => Returned::Output(output),
-                    Err(error) => Returned::ToolError(error),
-                }),
+                Export::Call { name, input } => {
+                    tool.call_call(&mut store, name, input)
+                        .await
+                        .map(|r| match r {
+                            Ok(output) => Returned::Output(output),
+                            Err(error) => Returned::ToolError(error),
+                        })
+                }
             };
             execute_time = started.elapsed();
             returned.map_err(Failure::Call)
@@ -239,7 +304,12 @@ async fn execute(
     let fuel_left = store.get_fuel().unwrap_or(0);
     let peak_memory_bytes = store.data().limiter.peak_memory();
     drop(store);
-    let TaskAccount { budget, decisions, stdout, stderr } = account;
+    let TaskAccount {
+        budget,
+        decisions,
+        stdout,
+        stderr,
+    } = account;
     let usage = Usage {
         fuel_consumed: limits.fuel.saturating_sub(fuel_left),
         peak_memory_bytes,
@@ -252,7 +322,13 @@ async fn execute(
         Some(exceeded) => output_too_large(&exceeded),
         None => classify(failure, limits, cancel),
     });
-    Run { result, usage, decisions: decisions.snapshot(), stdout: stdout.text(), stderr: stderr.text() }
+    Run {
+        result,
+        usage,
+        decisions: decisions.snapshot(),
+        stdout: stdout.text(),
+        stderr: stderr.text(),
+    }
 }
 
 async fn cancelled(cancel: Option<&CancellationToken>) {
@@ -263,11 +339,16 @@ async fn cancelled(cancel: Option<&CancellationToken>) {
 }
 
 fn timeout(limits: &Limits) -> TaskError {
-    TaskError::Timeout { timeout_ms: limits.timeout.as_millis() as u64 }
+    TaskError::Timeout {
+        timeout_ms: limits.timeout.as_millis() as u64,
+    }
 }
 
 fn output_too_large(exceeded: &OutputLimitExceeded) -> TaskError {
-    TaskError::OutputTooLarge { what: exceeded.what.into(), limit_bytes: exceeded.limit }
+    TaskError::OutputTooLarge {
+        what: exceeded.what.into(),
+        limit_bytes: exceeded.limit,
+    }
 }
 
 /// Turns a wasmtime failure into the typed error the caller sees.
@@ -280,42 +361,65 @@ fn classify(failure: Failure, limits: &Limits, cancel: Option<&CancellationToken
     };
     tracing::debug!(error = format!("{error:?}"), instantiating, "task failed");
     if let Some(e) = error.downcast_ref::<MemoryLimitExceeded>() {
-        return TaskError::MemoryLimit { limit_bytes: e.limit, requested_bytes: e.requested };
+        return TaskError::MemoryLimit {
+            limit_bytes: e.limit,
+            requested_bytes: e.requested,
+        };
     }
     if let Some(e) = error.downcast_ref::<OutputLimitExceeded>() {
         return output_too_large(e);
     }
     if let Some(e) = error.downcast_ref::<TableLimitExceeded>() {
-        return TaskError::Trap { message: e.to_string() };
+        return TaskError::Trap {
+            message: e.to_string(),
+        };
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => TaskError::FuelExhausted { limit: limits.fuel },
         Some(Trap::Interrupt) if cancel.is_some_and(|c| c.is_cancelled()) => TaskError::Cancelled,
         Some(Trap::Interrupt) => timeout(limits),
-        Some(Trap::StackOverflow) => TaskError::Trap { message: "call stack exhausted (runaway recursion)".into() },
-        Some(trap) => TaskError::Trap { message: trap.to_string() },
-        None if instantiating => TaskError::Internal { message: format!("instantiation failed: {error:#}") },
-        None => TaskError::Trap { message: format!("{error:#}") },
+        Some(Trap::StackOverflow) => TaskError::Trap {
+            message: "call stack exhausted (runaway recursion)".into(),
+        },
+        Some(trap) => TaskError::Trap {
+            message: trap.to_string(),
+        },
+        None if instantiating => TaskError::Internal {
+            message: format!("instantiation failed: {error:#}"),
+        },
+        None => TaskError::Trap {
+            message: format!("{error:#}"),
+        },
     }
 }
 
 fn check_output(output: String, limits: &Limits) -> Result<String, TaskError> {
     if output.len() as u64 > limits.output_bytes {
-        return Err(TaskError::OutputTooLarge { what: "result".into(), limit_bytes: limits.output_bytes });
+        return Err(TaskError::OutputTooLarge {
+            what: "result".into(),
+            limit_bytes: limits.output_bytes,
+        });
     }
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&output) {
-        return Err(TaskError::ToolError { message: format!("the tool returned invalid JSON: {e}") });
+        return Err(TaskError::ToolError {
+            message: format!("the tool returned invalid JSON: {e}"),
+        });
     }
     Ok(output)
 }
 
 /// A tool's own error; a failure that follows a denied capability is a denial.
 fn tool_error(error: WitToolError, decisions: &[DecisionRecord]) -> TaskError {
-    let mut denials: Vec<String> =
-        decisions.iter().filter(|d| !d.decision.allowed).flat_map(|d| d.decision.reasons.iter().cloned()).collect();
+    let mut denials: Vec<String> = decisions
+        .iter()
+        .filter(|d| !d.decision.allowed)
+        .flat_map(|d| d.decision.reasons.iter().cloned())
+        .collect();
     match error {
         WitToolError::InvalidInput(message) => TaskError::InvalidInput { message },
-        WitToolError::UnknownTool(name) => TaskError::InvalidInput { message: format!("unknown tool `{name}`") },
+        WitToolError::UnknownTool(name) => TaskError::InvalidInput {
+            message: format!("unknown tool `{name}`"),
+        },
         WitToolError::Denied(message) => {
             denials.push(message);
             TaskError::Denied { reasons: denials }

@@ -38,9 +38,15 @@ impl DirGrant {
             .split_once(':')
             .ok_or_else(|| format!("`{spec}` is not HOST:GUEST[:ro]"))?;
         if host.is_empty() || !guest.starts_with('/') {
-            return Err(format!("`{spec}`: HOST must not be empty and GUEST must be an absolute path"));
+            return Err(format!(
+                "`{spec}`: HOST must not be empty and GUEST must be an absolute path"
+            ));
         }
-        Ok(Self { host: host.into(), guest: guest.into(), writable })
+        Ok(Self {
+            host: host.into(),
+            guest: guest.into(),
+            writable,
+        })
     }
 }
 
@@ -88,7 +94,10 @@ mod tests {
     #[test]
     fn dir_specs_parse_with_modes() {
         let ro = DirGrant::parse("/tmp/a:/data:ro").unwrap();
-        assert_eq!((ro.host.to_str().unwrap(), ro.guest.as_str(), ro.writable), ("/tmp/a", "/data", false));
+        assert_eq!(
+            (ro.host.to_str().unwrap(), ro.guest.as_str(), ro.writable),
+            ("/tmp/a", "/data", false)
+        );
         assert!(DirGrant::parse("/tmp/a:/data").unwrap().writable);
         assert!(DirGrant::parse("/tmp/a:/data:rw").unwrap().writable);
         assert!(DirGrant::parse("/tmp/a").is_err());

@@ -25,8 +25,15 @@ pub enum LogLevel {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToolEvent {
-    Log { level: LogLevel, message: String },
-    Progress { done: u64, total: Option<u64>, message: Option<String> },
+    Log {
+        level: LogLevel,
+        message: String,
+    },
+    Progress {
+        done: u64,
+        total: Option<u64>,
+        message: Option<String>,
+    },
 }
 
 /// Receives a task's events as they happen. Must not block: a slow consumer
@@ -60,7 +67,9 @@ impl bindings::toolgate::plugin::types::Host for TaskState {}
 
 impl bindings::toolgate::plugin::host::Host for TaskState {
     fn log(&mut self, level: WitLogLevel, message: String) -> wasmtime::Result<()> {
-        self.host.budget.charge(message.len() as u64, "log output")?;
+        self.host
+            .budget
+            .charge(message.len() as u64, "log output")?;
         let level = match level {
             WitLogLevel::Trace => LogLevel::Trace,
             WitLogLevel::Debug => LogLevel::Debug,
@@ -72,16 +81,28 @@ impl bindings::toolgate::plugin::host::Host for TaskState {
         Ok(())
     }
 
-    fn progress(&mut self, done: u64, total: Option<u64>, message: Option<String>) -> wasmtime::Result<()> {
+    fn progress(
+        &mut self,
+        done: u64,
+        total: Option<u64>,
+        message: Option<String>,
+    ) -> wasmtime::Result<()> {
         let cost = PROGRESS_COST + message.as_ref().map_or(0, |m| m.len() as u64);
         self.host.budget.charge(cost, "log output")?;
-        self.host.emit(ToolEvent::Progress { done, total, message });
+        self.host.emit(ToolEvent::Progress {
+            done,
+            total,
+            message,
+        });
         Ok(())
     }
 
     fn get_secret(&mut self, name: String) -> wasmtime::Result<Result<String, SecretError>> {
         let host = &mut self.host;
-        let record = DecisionRecord::ask(&*host.gate, CapabilityRequest::ReadSecret { name: name.clone() });
+        let record = DecisionRecord::ask(
+            &*host.gate,
+            CapabilityRequest::ReadSecret { name: name.clone() },
+        );
         let decision = record.decision.clone();
         host.decisions.push(record);
         if !decision.allowed {

@@ -113,19 +113,35 @@ impl TaskLimiter {
 }
 
 impl ResourceLimiter for TaskLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let total = self.memory_now - current as u64 + desired as u64;
         if total > self.memory_limit {
-            return Err(wasmtime::Error::new(MemoryLimitExceeded { limit: self.memory_limit, requested: total }));
+            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+                limit: self.memory_limit,
+                requested: total,
+            }));
         }
         self.memory_now = total;
         self.memory_peak = self.memory_peak.max(total);
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.table_elements {
-            return Err(wasmtime::Error::new(TableLimitExceeded { limit: self.table_elements, requested: desired }));
+            return Err(wasmtime::Error::new(TableLimitExceeded {
+                limit: self.table_elements,
+                requested: desired,
+            }));
         }
         Ok(true)
     }

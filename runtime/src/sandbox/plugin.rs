@@ -52,34 +52,56 @@ impl Plugin {
         let from_cache = cached.is_some();
         let component = match cached {
             Some(component) => component,
-            None => Component::new(engine.engine(), bytes)
-                .map_err(|e| PluginError::Invalid { origin: origin.into(), message: format!("{e:#}") })?,
+            None => Component::new(engine.engine(), bytes).map_err(|e| PluginError::Invalid {
+                origin: origin.into(),
+                message: format!("{e:#}"),
+            })?,
         };
 
         let missing: Vec<String> = {
             let ty = component.component_type();
             let exports: Vec<&str> = ty.exports(engine.engine()).map(|(name, _)| name).collect();
-            REQUIRED_EXPORTS.iter().filter(|e| !exports.contains(e)).map(|e| format!("`{e}`")).collect()
+            REQUIRED_EXPORTS
+                .iter()
+                .filter(|e| !exports.contains(e))
+                .map(|e| format!("`{e}`"))
+                .collect()
         };
         if !missing.is_empty() {
-            return Err(PluginError::WrongWorld { origin: origin.into(), missing });
+            return Err(PluginError::WrongWorld {
+                origin: origin.into(),
+                missing,
+            });
         }
-        let instance_pre = engine
-            .linker()
-            .instantiate_pre(&component)
-            .map_err(|e| PluginError::UnsupportedImport { origin: origin.into(), message: format!("{e:#}") })?;
-        let pre = ToolPre::new(instance_pre)
-            .map_err(|e| PluginError::WrongSignature { origin: origin.into(), message: format!("{e:#}") })?;
+        let instance_pre = engine.linker().instantiate_pre(&component).map_err(|e| {
+            PluginError::UnsupportedImport {
+                origin: origin.into(),
+                message: format!("{e:#}"),
+            }
+        })?;
+        let pre = ToolPre::new(instance_pre).map_err(|e| PluginError::WrongSignature {
+            origin: origin.into(),
+            message: format!("{e:#}"),
+        })?;
 
         let tools = executor::describe(engine, &pre)
             .await
-            .map_err(|e| PluginError::Describe { origin: origin.into(), message: e.to_string() })?;
+            .map_err(|e| PluginError::Describe {
+                origin: origin.into(),
+                message: e.to_string(),
+            })?;
         let tools = validate_tools(origin, tools)?;
         let imports = imports_of(engine, &component);
         if !from_cache && let Some(cache) = cache {
             cache.store(&digest, &component);
         }
-        Ok(Plugin { name: name.into(), digest, tools, imports, pre })
+        Ok(Plugin {
+            name: name.into(),
+            digest,
+            tools,
+            imports,
+            pre,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -110,17 +132,27 @@ impl Plugin {
 
 fn check_header(origin: &str, bytes: &[u8]) -> Result<(), PluginError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(PluginError::NotWasm { origin: origin.into() });
+        return Err(PluginError::NotWasm {
+            origin: origin.into(),
+        });
     }
     // Bytes 4..8: version and layer. Layer 0 is a core module, layer 1 a component.
     if bytes[6..8] == [0, 0] {
-        return Err(PluginError::CoreModule { origin: origin.into() });
+        return Err(PluginError::CoreModule {
+            origin: origin.into(),
+        });
     }
     Ok(())
 }
 
-fn validate_tools(origin: &str, tools: Vec<super::bindings::WitToolInfo>) -> Result<Vec<ToolInfo>, PluginError> {
-    let bad = |message: String| PluginError::BadToolInfo { origin: origin.into(), message };
+fn validate_tools(
+    origin: &str,
+    tools: Vec<super::bindings::WitToolInfo>,
+) -> Result<Vec<ToolInfo>, PluginError> {
+    let bad = |message: String| PluginError::BadToolInfo {
+        origin: origin.into(),
+        message,
+    };
     if tools.is_empty() {
         return Err(bad("it provides no tools".into()));
     }
@@ -128,9 +160,15 @@ fn validate_tools(origin: &str, tools: Vec<super::bindings::WitToolInfo>) -> Res
     for tool in tools {
         let valid_name = !tool.name.is_empty()
             && tool.name.len() <= 64
-            && tool.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && tool
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if !valid_name {
-            return Err(bad(format!("tool name {:?} must be 1-64 of [a-z0-9_-]", tool.name)));
+            return Err(bad(format!(
+                "tool name {:?} must be 1-64 of [a-z0-9_-]",
+                tool.name
+            )));
         }
         if out.iter().any(|t| t.name == tool.name) {
             return Err(bad(format!("tool `{}` is described twice", tool.name)));
@@ -138,9 +176,16 @@ fn validate_tools(origin: &str, tools: Vec<super::bindings::WitToolInfo>) -> Res
         let input_schema: serde_json::Value = serde_json::from_str(&tool.input_schema)
             .map_err(|e| bad(format!("input schema of `{}` is not JSON: {e}", tool.name)))?;
         if !input_schema.is_object() {
-            return Err(bad(format!("input schema of `{}` is not a JSON object", tool.name)));
+            return Err(bad(format!(
+                "input schema of `{}` is not a JSON object",
+                tool.name
+            )));
         }
-        out.push(ToolInfo { name: tool.name, description: tool.description, input_schema });
+        out.push(ToolInfo {
+            name: tool.name,
+            description: tool.description,
+            input_schema,
+        });
     }
     Ok(out)
 }

@@ -29,7 +29,7 @@ impl Guest for Echo {
         match name.as_str() {
             "echo" => Ok(input),
             "fail" => Err(ToolError::Failed("asked to fail".into())),
-            _ => Err(ToolError::UnknownTool(format!("no tool named {name:?}"))),
+            _ => Err(ToolError::UnknownTool(name)),
         }
     }
 }

@@ -63,7 +63,9 @@ fn classify_v4(ip: Ipv4Addr) -> AddressClass {
         (240..=255, ..) => AddressClass::Reserved,
         (100, b, ..) if (64..128).contains(&b) => AddressClass::Reserved,
         (198, 18 | 19, ..) => AddressClass::Reserved,
-        (192, 0, 0 | 2, _) | (198, 51, 100, _) | (203, 0, 113, _) | (192, 88, 99, _) => AddressClass::Reserved,
+        (192, 0, 0 | 2, _) | (198, 51, 100, _) | (203, 0, 113, _) | (192, 88, 99, _) => {
+            AddressClass::Reserved
+        }
         _ => AddressClass::Public,
     }
 }
@@ -94,7 +96,7 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
         0xfec0..=0xfeff => AddressClass::Private, // site-local (deprecated)
         0xff00..=0xffff => AddressClass::Multicast,
         0x2001 if seg[1] == 0 || seg[1] == 0xdb8 => AddressClass::Reserved, // Teredo, documentation
-        0x0100 if seg[1..4] == [0, 0, 0] => AddressClass::Reserved,        // discard-only
+        0x0100 if seg[1..4] == [0, 0, 0] => AddressClass::Reserved,         // discard-only
         _ => AddressClass::Public,
     }
 }
@@ -145,7 +147,13 @@ mod tests {
 
     #[test]
     fn ordinary_addresses_are_public() {
-        for addr in ["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111", "2a00:1450::1"] {
+        for addr in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "2a00:1450::1",
+        ] {
             assert!(class(addr).is_public(), "{addr}");
         }
     }

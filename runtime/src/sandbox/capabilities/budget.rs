@@ -18,15 +18,28 @@ pub struct OutputLimitExceeded {
 
 impl OutputBudget {
     pub fn new(limit: u64) -> Self {
-        Self { limit, used: AtomicU64::new(0), exceeded_by: Mutex::new(None) }
+        Self {
+            limit,
+            used: AtomicU64::new(0),
+            exceeded_by: Mutex::new(None),
+        }
     }
 
     /// Takes `bytes` from the budget, or fails (remembering who overflowed it).
     pub fn charge(&self, bytes: u64, what: &'static str) -> Result<(), OutputLimitExceeded> {
-        let used = self.used.fetch_add(bytes, Ordering::Relaxed).saturating_add(bytes);
+        let used = self
+            .used
+            .fetch_add(bytes, Ordering::Relaxed)
+            .saturating_add(bytes);
         if used > self.limit {
-            self.exceeded_by.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(what);
-            return Err(OutputLimitExceeded { what, limit: self.limit });
+            self.exceeded_by
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(what);
+            return Err(OutputLimitExceeded {
+                what,
+                limit: self.limit,
+            });
         }
         Ok(())
     }
@@ -34,6 +47,9 @@ impl OutputBudget {
     /// What first went over the budget, if anything did.
     pub fn exceeded(&self) -> Option<OutputLimitExceeded> {
         let what = (*self.exceeded_by.lock().unwrap_or_else(|e| e.into_inner()))?;
-        Some(OutputLimitExceeded { what, limit: self.limit })
+        Some(OutputLimitExceeded {
+            what,
+            limit: self.limit,
+        })
     }
 }

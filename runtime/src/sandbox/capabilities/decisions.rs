@@ -8,7 +8,10 @@ pub(crate) struct DecisionLog(Arc<Mutex<Vec<DecisionRecord>>>);
 
 impl DecisionLog {
     pub fn push(&self, record: DecisionRecord) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(record);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(record);
     }
 
     pub fn snapshot(&self) -> Vec<DecisionRecord> {

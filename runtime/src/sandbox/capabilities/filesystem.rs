@@ -8,12 +8,26 @@ use wasmtime_wasi::FsPerms;
 
 pub(crate) fn apply(spec: &TaskSpec<'_>, parts: &mut StoreParts) -> Result<(), TaskError> {
     for dir in &spec.grants.dirs {
-        let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-        parts.wasi.preopened_dir(&dir.host, &dir.guest, perms).map_err(|e| TaskError::InvalidInput {
-            message: format!("granted directory {} cannot be opened: {e}", dir.host.display()),
-        })?;
+        let perms = if dir.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        parts
+            .wasi
+            .preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(|e| TaskError::InvalidInput {
+                message: format!(
+                    "granted directory {} cannot be opened: {e}",
+                    dir.host.display()
+                ),
+            })?;
     }
-    let cwd = spec.grants.cwd.as_deref().or_else(|| spec.grants.dirs.first().map(|d| d.guest.as_str()));
+    let cwd = spec
+        .grants
+        .cwd
+        .as_deref()
+        .or_else(|| spec.grants.dirs.first().map(|d| d.guest.as_str()));
     if let Some(cwd) = cwd {
         parts.wasi.initial_cwd(cwd);
     }

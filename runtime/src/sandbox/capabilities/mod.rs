@@ -58,7 +58,10 @@ pub(crate) struct TaskAccount {
 }
 
 /// Builds a task's store state from its grants, capability by capability.
-pub(crate) fn build(spec: &TaskSpec<'_>, deadline: Instant) -> Result<(TaskState, TaskAccount), TaskError> {
+pub(crate) fn build(
+    spec: &TaskSpec<'_>,
+    deadline: Instant,
+) -> Result<(TaskState, TaskAccount), TaskError> {
     let budget = Arc::new(OutputBudget::new(spec.limits.log_bytes));
     let decisions = DecisionLog::default();
     let mut parts = StoreParts {

@@ -17,7 +17,8 @@ use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
-type SendFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
+type SendFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
 
 /// Per-task outbound HTTP state.
 pub(crate) struct OutboundHttp {
@@ -31,11 +32,28 @@ pub(crate) struct OutboundHttp {
 impl OutboundHttp {
     /// Outbound HTTP not granted: every request is refused (and recorded).
     pub fn denied(gate: Arc<dyn Gate>, decisions: DecisionLog) -> Self {
-        Self { granted: false, gate, decisions, allow_private: false, timeout: Duration::ZERO }
+        Self {
+            granted: false,
+            gate,
+            decisions,
+            allow_private: false,
+            timeout: Duration::ZERO,
+        }
     }
 
-    pub fn granted(gate: Arc<dyn Gate>, decisions: DecisionLog, allow_private: bool, timeout: Duration) -> Self {
-        Self { granted: true, gate, decisions, allow_private, timeout }
+    pub fn granted(
+        gate: Arc<dyn Gate>,
+        decisions: DecisionLog,
+        allow_private: bool,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            granted: true,
+            gate,
+            decisions,
+            allow_private,
+            timeout,
+        }
     }
 }
 
@@ -56,7 +74,10 @@ impl Target {
         let tls = scheme == Scheme::HTTPS;
         let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
         // IPv6 literals arrive bracketed.
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         Ok(Self {
             scheme,
@@ -80,16 +101,28 @@ impl Target {
 }
 
 /// Asks the gate, records the decision, and turns a denial into the error the guest sees.
-fn check(gate: &dyn Gate, decisions: &DecisionLog, request: CapabilityRequest) -> Result<(), Error> {
+fn check(
+    gate: &dyn Gate,
+    decisions: &DecisionLog,
+    request: CapabilityRequest,
+) -> Result<(), Error> {
     let record = DecisionRecord::ask(gate, request);
     let allowed = record.decision.allowed;
     decisions.push(record);
-    if allowed { Ok(()) } else { Err(Error::HttpRequestDenied) }
+    if allowed {
+        Ok(())
+    } else {
+        Err(Error::HttpRequestDenied)
+    }
 }
 
 fn refuse(decisions: &DecisionLog, request: CapabilityRequest, reason: String) {
     let decision = crate::policy::Decision::deny(reason);
-    decisions.push(DecisionRecord { request, decision, elapsed_us: 0 });
+    decisions.push(DecisionRecord {
+        request,
+        decision,
+        elapsed_us: 0,
+    });
 }
 
 impl WasiHttpHooks for OutboundHttp {
@@ -104,7 +137,11 @@ impl WasiHttpHooks for OutboundHttp {
             Err(e) => return Box::new(async move { Err(e) }),
         };
         if !self.granted {
-            refuse(&self.decisions, target.request(None), "outbound HTTP was not granted to this task".into());
+            refuse(
+                &self.decisions,
+                target.request(None),
+                "outbound HTTP was not granted to this task".into(),
+            );
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
         // First the name alone, so a denied host is never even looked up.
@@ -114,7 +151,9 @@ impl WasiHttpHooks for OutboundHttp {
         let gate = self.gate.clone();
         let decisions = self.decisions.clone();
         let allow_private = self.allow_private;
-        let connect_timeout = options.and_then(|o| o.connect_timeout).map_or(self.timeout, |t| t.min(self.timeout));
+        let connect_timeout = options
+            .and_then(|o| o.connect_timeout)
+            .map_or(self.timeout, |t| t.min(self.timeout));
         Box::new(async move {
             let addr = resolve(&target, connect_timeout).await?;
             let class = classify(addr.ip());
@@ -143,7 +182,10 @@ async fn resolve(target: &Target, timeout: Duration) -> Result<SocketAddr, Error
     let mut addrs = tokio::time::timeout(timeout, lookup)
         .await
         .map_err(|_| Error::DnsTimeout)?
-        .map_err(|e| Error::DnsError { rcode: Some(e.to_string()), info_code: None })?;
+        .map_err(|e| Error::DnsError {
+            rcode: Some(e.to_string()),
+            info_code: None,
+        })?;
     addrs.next().ok_or(Error::DestinationNotFound)
 }
 
@@ -169,12 +211,19 @@ async fn send(
     } else {
         Box::new(tcp)
     };
-    let (mut sender, connection) = tokio::time::timeout(timeout, hyper::client::conn::http1::handshake(TokioIo::new(io)))
-        .await
-        .map_err(|_| Error::ConnectionTimeout)??;
+    let (mut sender, connection) = tokio::time::timeout(
+        timeout,
+        hyper::client::conn::http1::handshake(TokioIo::new(io)),
+    )
+    .await
+    .map_err(|_| Error::ConnectionTimeout)??;
 
     // On the wire the request line carries only the path; the authority is in `Host`.
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
     *request.uri_mut() = http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
 
     let mut connection = Box::pin(connection);
@@ -196,7 +245,10 @@ async fn send(
     } else {
         Box::new(async move { connection.await.map_err(Error::from) })
     };
-    Ok((response.map(|body| body.map_err(Error::from).boxed_unsync()), io))
+    Ok((
+        response.map(|body| body.map_err(Error::from).boxed_unsync()),
+        io,
+    ))
 }
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
@@ -207,7 +259,9 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            };
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
@@ -221,7 +275,9 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
 
 impl std::fmt::Debug for OutboundHttp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutboundHttp").field("granted", &self.granted).field("allow_private", &self.allow_private).finish()
+        f.debug_struct("OutboundHttp")
+            .field("granted", &self.granted)
+            .field("allow_private", &self.allow_private)
+            .finish()
     }
 }
-

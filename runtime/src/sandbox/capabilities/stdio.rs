@@ -27,7 +27,11 @@ pub(crate) struct CapturedOutput {
 
 impl CapturedOutput {
     pub fn new(what: &'static str, budget: Arc<OutputBudget>) -> Self {
-        Self { what, buffer: Arc::default(), budget }
+        Self {
+            what,
+            buffer: Arc::default(),
+            budget,
+        }
     }
 
     /// Everything written so far, as text (invalid UTF-8 replaced).
@@ -41,7 +45,10 @@ impl CapturedOutput {
 
     fn append(&self, bytes: &[u8]) -> Result<(), super::OutputLimitExceeded> {
         self.budget.charge(bytes.len() as u64, self.what)?;
-        self.buffer.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(bytes);
+        self.buffer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
         Ok(())
     }
 }
@@ -71,7 +78,8 @@ impl Pollable for CapturedOutput {
 #[wasmtime_wasi::async_trait]
 impl OutputStream for CapturedOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.append(&bytes).map_err(|e| StreamError::Trap(wasmtime::Error::new(e)))
+        self.append(&bytes)
+            .map_err(|e| StreamError::Trap(wasmtime::Error::new(e)))
     }
 
     fn flush(&mut self) -> StreamResult<()> {
@@ -84,8 +92,16 @@ impl OutputStream for CapturedOutput {
 }
 
 impl AsyncWrite for CapturedOutput {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Poll::Ready(self.append(buf).map(|()| buf.len()).map_err(io::Error::other))
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(
+            self.append(buf)
+                .map(|()| buf.len())
+                .map_err(io::Error::other),
+        )
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
