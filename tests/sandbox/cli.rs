@@ -186,3 +186,44 @@ fn help_is_available_everywhere() {
         );
     }
 }
+
+#[test]
+fn without_address_space_for_the_pool_it_falls_back_to_on_demand_and_says_so() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "x").unwrap();
+    let grant = format!("{}:/w", dir.path().display());
+    // 2 GiB of address space cannot hold the pool's reservations.
+    let script = r#"ulimit -v 2000000 && exec "$0" "$@""#;
+    let out = Command::new("sh")
+        .args(["-c", script, env!("CARGO_BIN_EXE_toolgate")])
+        .args(["run", "--plugin", "fs", "--tool", "list", "--dir", &grant])
+        .env("TOOLGATE_CACHE_DIR", cache.path())
+        .env("TOOLGATE_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("falling back to on-demand allocation"),
+        "{stderr}"
+    );
+    assert_eq!(stdout_json(&out)["output"]["entries"][0]["path"], "a.txt");
+    // Limits hold without the pool too.
+    let hostile = artifact("hostile");
+    let out = Command::new("sh")
+        .args(["-c", script, env!("CARGO_BIN_EXE_toolgate")])
+        .args([
+            "run",
+            "--plugin",
+            hostile.to_str().unwrap(),
+            "--tool",
+            "alloc",
+            "--memory-mb",
+            "16",
+        ])
+        .env("TOOLGATE_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(stdout_json(&out)["error"]["kind"], "memory_limit");
+}

@@ -102,6 +102,16 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Prints a JSON document on stdout; a closed pipe (`| head`) is not an error.
+pub(crate) fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value)?;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 fn fail(error: anyhow::Error) -> ExitCode {
     eprintln!("error: {error:#}");
     ExitCode::from(EXIT_USAGE)

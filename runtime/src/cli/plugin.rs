@@ -40,7 +40,7 @@ pub(crate) async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
                 })).collect::<Vec<_>>(),
                 "imports": plugin.imports(),
             });
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            super::print_json(&report)?;
         }
         PluginCommand::List { engine } => {
             let catalog = engine.catalog()?;
@@ -54,7 +54,7 @@ pub(crate) async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
                     .collect();
                 plugins.push(json!({ "name": name, "digest": format!("sha256:{}", plugin.digest()), "tools": tools }));
             }
-            println!("{}", serde_json::to_string_pretty(&plugins)?);
+            super::print_json(&serde_json::Value::from(plugins))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -161,7 +161,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ExitCode::from(EXIT_TASK_FAILED)
         }
     };
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    super::print_json(&report)?;
     Ok(code)
 }
 

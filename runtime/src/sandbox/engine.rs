@@ -134,7 +134,13 @@ fn build_engine(config: &EngineConfig) -> anyhow::Result<(Engine, bool)> {
         Err(err) => {
             tracing::warn!(error = %err, "cannot reserve the pooling allocator; falling back to on-demand allocation");
             let mut on_demand = base_config();
-            on_demand.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            // Where the pool could not be reserved, large per-memory
+            // reservations would fail too: memories start small and move as they grow.
+            on_demand
+                .allocation_strategy(InstanceAllocationStrategy::OnDemand)
+                .memory_reservation(0)
+                .memory_guard_size(0)
+                .memory_reservation_for_growth(1 << 20);
             let engine = Engine::new(&on_demand)
                 .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
             Ok((engine, false))

@@ -374,6 +374,11 @@ fn classify(failure: Failure, limits: &Limits, cancel: Option<&CancellationToken
             message: e.to_string(),
         };
     }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return TaskError::Trap {
+            message: format!("the component exited with status {}", exit.0),
+        };
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => TaskError::FuelExhausted { limit: limits.fuel },
         Some(Trap::Interrupt) if cancel.is_some_and(|c| c.is_cancelled()) => TaskError::Cancelled,

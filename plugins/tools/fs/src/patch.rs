@@ -208,3 +208,56 @@ fn apply(
         _ => Ok(Some(result)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(diff: &str) -> Patch<'_, str> {
+        Patch::from_str(diff).unwrap()
+    }
+
+    #[test]
+    fn headers_pick_the_target_and_action() {
+        let p = parse("--- a/src/x.rs\n+++ b/src/x.rs\n@@ -1 +1 @@\n-a\n+b\n");
+        let (path, action) = target(&p, None).unwrap();
+        assert_eq!((path.as_str(), action.as_str()), ("src/x.rs", "modified"));
+        let p = parse("--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1 @@\n+x\n");
+        assert_eq!(target(&p, None).unwrap().1.as_str(), "created");
+        let p = parse("--- a/old.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-x\n");
+        let (path, action) = target(&p, None).unwrap();
+        assert_eq!((path.as_str(), action.as_str()), ("old.txt", "deleted"));
+        let p = parse("@@ -1 +1 @@\n-a\n+b\n");
+        assert!(matches!(target(&p, None), Err(ToolError::InvalidInput(_))));
+        assert_eq!(target(&p, Some("given.txt")).unwrap().0, "given.txt");
+    }
+
+    #[test]
+    fn apply_modifies_creates_and_deletes() {
+        let p = parse("--- a/x\n+++ b/x\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n");
+        let out = apply(&p, Action::Modified, Some("a\nb\n".into()), "x").unwrap();
+        assert_eq!(out.as_deref(), Some("a\nc\n"));
+        let p = parse("--- /dev/null\n+++ b/x\n@@ -0,0 +1 @@\n+new\n");
+        assert_eq!(
+            apply(&p, Action::Created, None, "x").unwrap().as_deref(),
+            Some("new\n")
+        );
+        assert!(apply(&p, Action::Created, Some(String::new()), "x").is_err());
+        let p = parse("--- a/x\n+++ /dev/null\n@@ -1 +0,0 @@\n-gone\n");
+        assert_eq!(
+            apply(&p, Action::Deleted, Some("gone\n".into()), "x").unwrap(),
+            None
+        );
+        assert!(apply(&p, Action::Deleted, Some("gone\nkept\n".into()), "x").is_err());
+    }
+
+    #[test]
+    fn a_hunk_that_does_not_apply_names_file_and_hunk() {
+        let p = parse("--- a/x\n+++ b/x\n@@ -1 +1 @@\n-nope\n+yes\n");
+        let err = apply(&p, Action::Modified, Some("other\n".into()), "x").unwrap_err();
+        assert!(
+            matches!(&err, ToolError::Failed(m) if m.starts_with("x: error applying hunk #1")),
+            "{err:?}"
+        );
+    }
+}
