@@ -138,3 +138,26 @@ async fn unknown_plugin_names_list_what_exists() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_plugins_directory_adds_and_overrides_plugins() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(artifact("echo"), dir.path().join("echo.wasm")).unwrap();
+    std::fs::copy(artifact("echo"), dir.path().join("json.wasm")).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a plugin").unwrap();
+    let mut catalog = catalog();
+    assert_eq!(catalog.add_dir(dir.path()).unwrap(), vec!["echo", "json"]);
+    assert!(catalog.get("echo").await.unwrap().tool("echo").is_some());
+    // The file overrides the bundled plugin of the same name.
+    assert!(catalog.get("json").await.unwrap().tool("echo").is_some());
+    assert!(catalog.get("fs").await.unwrap().tool("read").is_some());
+
+    std::fs::write(dir.path().join("Bad Name.wasm"), b"").unwrap();
+    let error = catalog.add_dir(dir.path()).unwrap_err();
+    assert!(matches!(error, CatalogError::BadName { .. }), "{error}");
+    let missing = catalog.add_dir(&dir.path().join("absent")).unwrap_err();
+    assert!(
+        matches!(missing, CatalogError::Directory { .. }),
+        "{missing}"
+    );
+}

@@ -7,5 +7,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use toolgate::plugin::host::{LogLevel as WitLogLevel, SecretError};
-pub use toolgate::plugin::types::{ToolError as WitToolError, ToolInfo as WitToolInfo};
+pub use self::toolgate::plugin::host::{LogLevel as WitLogLevel, SecretError};
+pub use self::toolgate::plugin::types::{ToolError as WitToolError, ToolInfo as WitToolInfo};
