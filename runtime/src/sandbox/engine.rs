@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
 
 /// How the process-wide engine is built.
 #[derive(Debug, Clone)]
@@ -113,6 +115,10 @@ fn base_config() -> Config {
     config
 }
 
+const KEEP_RESIDENT_MEMORY: usize = 4 << 20;
+const KEEP_RESIDENT_TABLES: usize = 64 << 10;
+const KEEP_RESIDENT_STACK: usize = 128 << 10;
+
 /// The pooling allocator, sized for a small machine: slots for
 /// `concurrent_tasks` instances of typical components. Falls back to
 /// on-demand allocation when the address space cannot be reserved.
@@ -126,7 +132,13 @@ fn build_engine(config: &EngineConfig) -> anyhow::Result<(Engine, bool)> {
         .total_stacks(tasks)
         .max_memory_size(config.max_limits.memory_bytes as usize)
         .table_elements(config.max_limits.max_table_elements)
-        .max_unused_warm_slots(tasks.min(8));
+        .max_unused_warm_slots(tasks.min(8))
+        // Reset only the pages a task dirtied (PAGEMAP_SCAN where the kernel has
+        // it) and keep them resident: the next task starts without page faults.
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+        .table_keep_resident(KEEP_RESIDENT_TABLES)
+        .async_stack_keep_resident(KEEP_RESIDENT_STACK);
     let mut pooled = base_config();
     pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     match Engine::new(&pooled) {

@@ -223,14 +223,17 @@ async fn execute(
     };
     let deadline = Instant::now() + limits.timeout;
 
-    // Wait for an instance slot, within the task's own deadline.
-    let _permit = tokio::select! {
+    // Take a free instance slot, or wait for one within the task's own deadline.
+    let _permit = match engine.slots().try_acquire() {
+        Ok(permit) => permit,
+        Err(_) => tokio::select! {
         permit = engine.slots().acquire() => match permit {
             Ok(permit) => permit,
             Err(_) => return no_run(Err(TaskError::Internal { message: "the engine is shutting down".into() })),
         },
         _ = tokio::time::sleep_until(deadline.into()) => return no_run(Err(timeout(limits))),
         _ = cancelled(cancel) => return no_run(Err(TaskError::Cancelled)),
+        },
     };
 
     let (state, account) = match capabilities::build(spec, deadline) {
