@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one tool call in the sandbox and print the result as JSON.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Work with plugins (WebAssembly components of the toolgate:plugin/tool world).
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -92,7 +92,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run::run(args).await,
+            Command::Run(args) => run::run(*args).await,
             Command::Plugin(command) => plugin::run(command).await,
         }
     });
