@@ -3,8 +3,11 @@
 //!
 //! - [`sandbox`]: the engine that compiles plugins once and runs each task in a
 //!   fresh, limited instance;
-//! - [`policy`]: the [`policy::Gate`] seam every capability use is decided by.
+//! - [`policy`]: Cedar decisions for every task and every capability use;
+//! - [`task`]: the path of one task through the policy gate into the sandbox.
 
 pub mod cli;
 pub mod policy;
 pub mod sandbox;
+pub mod secrets;
+pub mod task;

@@ -12,6 +12,24 @@ fn toolgate(args: &[&str], cache: &std::path::Path) -> Output {
         .expect("run toolgate")
 }
 
+/// A policy set that lets the local principal run the test-only plugins.
+fn test_policies() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    std::fs::copy(
+        root.join("schema.cedarschema"),
+        dir.path().join("schema.cedarschema"),
+    )
+    .unwrap();
+    std::fs::copy(root.join("entities.json"), dir.path().join("entities.json")).unwrap();
+    let policy = r#"@id("test.hostile")
+permit (principal, action == Action::"invoke", resource in Plugin::"hostile")
+when { principal in context.profile };
+"#;
+    std::fs::write(dir.path().join("test.cedar"), policy).unwrap();
+    dir
+}
+
 fn stdout_json(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
@@ -56,6 +74,7 @@ fn run_reads_a_file_through_the_fs_plugin() {
 fn a_failed_task_prints_its_error_kind_and_exits_one() {
     let cache = tempfile::tempdir().unwrap();
     let hostile = artifact("hostile");
+    let policies = test_policies();
     let out = toolgate(
         &[
             "run",
@@ -65,6 +84,8 @@ fn a_failed_task_prints_its_error_kind_and_exits_one() {
             "spin",
             "--fuel",
             "1000000",
+            "--policies",
+            policies.path().to_str().unwrap(),
         ],
         cache.path(),
     );
@@ -211,6 +232,7 @@ fn without_address_space_for_the_pool_it_falls_back_to_on_demand_and_says_so() {
     assert_eq!(stdout_json(&out)["output"]["entries"][0]["path"], "a.txt");
     // Limits hold without the pool too.
     let hostile = artifact("hostile");
+    let policies = test_policies();
     let out = Command::new("sh")
         .args(["-c", script, env!("CARGO_BIN_EXE_toolgate")])
         .args([
@@ -222,8 +244,63 @@ fn without_address_space_for_the_pool_it_falls_back_to_on_demand_and_says_so() {
             "--memory-mb",
             "16",
         ])
+        .arg("--policies")
+        .arg(policies.path())
         .env("TOOLGATE_CACHE_DIR", cache.path())
         .output()
         .unwrap();
     assert_eq!(stdout_json(&out)["error"]["kind"], "memory_limit");
+}
+
+#[test]
+fn run_goes_through_the_policy_gate() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let grant = format!("{}:/w", dir.path().display());
+    // The shipped readonly profile may not write: the component is never run.
+    let out = toolgate(
+        &[
+            "run",
+            "--plugin",
+            "fs",
+            "--tool",
+            "write",
+            "--profile",
+            "readonly",
+            "--dir",
+            &grant,
+            "--input",
+            r#"{"path":"x.txt","content":"x"}"#,
+        ],
+        cache.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report = stdout_json(&out);
+    assert_eq!(report["error"]["kind"], "denied", "{report}");
+    assert_eq!(report["decision"]["allowed"], false);
+    assert_eq!(report["usage"]["fuel_consumed"], 0);
+    assert!(!dir.path().join("x.txt").exists());
+    // The developer profile may, with the limits its permit sets.
+    let out = toolgate(
+        &[
+            "run",
+            "--plugin",
+            "fs",
+            "--tool",
+            "write",
+            "--dir",
+            &grant,
+            "--input",
+            r#"{"path":"x.txt","content":"x"}"#,
+        ],
+        cache.path(),
+    );
+    let report = stdout_json(&out);
+    assert!(out.status.success(), "{report}");
+    assert_eq!(
+        report["decision"]["reasons"],
+        serde_json::json!(["developer.write-tools"])
+    );
+    assert_eq!(report["limits"]["memory_bytes"], 256 << 20);
+    assert!(dir.path().join("x.txt").exists());
 }

@@ -6,4 +6,6 @@ mod cli;
 mod common;
 mod hostile;
 mod network;
+#[path = "../support/server.rs"]
+mod server;
 mod tools;

@@ -2,7 +2,7 @@
 //! resolved address checked before connecting.
 
 use crate::common::*;
-use toolgate::policy::{AllowAll, HostAllowList};
+use toolgate::policy::{AllowAll, CapabilityRequest, Decision, Gate};
 use toolgate::sandbox::{Grants, NetworkGrant, TaskRequest};
 
 fn fetch(url: &str, network: NetworkGrant) -> TaskRequest {
@@ -12,6 +12,21 @@ fn fetch(url: &str, network: NetworkGrant) -> TaskRequest {
             ..Grants::default()
         },
         ..TaskRequest::new("fetch", serde_json::json!({ "url": url }).to_string())
+    }
+}
+
+/// Allows outbound requests to one host name only.
+struct OnlyHost(&'static str);
+
+impl Gate for OnlyHost {
+    fn decide(&self, request: &CapabilityRequest) -> Decision {
+        match request {
+            CapabilityRequest::Connect(c) if c.host == self.0 => Decision::allow("the test host"),
+            CapabilityRequest::Connect(c) => {
+                Decision::deny(format!("{} is not on the allow list", c.host))
+            }
+            _ => Decision::allow("test"),
+        }
     }
 }
 
@@ -48,7 +63,7 @@ async fn no_network_grant_means_no_request() {
 async fn a_host_the_gate_denies_is_never_resolved_or_contacted() {
     let server = TestServer::start().await;
     let hostile = plugin("hostile").await;
-    let gate = HostAllowList::new(["example.com"]);
+    let gate = OnlyHost("example.com");
     let url = format!("http://localhost:{}/", server.port);
     let outcome = executor(gate).run(&hostile, fetch(&url, http_only())).await;
     assert!(

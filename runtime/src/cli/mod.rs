@@ -2,6 +2,7 @@
 //! hands over to the library; errors become a message and a non-zero exit.
 
 mod plugin;
+mod policy;
 mod run;
 
 use clap::{Args, Parser, Subcommand};
@@ -35,6 +36,9 @@ enum Command {
     /// Work with plugins (WebAssembly components of the toolgate:plugin/tool world).
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Validate, test, explain and format Cedar policy sets.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// Where plugins come from and where their compilations are cached.
@@ -94,6 +98,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::run(*args).await,
             Command::Plugin(command) => plugin::run(command).await,
+            Command::Policy(command) => policy::run(command),
         }
     });
     match result {

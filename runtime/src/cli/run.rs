@@ -1,21 +1,26 @@
 use super::plugin::looks_like_path;
-use super::{EXIT_TASK_FAILED, EngineArgs};
-use crate::policy::{AllowAll, Gate, HostAllowList};
+use super::{EXIT_TASK_FAILED, EngineArgs, print_json};
+use crate::policy::{
+    PolicyEngine, PolicyOrigin, ResourceRequest, TaskIdentity, principal_entity, tool_entity,
+};
 use crate::sandbox::{
     DirGrant, EventSink, Executor, Grants, Limits, Secret, TaskRequest, ToolEvent,
 };
+use crate::secrets::SecretStore;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::json;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args)]
 #[command(
-    after_help = "Example:\n  toolgate run --plugin fs --tool read --dir .:/work:ro --input '{\"path\": \"README.md\"}'"
+    after_help = "The task goes through the policy gate as PRINCIPAL, a member of PROFILE: \
+invoke is decided first, then every capability the tool uses (outbound requests, secrets, directories).\n\n\
+Example:\n  toolgate run --plugin fs --tool read --dir .:/work:ro --input '{\"path\": \"README.md\"}'"
 )]
 pub(crate) struct RunArgs {
     /// A bundled plugin name (fs, http, json), a plugin from --plugins, or a `.wasm` path.
@@ -30,28 +35,41 @@ pub(crate) struct RunArgs {
     /// Preopen a host directory as GUEST (read-write unless `:ro`). The first is the working directory.
     #[arg(long = "dir", value_name = "HOST:GUEST[:ro]", value_parser = DirGrant::parse)]
     dirs: Vec<DirGrant>,
+    /// Ask for a directory outside the workspace; policy decides read_file / write_file for it.
+    #[arg(long = "outside-dir", value_name = "HOST:GUEST[:ro]", value_parser = DirGrant::parse)]
+    outside: Vec<DirGrant>,
     /// Set an environment variable in the component.
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
     envs: Vec<(String, String)>,
-    /// Grant the secret NAME, its value taken from this process's variable ENV_VAR (default NAME).
+    /// Offer the secret NAME, its value from this process's variable ENV_VAR (default NAME).
+    /// Variables TOOLGATE_SECRET_<NAME> and --secrets-file are offered too; policy decides each read.
     #[arg(long = "secret", value_name = "NAME[=ENV_VAR]")]
     secrets: Vec<String>,
-    /// Allow outbound HTTP to HOST (`*.example.com` for subdomains, `*` for any host).
-    #[arg(long = "allow-http", value_name = "HOST")]
-    allow_http: Vec<String>,
-    /// Also allow loopback, private, link-local and metadata addresses.
+    /// A JSON object of secrets, `{"name": "value"}`.
+    #[arg(long, env = "TOOLGATE_SECRETS_FILE", value_name = "FILE")]
+    secrets_file: Option<PathBuf>,
+    /// Policy directory [default: the policies built into the binary].
+    #[arg(long, env = "TOOLGATE_POLICIES", value_name = "DIR")]
+    policies: Option<PathBuf>,
+    /// The principal the task runs as.
+    #[arg(long, default_value = "local")]
+    principal: String,
+    /// The profile of the session (the principal is made a member of it for this run).
+    #[arg(long, default_value = "developer")]
+    profile: String,
+    /// Also allow loopback, private, link-local and metadata addresses (policy still decides each request).
     #[arg(long)]
     allow_private_network: bool,
-    /// Fuel budget (about one unit per wasm instruction).
+    /// Fuel budget (about one unit per wasm instruction); at most what policy allows.
     #[arg(long, value_name = "N")]
     fuel: Option<u64>,
-    /// Linear memory cap in MiB.
+    /// Linear memory cap in MiB; at most what policy allows.
     #[arg(long, value_name = "N")]
     memory_mb: Option<u64>,
-    /// Wall-clock deadline in milliseconds.
+    /// Wall-clock deadline in milliseconds; at most what policy allows.
     #[arg(long, value_name = "N")]
     timeout_ms: Option<u64>,
-    /// Cap on the result size in KiB.
+    /// Cap on the result size in KiB; at most what policy allows.
     #[arg(long, value_name = "N")]
     output_kb: Option<u64>,
     #[command(flatten)]
@@ -81,6 +99,11 @@ impl EventSink for StderrEvents {
 
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let input = read_input(&args.input)?;
+    let policy = Arc::new(PolicyEngine::load(
+        args.policies
+            .clone()
+            .map_or(PolicyOrigin::Embedded, PolicyOrigin::Dir),
+    )?);
     let catalog = args.engine.catalog()?;
     let plugin = if looks_like_path(&args.plugin) {
         Arc::new(catalog.load_file(Path::new(&args.plugin)).await?)
@@ -96,49 +119,72 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         None => args.tool.clone(),
     };
+    // The local principal belongs to the profile asked for; the plugin's tools are entities of it.
+    let mut entities = vec![principal_entity(&args.principal, &[&args.profile])];
+    entities.extend(
+        plugin
+            .tools()
+            .iter()
+            .map(|t| tool_entity(plugin.name(), &t.name)),
+    );
+    policy.upsert_entities(entities)?;
 
-    let mut grants = Grants {
-        dirs: args.dirs.clone(),
-        env: args.envs.clone(),
-        ..Grants::default()
-    };
+    let mut secrets = SecretStore::from_env_and_file(args.secrets_file.as_deref())?;
     for spec in &args.secrets {
         let (name, var) = spec.split_once('=').unwrap_or((spec, spec));
         let value = std::env::var(var)
             .with_context(|| format!("secret `{name}`: environment variable `{var}` is not set"))?;
-        grants.secrets.insert(name.to_owned(), Secret::new(value));
+        secrets.insert(name, Secret::new(value));
     }
-    grants.network.http = !args.allow_http.is_empty();
+    let mut grants = Grants {
+        dirs: args.dirs.clone(),
+        outside: args.outside.clone(),
+        env: args.envs.clone(),
+        secrets: secrets.all(),
+        ..Grants::default()
+    };
+    grants.network.http = true;
     grants.network.allow_private_addresses = args.allow_private_network;
-    let gate: Arc<dyn Gate> = if args.allow_http.is_empty() {
-        Arc::new(AllowAll)
-    } else {
-        Arc::new(HostAllowList::new(args.allow_http.clone()))
-    };
 
-    let defaults = catalog.engine().config().default_limits;
-    let limits = Limits {
-        fuel: args.fuel.unwrap_or(defaults.fuel),
-        memory_bytes: args.memory_mb.map_or(defaults.memory_bytes, |mb| mb << 20),
-        timeout: args
-            .timeout_ms
-            .map_or(defaults.timeout, Duration::from_millis),
-        output_bytes: args.output_kb.map_or(defaults.output_bytes, |kb| kb << 10),
-        ..defaults
+    let asked = (args.fuel, args.memory_mb, args.timeout_ms, args.output_kb);
+    let limits = (asked != (None, None, None, None)).then(|| Limits {
+        fuel: args.fuel.unwrap_or(u64::MAX),
+        memory_bytes: args
+            .memory_mb
+            .map_or(u64::MAX, |mb| mb.saturating_mul(1 << 20)),
+        timeout: args.timeout_ms.map_or(Duration::MAX, Duration::from_millis),
+        output_bytes: args
+            .output_kb
+            .map_or(u64::MAX, |kb| kb.saturating_mul(1 << 10)),
+        ..catalog.engine().config().max_limits
+    });
+    let executor = Executor::new(catalog.engine().clone(), Arc::new(crate::policy::AllowAll));
+    let identity = TaskIdentity {
+        principal: args.principal.clone(),
+        profile: args.profile.clone(),
+        session: "local".into(),
+        tool: format!("{}.{}", plugin.name(), tool),
     };
-    let executor = Executor::new(catalog.engine().clone(), gate);
     let request = TaskRequest {
-        tool: tool.clone(),
-        input,
         grants,
-        limits: Some(limits),
+        limits,
         events: Some(Arc::new(StderrEvents)),
-        cancel: None,
+        ..TaskRequest::new(&tool, input)
     };
-    let outcome = executor.run(&plugin, request).await;
+    let gated = crate::task::run_gated(
+        &policy,
+        &executor,
+        &plugin,
+        identity,
+        ResourceRequest::default(),
+        request,
+    )
+    .await;
+    let outcome = gated.outcome;
 
     let mut report = json!({
         "tool": format!("{}.{}", plugin.name(), tool),
+        "decision": gated.decision,
         "usage": outcome.usage,
         "limits": outcome.limits,
     });
@@ -161,7 +207,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             ExitCode::from(EXIT_TASK_FAILED)
         }
     };
-    super::print_json(&report)?;
+    print_json(&report)?;
     Ok(code)
 }
 

@@ -17,7 +17,21 @@ pub enum CapabilityRequest {
     /// that will actually be connected to.
     Connect(ConnectRequest),
     /// A read of the named secret through the host `get-secret` import.
-    ReadSecret { name: String },
+    ReadSecret {
+        name: String,
+    },
+    /// Access to a directory outside the session workspace (asked when the task starts).
+    ReadFile {
+        path: String,
+    },
+    WriteFile {
+        path: String,
+    },
+    /// A call to a model provider.
+    UseModel {
+        provider: String,
+        model: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -40,6 +54,9 @@ pub struct Decision {
     /// Evaluation errors met on the way (a deny is returned when they matter).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// The policy-set version that decided, when a policy set did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
 }
 
 impl Decision {
@@ -48,6 +65,7 @@ impl Decision {
             allowed: true,
             reasons: vec![reason.into()],
             errors: Vec::new(),
+            policy_version: None,
         }
     }
 
@@ -56,6 +74,7 @@ impl Decision {
             allowed: false,
             reasons: vec![reason.into()],
             errors: Vec::new(),
+            policy_version: None,
         }
     }
 }
@@ -90,80 +109,5 @@ pub struct AllowAll;
 impl Gate for AllowAll {
     fn decide(&self, _request: &CapabilityRequest) -> Decision {
         Decision::allow("allow-all gate")
-    }
-}
-
-/// Allows outbound HTTP to the listed hosts (exact names, `*.suffix` for
-/// subdomains, or `*` for any) and every secret read; denies other hosts.
-#[derive(Debug, Default, Clone)]
-pub struct HostAllowList {
-    hosts: Vec<String>,
-}
-
-impl HostAllowList {
-    pub fn new(hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        Self {
-            hosts: hosts
-                .into_iter()
-                .map(|h| h.into().to_ascii_lowercase())
-                .collect(),
-        }
-    }
-
-    fn allows(&self, host: &str) -> bool {
-        let host = host.to_ascii_lowercase();
-        self.hosts
-            .iter()
-            .any(|pattern| match pattern.strip_prefix("*.") {
-                _ if pattern == "*" => true,
-                Some(suffix) => {
-                    host.len() > suffix.len()
-                        && host.ends_with(suffix)
-                        && host[..host.len() - suffix.len()].ends_with('.')
-                }
-                None => *pattern == host,
-            })
-    }
-}
-
-impl Gate for HostAllowList {
-    fn decide(&self, request: &CapabilityRequest) -> Decision {
-        match request {
-            CapabilityRequest::Connect(connect) if self.allows(&connect.host) => {
-                Decision::allow(format!("host {} is on the allow list", connect.host))
-            }
-            CapabilityRequest::Connect(connect) => {
-                Decision::deny(format!("host {} is not on the allow list", connect.host))
-            }
-            CapabilityRequest::ReadSecret { .. } => Decision::allow("secret was granted"),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn connect(host: &str) -> CapabilityRequest {
-        CapabilityRequest::Connect(ConnectRequest {
-            scheme: "https".into(),
-            host: host.into(),
-            port: 443,
-            method: "GET".into(),
-            path: "/".into(),
-            addr: None,
-        })
-    }
-
-    #[test]
-    fn allow_list_matches_exact_names_and_subdomains_only() {
-        let gate = HostAllowList::new(["example.com", "*.docs.rs"]);
-        assert!(gate.decide(&connect("example.com")).allowed);
-        assert!(gate.decide(&connect("EXAMPLE.com")).allowed);
-        assert!(!gate.decide(&connect("evil-example.com")).allowed);
-        assert!(!gate.decide(&connect("example.com.evil.net")).allowed);
-        assert!(gate.decide(&connect("serde.docs.rs")).allowed);
-        assert!(!gate.decide(&connect("docs.rs")).allowed);
-        assert!(!gate.decide(&connect("evildocs.rs")).allowed);
     }
 }

@@ -1,8 +1,25 @@
 //! Policy decisions. The sandbox asks a [`Gate`] before every capability use;
-//! the Cedar-backed gate plugs in behind the same trait.
+//! [`PolicyEngine`] answers with Cedar: it loads and strictly validates a
+//! policy set, decides requests against the active set, takes limits from
+//! the permits that allowed a task, and reloads a changed set only whole and
+//! valid.
 
+mod engine;
+mod errors;
 mod gate;
+mod limits;
+mod snapshot;
+mod sources;
+mod task_gate;
+mod testing;
 
-pub use gate::{
-    AllowAll, CapabilityRequest, ConnectRequest, Decision, DecisionRecord, Gate, HostAllowList,
+pub use engine::{AuthzRequest, PolicyDecision, PolicyEngine, PolicyOrigin, PolicyStatus};
+pub use errors::{PolicyLoadError, PolicyProblem};
+pub use gate::{AllowAll, CapabilityRequest, ConnectRequest, Decision, DecisionRecord, Gate};
+pub use limits::PolicyLimits;
+pub use snapshot::{Action, PolicySnapshot, principal_entity, tool_entity};
+pub use sources::PolicySources;
+pub use task_gate::{ResourceRequest, TaskGate, TaskIdentity};
+pub use testing::{
+    CaseResult, Expect, PolicyTestError, TestCase, TestFile, parse_entity_ref, run_tests,
 };

@@ -30,6 +30,8 @@ pub struct TaskRequest {
     pub limits: Option<Limits>,
     pub events: Option<Arc<dyn EventSink>>,
     pub cancel: Option<CancellationToken>,
+    /// Decides this task's capability uses; `None` takes the executor's gate.
+    pub gate: Option<Arc<dyn Gate>>,
 }
 
 impl TaskRequest {
@@ -41,6 +43,7 @@ impl TaskRequest {
             limits: None,
             events: None,
             cancel: None,
+            gate: None,
         }
     }
 }
@@ -120,10 +123,11 @@ impl Executor {
                 message: format!("input must be a JSON object: {e}"),
             }));
         }
+        let gate = request.gate.as_ref().unwrap_or(&self.gate);
         let spec = TaskSpec {
             grants: &request.grants,
             limits: &limits,
-            gate: &self.gate,
+            gate,
             events: request.events.as_ref(),
         };
         let call = Export::Call {

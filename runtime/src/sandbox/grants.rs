@@ -6,8 +6,11 @@ use std::path::PathBuf;
 /// environment, no secrets, no network.
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
-    /// Host directories preopened for the component.
+    /// Host directories preopened for the component (the session workspace).
     pub dirs: Vec<DirGrant>,
+    /// Directories outside the workspace the task asks for: each is decided by
+    /// the gate (`read_file`, `write_file`) when the task starts.
+    pub outside: Vec<DirGrant>,
     /// The guest path relative paths resolve against (`wasi:cli/environment.initial-cwd`).
     /// Defaults to the first granted directory.
     pub cwd: Option<String>,

@@ -10,6 +10,7 @@ mod env;
 mod filesystem;
 mod network;
 mod outbound_http;
+mod outside_dirs;
 mod secrets;
 mod stdio;
 mod wasi_base;
@@ -81,6 +82,7 @@ pub(crate) fn build(
     wasi_base::apply(spec, &mut parts);
     stdio::apply(spec, &mut parts);
     filesystem::apply(spec, &mut parts)?;
+    outside_dirs::apply(spec, &mut parts)?;
     env::apply(spec, &mut parts);
     network::apply(spec, &mut parts);
     secrets::apply(spec, &mut parts);

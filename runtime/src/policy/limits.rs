@@ -1,0 +1,82 @@
+//! Limits chosen by policy: annotations on the permits that allowed a task.
+
+use crate::sandbox::Limits;
+use cedar_policy::Policy;
+use serde::Serialize;
+use std::time::Duration;
+
+pub const LIMIT_ANNOTATIONS: [&str; 4] = ["fuel", "memory_mb", "timeout_ms", "output_kb"];
+
+/// The limits one or more permits set. `None`: that permit does not bound it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PolicyLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_kb: Option<u64>,
+}
+
+impl PolicyLimits {
+    /// Reads `@fuel("N")`, `@memory_mb("N")`, `@timeout_ms("N")`, `@output_kb("N")`.
+    pub fn from_annotations(policy: &Policy) -> Result<Self, String> {
+        let read = |key: &str| -> Result<Option<u64>, String> {
+            match policy.annotation(key) {
+                None => Ok(None),
+                Some(text) => match text.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(format!(
+                        "@{key}(\"{text}\") must be a positive whole number"
+                    )),
+                },
+            }
+        };
+        Ok(Self {
+            fuel: read("fuel")?,
+            memory_mb: read("memory_mb")?,
+            timeout_ms: read("timeout_ms")?,
+            output_kb: read("output_kb")?,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The tighter of the two on every bound.
+    pub fn tightest(self, other: PolicyLimits) -> PolicyLimits {
+        fn min(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        PolicyLimits {
+            fuel: min(self.fuel, other.fuel),
+            memory_mb: min(self.memory_mb, other.memory_mb),
+            timeout_ms: min(self.timeout_ms, other.timeout_ms),
+            output_kb: min(self.output_kb, other.output_kb),
+        }
+    }
+
+    /// The limits of a task: these where set, the configured defaults
+    /// elsewhere. (The engine still clamps everything to its ceilings.)
+    pub fn applied_to(&self, defaults: Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.unwrap_or(defaults.fuel),
+            memory_bytes: self
+                .memory_mb
+                .map_or(defaults.memory_bytes, |m| m.saturating_mul(1 << 20)),
+            timeout: self
+                .timeout_ms
+                .map_or(defaults.timeout, Duration::from_millis),
+            output_bytes: self
+                .output_kb
+                .map_or(defaults.output_bytes, |k| k.saturating_mul(1 << 10)),
+            ..defaults
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! A parsed, validated, immutable policy set: what a decision is made against.
+//! Built whole and swapped in whole, so a decision never sees half a reload.
+
+use super::errors::{PolicyLoadError, PolicyProblem, problems_from};
+use super::limits::{LIMIT_ANNOTATIONS, PolicyLimits};
+use super::sources::PolicySources;
+use cedar_policy::{
+    ActionConstraint, Effect, Entities, EntityUid, PolicyId, PolicySet, Schema, ValidationMode,
+    Validator,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::time::SystemTime;
+
+/// The actions of toolgate's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    CreateSession,
+    Invoke,
+    ReadFile,
+    WriteFile,
+    Connect,
+    ReadSecret,
+    UseModel,
+}
+
+impl Action {
+    pub const ALL: [Action; 7] = [
+        Action::CreateSession,
+        Action::Invoke,
+        Action::ReadFile,
+        Action::WriteFile,
+        Action::Connect,
+        Action::ReadSecret,
+        Action::UseModel,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::CreateSession => "create_session",
+            Action::Invoke => "invoke",
+            Action::ReadFile => "read_file",
+            Action::WriteFile => "write_file",
+            Action::Connect => "connect",
+            Action::ReadSecret => "read_secret",
+            Action::UseModel => "use_model",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Action> {
+        let name = name
+            .strip_prefix("Action::")
+            .map(|n| n.trim_matches('"'))
+            .unwrap_or(name);
+        Action::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    pub fn uid(self) -> EntityUid {
+        EntityUid::from_str(&format!("Action::\"{}\"", self.as_str()))
+            .expect("action names are valid")
+    }
+}
+
+/// A validated policy set with its schema and entities.
+pub struct PolicySnapshot {
+    pub version: String,
+    pub origin: String,
+    pub loaded_at: SystemTime,
+    pub schema: Schema,
+    pub policies: PolicySet,
+    /// Per action, only the policies whose scope can match it: a decision
+    /// evaluates a fraction of a large set. Determining ids are unchanged.
+    by_action: HashMap<Action, PolicySet>,
+    pub entities: Entities,
+    /// The entities from the files, kept to merge runtime entities into.
+    file_entities: Vec<serde_json::Value>,
+    limits: HashMap<PolicyId, PolicyLimits>,
+    sources: PolicySources,
+}
+
+impl PolicySnapshot {
+    /// Parses and strictly validates `sources`; `extra_entities` (principals from
+    /// API keys, tools from plugins) are merged into the entities from the files.
+    pub fn compile(
+        sources: PolicySources,
+        extra_entities: &[serde_json::Value],
+    ) -> Result<Self, PolicyLoadError> {
+        let mut problems = Vec::new();
+        let schema_file = sources.locate(&sources.schema.name);
+        let schema = match Schema::from_cedarschema_str(&sources.schema.text) {
+            Ok((schema, _warnings)) => Some(schema),
+            Err(e) => {
+                problems.extend(problems_from(&e, &schema_file, &sources.schema.text, None));
+                None
+            }
+        };
+
+        let mut policies = PolicySet::new();
+        let mut origin_of: BTreeMap<String, usize> = BTreeMap::new();
+        let mut limits = HashMap::new();
+        for (index, file) in sources.policies.iter().enumerate() {
+            let located = sources.locate(&file.name);
+            let parsed = match PolicySet::from_str(&file.text) {
+                Ok(set) => set,
+                Err(errors) => {
+                    for error in errors.iter() {
+                        problems.extend(problems_from(error, &located, &file.text, None));
+                    }
+                    continue;
+                }
+            };
+            if parsed.templates().next().is_some() {
+                problems.push(problem(
+                    &located,
+                    None,
+                    "policy templates are not supported; write static policies",
+                ));
+            }
+            let stem = file.name.trim_end_matches(".cedar");
+            for (n, policy) in parsed.policies().enumerate() {
+                let id = policy
+                    .annotation("id")
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("{stem}.{n}"));
+                if let Some(&first) = origin_of.get(&id) {
+                    let other = &sources.policies[first].name;
+                    problems.push(problem(
+                        &located,
+                        Some(&id),
+                        &format!("policy id `{id}` is also used in {other}"),
+                    ));
+                    continue;
+                }
+                let policy = policy.new_id(PolicyId::new(&id));
+                match PolicyLimits::from_annotations(&policy) {
+                    Ok(found) if found.is_empty() => {}
+                    Ok(_) if policy.effect() == Effect::Forbid => problems.push(problem(
+                        &located,
+                        Some(&id),
+                        &format!(
+                            "limit annotations ({}) only apply to permit policies",
+                            LIMIT_ANNOTATIONS.join(", ")
+                        ),
+                    )),
+                    Ok(found) => {
+                        limits.insert(policy.id().clone(), found);
+                    }
+                    Err(message) => problems.push(problem(&located, Some(&id), &message)),
+                }
+                origin_of.insert(id.clone(), index);
+                if let Err(e) = policies.add(policy) {
+                    problems.push(problem(&located, Some(&id), &e.to_string()));
+                }
+            }
+        }
+
+        let Some(schema) = schema else {
+            return Err(PolicyLoadError { problems });
+        };
+        let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+        for error in validation.validation_errors() {
+            let id = error.policy_id().to_string();
+            match origin_of.get(&id).map(|&i| &sources.policies[i]) {
+                Some(file) => problems.extend(problems_from(
+                    error,
+                    &sources.locate(&file.name),
+                    &file.text,
+                    Some(id),
+                )),
+                None => problems.push(problem(&sources.origin, Some(&id), &error.to_string())),
+            }
+        }
+
+        let file_entities = match &sources.entities {
+            None => Vec::new(),
+            Some(file) => match serde_json::from_str::<Vec<serde_json::Value>>(&file.text) {
+                Ok(list) => list,
+                Err(e) => {
+                    let (line, column) = (e.line(), e.column());
+                    problems.push(PolicyProblem {
+                        file: sources.locate(&file.name),
+                        line: Some(line),
+                        column: Some(column),
+                        policy_id: None,
+                        message: format!("not a JSON list of Cedar entities: {e}"),
+                    });
+                    Vec::new()
+                }
+            },
+        };
+        let entities = match build_entities(&file_entities, extra_entities, &schema) {
+            Ok(entities) => Some(entities),
+            Err(message) => {
+                let file = sources
+                    .entities
+                    .as_ref()
+                    .map_or("entities".to_owned(), |f| sources.locate(&f.name));
+                problems.push(problem(&file, None, &message));
+                None
+            }
+        };
+        if !problems.is_empty() {
+            return Err(PolicyLoadError { problems });
+        }
+
+        let by_action = Action::ALL
+            .into_iter()
+            .map(|action| (action, policies_for(&policies, action)))
+            .collect();
+        Ok(Self {
+            version: sources.version(),
+            origin: sources.origin.clone(),
+            loaded_at: SystemTime::now(),
+            schema,
+            policies,
+            by_action,
+            entities: entities.expect("no problems means entities were built"),
+            file_entities,
+            limits,
+            sources,
+        })
+    }
+
+    /// The same policies with a different set of runtime entities.
+    pub fn with_extra_entities(
+        &self,
+        extra: &[serde_json::Value],
+    ) -> Result<Self, PolicyLoadError> {
+        let entities = build_entities(&self.file_entities, extra, &self.schema)
+            .map_err(|message| PolicyLoadError::one("runtime entities", message))?;
+        Ok(Self {
+            version: self.version.clone(),
+            origin: self.origin.clone(),
+            loaded_at: self.loaded_at,
+            schema: self.schema.clone(),
+            policies: self.policies.clone(),
+            by_action: self.by_action.clone(),
+            entities,
+            file_entities: self.file_entities.clone(),
+            limits: self.limits.clone(),
+            sources: self.sources.clone(),
+        })
+    }
+
+    pub fn sources(&self) -> &PolicySources {
+        &self.sources
+    }
+
+    pub fn policies_for(&self, action: Action) -> &PolicySet {
+        &self.by_action[&action]
+    }
+
+    /// The limits a permit's annotations set, if any.
+    pub fn limits_of(&self, id: &PolicyId) -> Option<&PolicyLimits> {
+        self.limits.get(id)
+    }
+
+    pub fn policy_count(&self) -> usize {
+        self.policies.num_of_policies()
+    }
+}
+
+fn problem(file: &str, policy_id: Option<&str>, message: &str) -> PolicyProblem {
+    PolicyProblem {
+        file: file.into(),
+        line: None,
+        column: None,
+        policy_id: policy_id.map(str::to_owned),
+        message: message.into(),
+    }
+}
+
+/// Entities from the files plus runtime ones; a runtime entity that the files
+/// also define gets the union of both parent lists.
+fn build_entities(
+    from_files: &[serde_json::Value],
+    extra: &[serde_json::Value],
+    schema: &Schema,
+) -> Result<Entities, String> {
+    let mut merged: Vec<serde_json::Value> = from_files.to_vec();
+    for entity in extra {
+        let existing = merged
+            .iter_mut()
+            .find(|e| e.get("uid") == entity.get("uid"));
+        match existing {
+            Some(existing) => {
+                let parents = entity
+                    .get("parents")
+                    .and_then(|p| p.as_array())
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(list) = existing.get_mut("parents").and_then(|p| p.as_array_mut()) {
+                    for parent in parents {
+                        if !list.contains(&parent) {
+                            list.push(parent);
+                        }
+                    }
+                }
+            }
+            None => merged.push(entity.clone()),
+        }
+    }
+    Entities::from_json_value(serde_json::Value::Array(merged), Some(schema)).map_err(|e| {
+        let mut message = e.to_string();
+        if let Some(help) = miette::Diagnostic::help(&e) {
+            message = format!("{message} (help: {help})");
+        }
+        message
+    })
+}
+
+/// The policies whose action scope can match `action`.
+fn policies_for(all: &PolicySet, action: Action) -> PolicySet {
+    let uid = action.uid();
+    let matching = all.policies().filter(|p| match p.action_constraint() {
+        ActionConstraint::Any => true,
+        ActionConstraint::Eq(a) => a == uid,
+        ActionConstraint::In(list) => list.contains(&uid),
+    });
+    PolicySet::from_policies(matching.cloned()).expect("a subset of a valid set is valid")
+}
+
+/// Entities that a policy can name but that only exist at runtime.
+pub fn principal_entity(principal: &str, profiles: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "uid": { "type": "Principal", "id": principal },
+        "attrs": {},
+        "parents": profiles.iter().map(|p| serde_json::json!({ "type": "Profile", "id": p })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn tool_entity(plugin: &str, tool: &str) -> serde_json::Value {
+    serde_json::json!({
+        "uid": { "type": "Tool", "id": format!("{plugin}.{tool}") },
+        "attrs": {},
+        "parents": [{ "type": "Plugin", "id": plugin }],
+    })
+}

@@ -1,0 +1,117 @@
+//! Where secret values come from: environment variables `TOOLGATE_SECRET_<NAME>`
+//! and/or a JSON file `{"name": "value"}`. Values are handed to a tool only
+//! through the host `get-secret` import, after a `read_secret` decision, and
+//! never appear in logs, events, errors or decision records.
+
+use crate::sandbox::Secret;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const ENV_PREFIX: &str = "TOOLGATE_SECRET_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("cannot read secrets file {path}: {message}")]
+    File { path: String, message: String },
+}
+
+/// The configured secrets, by name.
+#[derive(Debug, Clone, Default)]
+pub struct SecretStore {
+    values: BTreeMap<String, Secret>,
+}
+
+impl SecretStore {
+    /// Secrets from `TOOLGATE_SECRET_<NAME>` variables (name lowercased) and,
+    /// if given, a JSON file; the file wins on conflicts.
+    pub fn load(
+        env: impl IntoIterator<Item = (String, String)>,
+        file: Option<&Path>,
+    ) -> Result<Self, SecretsError> {
+        let mut values = BTreeMap::new();
+        for (key, value) in env {
+            if let Some(name) = key.strip_prefix(ENV_PREFIX).filter(|n| !n.is_empty()) {
+                values.insert(name.to_ascii_lowercase(), Secret::new(value));
+            }
+        }
+        if let Some(path) = file {
+            let fail = |message: String| SecretsError::File {
+                path: path.display().to_string(),
+                message,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+            // Deliberately no detail from the parser: it could quote a value.
+            let parsed: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
+                fail(format!(
+                    "not a JSON object of strings (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+            values.extend(parsed.into_iter().map(|(k, v)| (k, Secret::new(v))));
+        }
+        Ok(Self { values })
+    }
+
+    pub fn from_env_and_file(file: Option<&Path>) -> Result<Self, SecretsError> {
+        Self::load(std::env::vars(), file)
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, value: Secret) {
+        self.values.insert(name.into(), value);
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
+    /// The named secrets that exist (to grant a task); unknown names are skipped.
+    pub fn select<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, Secret> {
+        names
+            .into_iter()
+            .filter_map(|n| self.values.get(n).map(|v| (n.to_owned(), v.clone())))
+            .collect()
+    }
+
+    pub fn all(&self) -> BTreeMap<String, Secret> {
+        self.values.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_and_file_secrets_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secrets.json");
+        std::fs::write(&file, r#"{"github_token": "from-file", "db": "pw"}"#).unwrap();
+        let env = [
+            (
+                "TOOLGATE_SECRET_GITHUB_TOKEN".to_owned(),
+                "from-env".to_owned(),
+            ),
+            ("TOOLGATE_SECRET_API".to_owned(), "k".to_owned()),
+            ("PATH".to_owned(), "/bin".to_owned()),
+        ];
+        let store = SecretStore::load(env, Some(&file)).unwrap();
+        assert_eq!(
+            store.names().collect::<Vec<_>>(),
+            ["api", "db", "github_token"]
+        );
+        assert_eq!(
+            store.select(["github_token"])["github_token"].expose(),
+            "from-file"
+        );
+    }
+
+    #[test]
+    fn a_bad_file_never_quotes_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secrets.json");
+        std::fs::write(&file, r#"{"token": hunter2-unquoted}"#).unwrap();
+        let error = SecretStore::load([], Some(&file)).unwrap_err().to_string();
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+}

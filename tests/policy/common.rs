@@ -1,0 +1,103 @@
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use toolgate::policy::{
+    PolicyEngine, PolicyOrigin, ResourceRequest, TaskIdentity, principal_entity,
+};
+use toolgate::sandbox::{Catalog, EngineConfig, Executor, Plugin, SandboxEngine, TaskRequest};
+use toolgate::task::{GatedOutcome, run_gated};
+
+pub fn repo_policies() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+pub fn artifact(name: &str) -> PathBuf {
+    PathBuf::from(env!("TOOLGATE_PLUGIN_ARTIFACTS")).join(format!("{name}.wasm"))
+}
+
+pub fn engine() -> Arc<SandboxEngine> {
+    static ENGINE: OnceLock<Arc<SandboxEngine>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| Arc::new(SandboxEngine::new(EngineConfig::default()).expect("engine")))
+        .clone()
+}
+
+fn shared_cache() -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+        .to_owned()
+}
+
+pub async fn plugin(name: &str) -> Plugin {
+    Catalog::new(engine(), Some(&shared_cache()))
+        .load_file(&artifact(name))
+        .await
+        .expect("plugin")
+}
+
+/// A policy directory: the shipped schema with the given policies and entities.
+pub fn policy_dir(policies: &str, entities: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo_policies().join("schema.cedarschema"),
+        dir.path().join("schema.cedarschema"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("test.cedar"), policies).unwrap();
+    std::fs::write(dir.path().join("entities.json"), entities).unwrap();
+    dir
+}
+
+pub fn load(dir: &Path) -> Arc<PolicyEngine> {
+    let engine =
+        PolicyEngine::load(PolicyOrigin::Dir(dir.to_owned())).unwrap_or_else(|e| panic!("{e}"));
+    Arc::new(engine)
+}
+
+/// Adds `principal` as a member of `profile` (what an API key would do).
+pub fn member(policy: &PolicyEngine, principal: &str, profile: &str) {
+    policy
+        .upsert_entities([principal_entity(principal, &[profile])])
+        .unwrap();
+}
+
+pub fn identity(principal: &str, profile: &str, tool: &str) -> TaskIdentity {
+    TaskIdentity {
+        principal: principal.into(),
+        profile: profile.into(),
+        session: "s-test".into(),
+        tool: tool.into(),
+    }
+}
+
+pub async fn run(
+    policy: &Arc<PolicyEngine>,
+    plugin: &Plugin,
+    who: TaskIdentity,
+    request: TaskRequest,
+) -> GatedOutcome {
+    let executor = Executor::new(engine(), Arc::new(toolgate::policy::AllowAll));
+    run_gated(
+        policy,
+        &executor,
+        plugin,
+        who,
+        ResourceRequest::default(),
+        request,
+    )
+    .await
+}
+
+pub fn kind(outcome: &GatedOutcome) -> &'static str {
+    match &outcome.outcome.result {
+        Ok(output) => panic!("expected an error, got {output}"),
+        Err(e) => e.kind(),
+    }
+}
+
+pub fn reasons(outcome: &GatedOutcome) -> Vec<String> {
+    match &outcome.outcome.result {
+        Err(toolgate::sandbox::TaskError::Denied { reasons }) => reasons.clone(),
+        other => panic!("expected denied, got {other:?}"),
+    }
+}

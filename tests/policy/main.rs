@@ -1,0 +1,10 @@
+//! Integration tests of the policy gate: Cedar decisions in front of real
+//! components, limits from annotations, reloads, and secrets kept secret.
+
+mod common;
+mod gated;
+mod reload;
+mod secrets;
+#[path = "../support/server.rs"]
+mod server;
+mod shipped;
