@@ -5,7 +5,7 @@ use super::errors::PolicyLoadError;
 use super::limits::PolicyLimits;
 use super::snapshot::{Action, PolicySnapshot};
 use super::sources::PolicySources;
-use cedar_policy::{Authorizer, Context, EntityUid, Request};
+use cedar_policy::{Authorizer, Context, EntityUid, Request, RestrictedExpression};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -99,6 +99,20 @@ pub struct PolicyEngine {
     extra: Mutex<BTreeMap<String, serde_json::Value>>,
     authorizer: Authorizer,
     reload_state: Mutex<ReloadState>,
+    /// Decisions of toolgate-built requests against the active snapshot.
+    /// Cedar is deterministic in (request, policies, entities), so an
+    /// identical request against the same snapshot gets the same answer;
+    /// the cache is dropped whenever the snapshot changes.
+    cache: Mutex<DecisionCache>,
+}
+
+/// Entries kept before the decision cache starts over.
+const DECISION_CACHE_LIMIT: usize = 8192;
+
+#[derive(Default)]
+struct DecisionCache {
+    snapshot: u64,
+    entries: std::collections::HashMap<String, PolicyDecision>,
 }
 
 #[derive(Default)]
@@ -120,6 +134,7 @@ impl PolicyEngine {
             current: RwLock::new(Arc::new(snapshot)),
             extra: Mutex::default(),
             authorizer: Authorizer::new(),
+            cache: Mutex::default(),
             reload_state: Mutex::default(),
         })
     }
@@ -234,12 +249,33 @@ impl PolicyEngine {
         }))
     }
 
-    /// Decides one request against the active set. Never panics: a malformed
-    /// request is a deny with the error recorded.
+    /// Decides one request against the active set, checking its context
+    /// against the schema. Never panics: a malformed request is a deny with
+    /// the error recorded.
     pub fn decide(&self, request: &AuthzRequest) -> PolicyDecision {
+        self.decide_with(request, false)
+    }
+
+    /// Like [`decide`](Self::decide), for requests toolgate built itself
+    /// (their shape is fixed and tested), skipping the schema check.
+    pub(crate) fn decide_trusted(&self, request: &AuthzRequest) -> PolicyDecision {
+        self.decide_with(request, true)
+    }
+
+    fn decide_with(&self, request: &AuthzRequest, trusted: bool) -> PolicyDecision {
         let started = Instant::now();
         let snapshot = self.snapshot();
-        let mut decision = match self.evaluate(&snapshot, request) {
+        let key = trusted.then(|| cache_key(request));
+        let cached = key.as_ref().and_then(|key| {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            (cache.snapshot == snapshot.id)
+                .then(|| cache.entries.get(key).cloned())
+                .flatten()
+        });
+        let mut decision = match cached
+            .map(Ok)
+            .unwrap_or_else(|| self.evaluate(&snapshot, request, trusted))
+        {
             Ok(decision) => decision,
             Err(error) => PolicyDecision {
                 allowed: false,
@@ -252,6 +288,15 @@ impl PolicyEngine {
         };
         decision.policy_version = snapshot.version.clone();
         decision.elapsed_us = started.elapsed().as_micros() as u64;
+        if let Some(key) = key {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let current = snapshot.id;
+            if cache.snapshot != current || cache.entries.len() >= DECISION_CACHE_LIMIT {
+                cache.snapshot = current;
+                cache.entries.clear();
+            }
+            cache.entries.entry(key).or_insert_with(|| decision.clone());
+        }
         tracing::info!(
             target: "toolgate::decision",
             principal = %request.principal,
@@ -271,21 +316,30 @@ impl PolicyEngine {
         &self,
         snapshot: &PolicySnapshot,
         request: &AuthzRequest,
+        trusted: bool,
     ) -> Result<PolicyDecision, String> {
         let principal = uid("Principal", &request.principal)?;
         let resource = uid(&request.resource.0, &request.resource.1)?;
         let action = request.action.uid();
-        let context =
-            Context::from_json_value(request.context.clone(), Some((&snapshot.schema, &action)))
-                .map_err(|e| format!("invalid context: {e}"))?;
-        let cedar_request =
-            Request::new(principal, action, resource, context, Some(&snapshot.schema))
-                .map_err(|e| format!("invalid request: {e}"))?;
-        let response = self.authorizer.is_authorized(
-            &cedar_request,
-            snapshot.policies_for(request.action),
-            &snapshot.entities,
-        );
+        // Contexts toolgate builds itself are checked against the schema by its
+        // tests; contexts from outside (explain, policy tests) are checked here.
+        let schema = if trusted {
+            None
+        } else {
+            Some(&snapshot.schema)
+        };
+        let context = if trusted {
+            trusted_context(&request.context)?
+        } else {
+            Context::from_json_value(request.context.clone(), schema.map(|s| (s, &action)))
+                .map_err(|e| format!("invalid context: {e}"))?
+        };
+        let candidates = snapshot.candidates(request.action, &principal, &resource);
+        let cedar_request = Request::new(principal, action, resource, context, schema)
+            .map_err(|e| format!("invalid request: {e}"))?;
+        let response =
+            self.authorizer
+                .is_authorized(&cedar_request, &candidates, &snapshot.entities);
         let allowed = response.decision() == cedar_policy::Decision::Allow;
         let reasons: Vec<cedar_policy::PolicyId> =
             response.diagnostics().reason().cloned().collect();
@@ -310,6 +364,74 @@ impl PolicyEngine {
             limits,
         })
     }
+}
+
+/// Everything a decision depends on besides the snapshot.
+fn cache_key(request: &AuthzRequest) -> String {
+    format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+        request.principal,
+        request.action.as_str(),
+        request.resource.0,
+        request.resource.1,
+        request.context
+    )
+}
+
+/// Builds a context directly from the JSON toolgate wrote itself (no parser
+/// trying alternatives, which is most of the cost of a decision otherwise).
+fn trusted_context(json: &serde_json::Value) -> Result<Context, String> {
+    let serde_json::Value::Object(map) = json else {
+        return Err("a context must be a JSON object".into());
+    };
+    let pairs = map
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), restricted(v)?)))
+        .collect::<Result<Vec<_>, String>>()?;
+    Context::from_pairs(pairs).map_err(|e| format!("invalid context: {e}"))
+}
+
+fn restricted(value: &serde_json::Value) -> Result<RestrictedExpression, String> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::String(s) => RestrictedExpression::new_string(s.clone()),
+        Value::Bool(b) => RestrictedExpression::new_bool(*b),
+        Value::Number(n) => {
+            RestrictedExpression::new_long(n.as_i64().ok_or_else(|| format!("{n} is not a Long"))?)
+        }
+        Value::Array(items) => RestrictedExpression::new_set(
+            items
+                .iter()
+                .map(restricted)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Value::Object(map) => {
+            if let Some(entity) = map.get("__entity") {
+                let field = |k: &str| {
+                    entity
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| format!("__entity needs `{k}`"))
+                };
+                RestrictedExpression::new_entity_uid(uid(field("type")?, field("id")?)?)
+            } else if let Some(extn) = map.get("__extn") {
+                match (
+                    extn.get("fn").and_then(Value::as_str),
+                    extn.get("arg").and_then(Value::as_str),
+                ) {
+                    (Some("ip"), Some(arg)) => RestrictedExpression::new_ip(arg),
+                    _ => return Err(format!("unsupported extension value {extn}")),
+                }
+            } else {
+                let fields = map
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), restricted(v)?)))
+                    .collect::<Result<Vec<_>, String>>()?;
+                RestrictedExpression::new_record(fields).map_err(|e| e.to_string())?
+            }
+        }
+        Value::Null => return Err("null is not a Cedar value".into()),
+    })
 }
 
 fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {

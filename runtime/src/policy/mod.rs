@@ -7,6 +7,7 @@
 mod engine;
 mod errors;
 mod gate;
+mod index;
 mod limits;
 mod snapshot;
 mod sources;

@@ -2,6 +2,7 @@
 //! Built whole and swapped in whole, so a decision never sees half a reload.
 
 use super::errors::{PolicyLoadError, PolicyProblem, problems_from};
+use super::index::ActionIndex;
 use super::limits::{LIMIT_ANNOTATIONS, PolicyLimits};
 use super::sources::PolicySources;
 use cedar_policy::{
@@ -10,6 +11,7 @@ use cedar_policy::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// The actions of toolgate's schema.
@@ -64,14 +66,16 @@ impl Action {
 
 /// A validated policy set with its schema and entities.
 pub struct PolicySnapshot {
+    /// Unique per snapshot built in this process (caches key on it).
+    pub(crate) id: u64,
     pub version: String,
     pub origin: String,
     pub loaded_at: SystemTime,
     pub schema: Schema,
     pub policies: PolicySet,
-    /// Per action, only the policies whose scope can match it: a decision
-    /// evaluates a fraction of a large set. Determining ids are unchanged.
-    by_action: HashMap<Action, PolicySet>,
+    /// Per action, the policies whose scope can match it, indexed by the
+    /// principals and resources their scopes name.
+    by_action: HashMap<Action, Arc<ActionIndex>>,
     pub entities: Entities,
     /// The entities from the files, kept to merge runtime entities into.
     file_entities: Vec<serde_json::Value>,
@@ -206,9 +210,10 @@ impl PolicySnapshot {
 
         let by_action = Action::ALL
             .into_iter()
-            .map(|action| (action, policies_for(&policies, action)))
+            .map(|action| (action, Arc::new(policies_for(&policies, action))))
             .collect();
         Ok(Self {
+            id: next_id(),
             version: sources.version(),
             origin: sources.origin.clone(),
             loaded_at: SystemTime::now(),
@@ -230,6 +235,7 @@ impl PolicySnapshot {
         let entities = build_entities(&self.file_entities, extra, &self.schema)
             .map_err(|message| PolicyLoadError::one("runtime entities", message))?;
         Ok(Self {
+            id: next_id(),
             version: self.version.clone(),
             origin: self.origin.clone(),
             loaded_at: self.loaded_at,
@@ -247,8 +253,14 @@ impl PolicySnapshot {
         &self.sources
     }
 
-    pub fn policies_for(&self, action: Action) -> &PolicySet {
-        &self.by_action[&action]
+    /// The policies that can apply to one request.
+    pub fn candidates(
+        &self,
+        action: Action,
+        principal: &EntityUid,
+        resource: &EntityUid,
+    ) -> Arc<PolicySet> {
+        self.by_action[&action].candidates(principal, resource, &self.entities)
     }
 
     /// The limits a permit's annotations set, if any.
@@ -259,6 +271,11 @@ impl PolicySnapshot {
     pub fn policy_count(&self) -> usize {
         self.policies.num_of_policies()
     }
+}
+
+fn next_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn problem(file: &str, policy_id: Option<&str>, message: &str) -> PolicyProblem {
@@ -310,15 +327,15 @@ fn build_entities(
     })
 }
 
-/// The policies whose action scope can match `action`.
-fn policies_for(all: &PolicySet, action: Action) -> PolicySet {
+/// The policies whose action scope can match `action`, indexed.
+fn policies_for(all: &PolicySet, action: Action) -> ActionIndex {
     let uid = action.uid();
     let matching = all.policies().filter(|p| match p.action_constraint() {
         ActionConstraint::Any => true,
         ActionConstraint::Eq(a) => a == uid,
         ActionConstraint::In(list) => list.contains(&uid),
     });
-    PolicySet::from_policies(matching.cloned()).expect("a subset of a valid set is valid")
+    ActionIndex::new(matching.cloned().collect())
 }
 
 /// Entities that a policy can name but that only exist at runtime.

@@ -83,7 +83,7 @@ impl PolicyEngine {
                 fields.insert(key.into(), Value::String(s.clone()));
             }
         }
-        self.decide(&AuthzRequest {
+        self.decide_trusted(&AuthzRequest {
             principal: task.principal.clone(),
             action: Action::Invoke,
             resource: ("Tool".into(), task.tool.clone()),
@@ -120,7 +120,7 @@ impl PolicyEngine {
         if let Some(provider) = model_provider {
             context["model_provider"] = provider.into();
         }
-        self.decide(&AuthzRequest {
+        self.decide_trusted(&AuthzRequest {
             principal: principal.into(),
             action: Action::CreateSession,
             resource: ("Profile".into(), profile.into()),
@@ -199,13 +199,19 @@ impl TaskGate {
 
 /// Stack for a capability decision. Capability uses are decided from host
 /// calls, which run on the component's fiber stack; Cedar measures the
-/// remaining stack of the OS thread and would refuse to evaluate there. A
-/// fresh segment of known size keeps its recursion guard meaningful.
+/// remaining stack against the OS thread's and may find "none" there. When
+/// the measure says less than `DECISION_RED_ZONE` is left, the decision runs
+/// on a fresh segment of known size, which keeps Cedar's recursion guard
+/// meaningful; otherwise it runs in place.
 const DECISION_STACK: usize = 1 << 20;
+const DECISION_RED_ZONE: usize = 256 << 10;
 
 impl Gate for TaskGate {
     fn decide(&self, request: &CapabilityRequest) -> Decision {
         let request = self.request(request);
-        stacker::grow(DECISION_STACK, || self.engine.decide(&request)).into()
+        stacker::maybe_grow(DECISION_RED_ZONE, DECISION_STACK, || {
+            self.engine.decide_trusted(&request)
+        })
+        .into()
     }
 }
