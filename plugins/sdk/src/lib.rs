@@ -96,3 +96,42 @@ mod tests {
         assert_eq!(s["required"][0], "path");
     }
 }
+
+/// Implements the `tool` world for a plugin made of `tools`: `describe`
+/// reports them, `call` dispatches to them, errors map onto the WIT
+/// `tool-error`. Use it after `wit_bindgen::generate!` at the crate root:
+///
+/// ```ignore
+/// wit_bindgen::generate!({ path: "../../../wit", world: "tool" });
+/// toolgate_plugin_sdk::export_tools!(Fs, TOOLS);
+/// ```
+#[macro_export]
+macro_rules! export_tools {
+    ($plugin:ident, $tools:expr) => {
+        struct $plugin;
+
+        impl Guest for $plugin {
+            fn describe() -> Vec<ToolInfo> {
+                $tools
+                    .iter()
+                    .map(|t| ToolInfo {
+                        name: t.name.into(),
+                        description: t.description.into(),
+                        input_schema: (t.schema)().to_string(),
+                    })
+                    .collect()
+            }
+
+            fn call(name: String, input: String) -> Result<String, ToolError> {
+                $crate::dispatch($tools, &name, &input).map_err(|err| match err {
+                    $crate::ToolError::InvalidInput(m) => ToolError::InvalidInput(m),
+                    $crate::ToolError::UnknownTool(m) => ToolError::UnknownTool(m),
+                    $crate::ToolError::Denied(m) => ToolError::Denied(m),
+                    $crate::ToolError::Failed(m) => ToolError::Failed(m),
+                })
+            }
+        }
+
+        export!($plugin);
+    };
+}

@@ -3,39 +3,11 @@
 
 mod fetch;
 
-use toolgate_plugin_sdk::{self as sdk, Tool};
+use toolgate_plugin_sdk::Tool;
 
 // The world re-exports `ToolInfo` and `ToolError` at the crate root.
 wit_bindgen::generate!({ path: "../../../wit", world: "tool" });
 
 const TOOLS: &[Tool] = &[fetch::TOOL];
 
-struct Http;
-
-impl Guest for Http {
-    fn describe() -> Vec<ToolInfo> {
-        TOOLS
-            .iter()
-            .map(|t| ToolInfo {
-                name: t.name.into(),
-                description: t.description.into(),
-                input_schema: (t.schema)().to_string(),
-            })
-            .collect()
-    }
-
-    fn call(name: String, input: String) -> Result<String, ToolError> {
-        sdk::dispatch(TOOLS, &name, &input).map_err(to_wit)
-    }
-}
-
-fn to_wit(err: sdk::ToolError) -> ToolError {
-    match err {
-        sdk::ToolError::InvalidInput(m) => ToolError::InvalidInput(m),
-        sdk::ToolError::UnknownTool(m) => ToolError::UnknownTool(m),
-        sdk::ToolError::Denied(m) => ToolError::Denied(m),
-        sdk::ToolError::Failed(m) => ToolError::Failed(m),
-    }
-}
-
-export!(Http);
+toolgate_plugin_sdk::export_tools!(Http, TOOLS);
