@@ -248,6 +248,10 @@ fn main() {
         "decide, shipped set, repeated (cache)",
         measure(&shipped, &requests, iterations, true),
     );
+    summarize(
+        "decide, shipped set, schema-checked (explain)",
+        measure_checked(&shipped, &requests, iterations / 10),
+    );
 
     let dir = generated_set();
     let started = Instant::now();

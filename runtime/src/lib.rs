@@ -7,7 +7,12 @@
 //! - [`task`]: the path of one task through the policy gate into the sandbox.
 
 pub mod cli;
+pub mod events;
+pub mod orchestrator;
 pub mod policy;
 pub mod sandbox;
 pub mod secrets;
+pub mod server;
+pub mod store;
 pub mod task;
+pub mod telemetry;

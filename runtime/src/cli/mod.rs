@@ -4,6 +4,7 @@
 mod plugin;
 mod policy;
 mod run;
+mod serve;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -39,6 +40,11 @@ enum Command {
     /// Validate, test, explain and format Cedar policy sets.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Run the HTTP/SSE API server.
+    Serve(Box<crate::server::ServeArgs>),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(serve::KeysCommand),
 }
 
 /// Where plugins come from and where their compilations are cached.
@@ -83,11 +89,17 @@ impl EngineArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A server tells its operator what it does; one-shot commands stay quiet.
+    let default_filter = if matches!(cli.command, Command::Serve(_)) {
+        "info,toolgate::decision=warn"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TOOLGATE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -99,6 +111,8 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::run(*args).await,
             Command::Plugin(command) => plugin::run(command).await,
             Command::Policy(command) => policy::run(command),
+            Command::Serve(args) => serve::serve(*args).await,
+            Command::Keys(command) => serve::keys(command),
         }
     });
     match result {

@@ -1,0 +1,94 @@
+//! `toolgate serve` and `toolgate keys`.
+
+use crate::server::{ServeArgs, ServeConfig};
+use crate::store::Store;
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = ServeConfig::resolve(args)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let app = crate::server::build(config).await?;
+    if let Some(file) = &app.admin_key_file {
+        eprintln!(
+            "created an admin API key in {} (use it as `Authorization: Bearer <key>`)",
+            file.display()
+        );
+    }
+    eprintln!("toolgate listening on http://{}", listener.local_addr()?);
+    crate::server::run(listener, app, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[derive(Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create an API key for a principal; the key is printed once, alone on the last line.
+    Create {
+        #[arg(long)]
+        principal: String,
+        /// The profile the principal belongs to for policy decisions.
+        #[arg(long)]
+        profile: String,
+        /// May manage plugins.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, env = "TOOLGATE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+pub(crate) fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        KeysCommand::Create {
+            principal,
+            profile,
+            admin,
+            data_dir,
+        } => {
+            let valid =
+                |s: &str| !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control);
+            anyhow::ensure!(
+                valid(&principal),
+                "--principal must be 1-128 printable characters"
+            );
+            anyhow::ensure!(
+                valid(&profile),
+                "--profile must be 1-128 printable characters"
+            );
+            let config = ServeConfig::resolve(crate::server::ServeArgs {
+                data_dir,
+                ..Default::default()
+            })?;
+            let store = Store::open(&config.data_dir)?;
+            let key = store.create_key(&principal, &profile, admin)?;
+            store.close();
+            eprintln!(
+                "created key {} for principal `{principal}` (profile `{profile}`); it is shown only once:",
+                key.id
+            );
+            println!("{}", key.key);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

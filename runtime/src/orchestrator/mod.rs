@@ -1,0 +1,205 @@
+//! The orchestrator: sessions (workspace, profile, resources, lifetime) and
+//! the tasks run in them, from request to policy gate to sandbox to events
+//! and store.
+
+mod sessions;
+mod tasks;
+mod workspace;
+
+pub use sessions::{CreateSession, SessionView};
+pub use tasks::{CreateTask, TaskHandle, TaskLimitsRequest};
+pub use workspace::{FileChanges, Snapshot};
+
+use crate::events::EventHub;
+use crate::policy::PolicyEngine;
+use crate::sandbox::{Catalog, Executor};
+use crate::secrets::SecretStore;
+use crate::store::{SessionRecord, Store};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Who is calling, from their API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub principal: String,
+    pub profile: String,
+    pub admin: bool,
+}
+
+/// Why an orchestrator call failed; the server maps each to a status and code.
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("denied by policy: {}", reasons.join("; "))]
+    Forbidden {
+        reasons: Vec<String>,
+        decision: Value,
+    },
+    #[error("{0}")]
+    Capacity(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub struct OrchestratorConfig {
+    pub workspaces: PathBuf,
+    pub max_sessions: usize,
+    pub idle_timeout: Duration,
+    pub lifetime: Duration,
+}
+
+/// A session that is open in this process.
+pub(crate) struct LiveSession {
+    pub record: Mutex<SessionRecord>,
+    pub workspace: PathBuf,
+    /// Running tasks' cancellation, by task id.
+    pub running: Mutex<HashMap<String, CancellationToken>>,
+}
+
+pub struct Orchestrator {
+    config: OrchestratorConfig,
+    catalog: Arc<Catalog>,
+    executor: Executor,
+    policy: Arc<PolicyEngine>,
+    store: Store,
+    hub: Arc<EventHub>,
+    secrets: SecretStore,
+    sessions: Mutex<HashMap<String, Arc<LiveSession>>>,
+    /// Cancelled on shutdown: running tasks stop and are marked.
+    shutdown: CancellationToken,
+    metrics: std::sync::OnceLock<Arc<crate::telemetry::Metrics>>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Orchestrator {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: OrchestratorConfig,
+        catalog: Arc<Catalog>,
+        executor: Executor,
+        policy: Arc<PolicyEngine>,
+        store: Store,
+        hub: Arc<EventHub>,
+        secrets: SecretStore,
+    ) -> Self {
+        Self {
+            config,
+            catalog,
+            executor,
+            policy,
+            store,
+            hub,
+            secrets,
+            sessions: Mutex::default(),
+            shutdown: CancellationToken::new(),
+            metrics: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Where task and decision metrics go (set once, after the server built them).
+    pub fn set_metrics(&self, metrics: Arc<crate::telemetry::Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    pub fn hub(&self) -> &Arc<EventHub> {
+        &self.hub
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn policy(&self) -> &Arc<PolicyEngine> {
+        &self.policy
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    pub fn open_sessions(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// After a restart: tasks cut off by the crash become `interrupted` (with
+    /// an event), and open sessions are live again.
+    pub fn recover(&self) -> Result<(), OrchestratorError> {
+        let interrupted = self
+            .store
+            .interrupt_unfinished_tasks()
+            .map_err(|e| OrchestratorError::Internal(e.to_string()))?;
+        for task in &interrupted {
+            self.hub.publish(
+                &task.session,
+                "task.failed",
+                serde_json::json!({
+                    "task": task.id, "tool": task.tool, "state": "interrupted", "error": task.error,
+                }),
+            );
+        }
+        let open = self
+            .store
+            .open_sessions()
+            .map_err(|e| OrchestratorError::Internal(e.to_string()))?;
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        for record in open {
+            let workspace = PathBuf::from(&record.workspace);
+            let _ = std::fs::create_dir_all(&workspace);
+            sessions.insert(
+                record.id.clone(),
+                Arc::new(LiveSession {
+                    record: Mutex::new(record),
+                    workspace,
+                    running: Mutex::default(),
+                }),
+            );
+        }
+        if !interrupted.is_empty() {
+            tracing::warn!(
+                tasks = interrupted.len(),
+                "tasks cut off by the last stop are marked interrupted"
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops running tasks (they are marked `cancelled`) and flushes the store.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        for _ in 0..100 {
+            let busy = self
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .any(|s| {
+                    !s.running
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .is_empty()
+                });
+            if !busy {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = self.store.flush();
+    }
+}

@@ -1,0 +1,270 @@
+use super::{Caller, LiveSession, Orchestrator, OrchestratorError, now_ms};
+use crate::policy::ResourceRequest;
+use crate::store::SessionRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+/// `POST /v1/sessions`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// Defaults to the caller's profile.
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub resources: Option<ResourceRequest>,
+    /// Tools the session will use (`fs.read`, ...).
+    #[serde(default)]
+    pub tools: Vec<String>,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub files: Vec<String>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub model_provider: Option<String>,
+}
+
+/// A session as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub principal: String,
+    pub profile: String,
+    pub state: String,
+    pub created_at_ms: i64,
+    pub last_active_ms: i64,
+    pub closed_at_ms: Option<i64>,
+    pub close_reason: Option<String>,
+    pub request: Value,
+    pub last_event_id: u64,
+}
+
+impl Orchestrator {
+    fn view(&self, record: &SessionRecord) -> SessionView {
+        SessionView {
+            id: record.id.clone(),
+            principal: record.principal.clone(),
+            profile: record.profile.clone(),
+            state: record.state.clone(),
+            created_at_ms: record.created_at_ms,
+            last_active_ms: record.last_active_ms,
+            closed_at_ms: record.closed_at_ms,
+            close_reason: record.close_reason.clone(),
+            request: record.request.clone(),
+            last_event_id: self.hub.last_seq(&record.id),
+        }
+    }
+
+    pub fn create_session(
+        &self,
+        caller: &Caller,
+        request: CreateSession,
+    ) -> Result<SessionView, OrchestratorError> {
+        let profile = request
+            .profile
+            .clone()
+            .unwrap_or_else(|| caller.profile.clone());
+        let resources = request.resources.unwrap_or_default();
+        for tool in &request.tools {
+            let known = tool
+                .split_once('.')
+                .is_some_and(|(plugin, _)| self.catalog.names().iter().any(|n| n == plugin));
+            if !known {
+                return Err(OrchestratorError::Invalid(format!(
+                    "unknown tool `{tool}` (tools are named plugin.tool)"
+                )));
+            }
+        }
+        if self.open_sessions() >= self.config.max_sessions {
+            return Err(OrchestratorError::Capacity(format!(
+                "the server is at its limit of {} open sessions; try again later",
+                self.config.max_sessions
+            )));
+        }
+        let decision = self.policy.authorize_session(
+            &caller.principal,
+            &profile,
+            resources,
+            &request.tools,
+            &request.domains,
+            &request.files,
+            &request.secrets,
+            request.model_provider.as_deref(),
+        );
+        let decision_json = serde_json::to_value(&decision).unwrap_or(Value::Null);
+        if !decision.allowed {
+            return Err(OrchestratorError::Forbidden {
+                reasons: decision.explanation(),
+                decision: decision_json,
+            });
+        }
+        let id = format!("s_{}", uuid::Uuid::new_v4().simple());
+        let workspace = self.config.workspaces.join(&id);
+        std::fs::create_dir_all(&workspace).map_err(|e| {
+            OrchestratorError::Internal(format!("cannot create the session workspace: {e}"))
+        })?;
+        let now = now_ms();
+        let record = SessionRecord {
+            id: id.clone(),
+            principal: caller.principal.clone(),
+            profile: profile.clone(),
+            state: "open".into(),
+            created_at_ms: now,
+            last_active_ms: now,
+            closed_at_ms: None,
+            close_reason: None,
+            workspace: workspace.display().to_string(),
+            request: json!({
+                "resources": resources,
+                "tools": request.tools,
+                "domains": request.domains,
+                "files": request.files,
+                "secrets": request.secrets,
+                "model_provider": request.model_provider,
+            }),
+        };
+        self.store.put_session(&record);
+        self.store.put_decision(
+            &id,
+            None,
+            &json!({ "action": "create_session", "decision": decision_json }),
+        );
+        self.hub.publish(
+            &id,
+            "session.created",
+            json!({ "session": id, "principal": caller.principal, "profile": profile }),
+        );
+        self.hub.publish(
+            &id,
+            "policy.decision",
+            json!({ "action": "create_session", "decision": decision_json }),
+        );
+        let view = self.view(&record);
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id,
+                Arc::new(LiveSession {
+                    record: Mutex::new(record),
+                    workspace,
+                    running: Mutex::default(),
+                }),
+            );
+        Ok(view)
+    }
+
+    /// The caller's session, live or from the store. Another principal's session is "not found".
+    pub fn get_session(&self, caller: &Caller, id: &str) -> Result<SessionView, OrchestratorError> {
+        if let Some(live) = self.live(caller, id) {
+            let record = live
+                .record
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            return Ok(self.view(&record));
+        }
+        let _ = self.store.flush();
+        match self.store.get_session(id) {
+            Ok(Some(record)) if record.principal == caller.principal => Ok(self.view(&record)),
+            Ok(_) => Err(OrchestratorError::NotFound("session")),
+            Err(e) => Err(OrchestratorError::Internal(e.to_string())),
+        }
+    }
+
+    pub(crate) fn live(&self, caller: &Caller, id: &str) -> Option<Arc<LiveSession>> {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let live = sessions.get(id)?;
+        let owner = live
+            .record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .principal
+            .clone();
+        (owner == caller.principal).then(|| live.clone())
+    }
+
+    /// Closes a session: running tasks are cancelled, the workspace removed,
+    /// `session.closed` published, and its event stream ends.
+    pub fn close_session(
+        &self,
+        caller: &Caller,
+        id: &str,
+        reason: &str,
+    ) -> Result<SessionView, OrchestratorError> {
+        let live = self.live(caller, id);
+        let Some(live) = live else {
+            // Already closed sessions answer with their record; others are not found.
+            return self.get_session(caller, id);
+        };
+        Ok(self.close_live(id, &live, reason))
+    }
+
+    fn close_live(&self, id: &str, live: &Arc<LiveSession>, reason: &str) -> SessionView {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        for token in live
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            token.cancel();
+        }
+        let record = {
+            let mut record = live.record.lock().unwrap_or_else(|e| e.into_inner());
+            record.state = "closed".into();
+            record.closed_at_ms = Some(now_ms());
+            record.close_reason = Some(reason.into());
+            record.clone()
+        };
+        self.store.put_session(&record);
+        if let Err(e) = std::fs::remove_dir_all(&live.workspace) {
+            tracing::warn!(session = id, error = %e, "cannot remove the session workspace");
+        }
+        self.hub.publish(
+            id,
+            "session.closed",
+            json!({ "session": id, "reason": reason }),
+        );
+        self.hub.close(id);
+        self.view(&record)
+    }
+
+    /// Closes sessions idle past their idle timeout or older than their lifetime.
+    pub fn reap(&self) -> usize {
+        let now = now_ms();
+        let idle = self.config.idle_timeout.as_millis() as i64;
+        let lifetime = self.config.lifetime.as_millis() as i64;
+        let expired: Vec<(String, Arc<LiveSession>, &str)> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|(id, live)| {
+                let record = live.record.lock().unwrap_or_else(|e| e.into_inner());
+                let busy = !live
+                    .running
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_empty();
+                if now - record.created_at_ms > lifetime {
+                    Some((id.clone(), live.clone(), "lifetime"))
+                } else if !busy && now - record.last_active_ms > idle {
+                    Some((id.clone(), live.clone(), "idle"))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (id, live, reason) in &expired {
+            self.close_live(id, live, reason);
+        }
+        expired.len()
+    }
+}

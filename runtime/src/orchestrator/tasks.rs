@@ -1,0 +1,424 @@
+use super::workspace::Snapshot;
+use super::{Caller, LiveSession, Orchestrator, OrchestratorError, now_ms};
+use crate::events::EventHub;
+use crate::policy::{ResourceRequest, TaskIdentity};
+use crate::sandbox::{DirGrant, EventSink, Grants, Limits, TaskRequest, ToolEvent};
+use crate::store::TaskRecord;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// `POST /v1/sessions/{id}/tasks`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    /// `plugin.tool`, e.g. `fs.read`.
+    pub tool: String,
+    #[serde(default = "empty_object")]
+    pub input: Value,
+    /// Wait for the result (default) or return at once with the task id.
+    #[serde(default = "yes")]
+    pub wait: bool,
+    /// Ask for less than the policy allows.
+    #[serde(default)]
+    pub limits: Option<TaskLimitsRequest>,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskLimitsRequest {
+    pub fuel: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub output_kb: Option<u64>,
+}
+
+/// The guest path of every session's workspace.
+const WORKSPACE: &str = "/workspace";
+
+/// Tool events become session events.
+struct HubEvents {
+    hub: Arc<EventHub>,
+    session: String,
+    task: String,
+}
+
+impl EventSink for HubEvents {
+    fn emit(&self, event: ToolEvent) {
+        let (name, mut data) = match &event {
+            ToolEvent::Log { .. } => ("tool.log", serde_json::to_value(&event).unwrap_or_default()),
+            ToolEvent::Progress { .. } => (
+                "tool.progress",
+                serde_json::to_value(&event).unwrap_or_default(),
+            ),
+        };
+        data["task"] = self.task.clone().into();
+        self.hub.publish(&self.session, name, data);
+    }
+}
+
+impl Orchestrator {
+    /// Queues a task and starts it. Returns the task record and, with
+    /// `wait`, a handle resolving to the finished record.
+    pub fn create_task(
+        self: &Arc<Self>,
+        caller: &Caller,
+        session_id: &str,
+        request: CreateTask,
+    ) -> Result<(TaskRecord, Option<TaskHandle>), OrchestratorError> {
+        let Some(live) = self.live(caller, session_id) else {
+            return match self.get_session(caller, session_id) {
+                Ok(_) => Err(OrchestratorError::Conflict(format!(
+                    "session {session_id} is closed"
+                ))),
+                Err(e) => Err(e),
+            };
+        };
+        if !request.input.is_object() {
+            return Err(OrchestratorError::Invalid(
+                "`input` must be a JSON object".into(),
+            ));
+        }
+        let (plugin_name, tool_name) = request.tool.split_once('.').ok_or_else(|| {
+            OrchestratorError::Invalid(format!("tool `{}` is not named plugin.tool", request.tool))
+        })?;
+        if !self.catalog.names().iter().any(|n| n == plugin_name) {
+            return Err(OrchestratorError::Invalid(format!(
+                "unknown tool `{}`",
+                request.tool
+            )));
+        }
+        let id = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let record = TaskRecord {
+            id: id.clone(),
+            session: session_id.into(),
+            tool: request.tool.clone(),
+            input: request.input.clone(),
+            state: "queued".into(),
+            created_at_ms: now_ms(),
+            started_at_ms: None,
+            finished_at_ms: None,
+            output: None,
+            error: None,
+            usage: None,
+            decision: None,
+        };
+        self.store.put_task(&record);
+        self.hub.publish(
+            session_id,
+            "task.queued",
+            json!({ "task": id, "tool": request.tool }),
+        );
+        let cancel = self.shutdown.child_token();
+        live.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), cancel.clone());
+        touch(&live);
+
+        let this = self.clone();
+        let run = RunTask {
+            caller: caller.clone(),
+            live: live.clone(),
+            record: record.clone(),
+            plugin: plugin_name.to_owned(),
+            tool: tool_name.to_owned(),
+            limits: request.limits,
+            cancel: cancel.clone(),
+        };
+        let join = tokio::spawn(async move { this.run_task(run).await });
+        let handle = request.wait.then(|| TaskHandle {
+            join,
+            cancel: Some(cancel),
+        });
+        Ok((record, handle))
+    }
+
+    pub fn get_task(
+        &self,
+        caller: &Caller,
+        session_id: &str,
+        task_id: &str,
+    ) -> Result<TaskRecord, OrchestratorError> {
+        self.get_session(caller, session_id)?;
+        let _ = self.store.flush();
+        match self.store.get_task(session_id, task_id) {
+            Ok(Some(task)) => Ok(task),
+            Ok(None) => Err(OrchestratorError::NotFound("task")),
+            Err(e) => Err(OrchestratorError::Internal(e.to_string())),
+        }
+    }
+
+    /// Cancels a running task; a finished one is a conflict.
+    pub fn cancel_task(
+        &self,
+        caller: &Caller,
+        session_id: &str,
+        task_id: &str,
+    ) -> Result<TaskRecord, OrchestratorError> {
+        let task = self.get_task(caller, session_id, task_id)?;
+        let token = self.live(caller, session_id).and_then(|live| {
+            live.running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(task_id)
+                .cloned()
+        });
+        match token {
+            Some(token) => {
+                token.cancel();
+                Ok(task)
+            }
+            None => Err(OrchestratorError::Conflict(format!(
+                "task {task_id} is already {}",
+                task.state
+            ))),
+        }
+    }
+
+    async fn run_task(self: Arc<Self>, run: RunTask) -> TaskRecord {
+        let RunTask {
+            caller,
+            live,
+            mut record,
+            plugin,
+            tool,
+            limits,
+            cancel,
+        } = run;
+        let session = record.session.clone();
+        let finish = |record: &TaskRecord| {
+            live.running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&record.id);
+            touch(&live);
+        };
+        let plugin = match self.catalog.get(&plugin).await {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                record.state = "failed".into();
+                record.error = Some(json!({ "kind": "invalid_input", "message": e.to_string() }));
+                record.finished_at_ms = Some(now_ms());
+                self.store.put_task(&record);
+                self.hub.publish(
+                    &session,
+                    "task.failed",
+                    json!({ "task": record.id, "error": record.error }),
+                );
+                finish(&record);
+                return record;
+            }
+        };
+        if plugin.tool(&tool).is_none() {
+            record.state = "failed".into();
+            record.error = Some(
+                json!({ "kind": "invalid_input", "message": format!("unknown tool `{}`", record.tool) }),
+            );
+            record.finished_at_ms = Some(now_ms());
+            self.store.put_task(&record);
+            self.hub.publish(
+                &session,
+                "task.failed",
+                json!({ "task": record.id, "error": record.error }),
+            );
+            finish(&record);
+            return record;
+        }
+        let _ = self.policy.upsert_entities(
+            plugin
+                .tools()
+                .iter()
+                .map(|t| crate::policy::tool_entity(plugin.name(), &t.name))
+                .collect::<Vec<_>>(),
+        );
+
+        record.state = "running".into();
+        record.started_at_ms = Some(now_ms());
+        self.store.put_task(&record);
+        self.hub.publish(
+            &session,
+            "task.started",
+            json!({ "task": record.id, "tool": record.tool }),
+        );
+
+        let (profile, resources, secret_names) = {
+            let session_record = live.record.lock().unwrap_or_else(|e| e.into_inner());
+            let resources: ResourceRequest =
+                serde_json::from_value(session_record.request["resources"].clone())
+                    .unwrap_or_default();
+            let names: Vec<String> =
+                serde_json::from_value(session_record.request["secrets"].clone())
+                    .unwrap_or_default();
+            (session_record.profile.clone(), resources, names)
+        };
+        let mut grants = Grants {
+            dirs: vec![DirGrant {
+                host: live.workspace.clone(),
+                guest: WORKSPACE.into(),
+                writable: true,
+            }],
+            cwd: Some(WORKSPACE.into()),
+            secrets: self.secrets.select(secret_names.iter().map(String::as_str)),
+            ..Grants::default()
+        };
+        grants.network.http = true;
+        let asked = limits.map(|l| Limits {
+            fuel: l.fuel.unwrap_or(u64::MAX),
+            memory_bytes: l.memory_mb.map_or(u64::MAX, |m| m.saturating_mul(1 << 20)),
+            timeout: l.timeout_ms.map_or(Duration::MAX, Duration::from_millis),
+            output_bytes: l.output_kb.map_or(u64::MAX, |k| k.saturating_mul(1 << 10)),
+            ..self.executor.engine().config().max_limits
+        });
+        let identity = TaskIdentity {
+            principal: caller.principal.clone(),
+            profile,
+            session: session.clone(),
+            tool: record.tool.clone(),
+        };
+        let input = record.input.to_string();
+        let events: Arc<dyn EventSink> = Arc::new(HubEvents {
+            hub: self.hub.clone(),
+            session: session.clone(),
+            task: record.id.clone(),
+        });
+        let request = TaskRequest {
+            grants,
+            limits: asked,
+            events: Some(events),
+            cancel: Some(cancel),
+            ..TaskRequest::new(&tool, input)
+        };
+
+        let before = Snapshot::take(&live.workspace);
+        let gated = crate::task::run_gated(
+            &self.policy,
+            &self.executor,
+            &plugin,
+            identity,
+            resources,
+            request,
+        )
+        .await;
+        let changes = before.changes(&Snapshot::take(&live.workspace));
+
+        let decision = serde_json::to_value(&gated.decision).unwrap_or(Value::Null);
+        self.store.put_decision(
+            &session,
+            Some(&record.id),
+            &json!({ "action": "invoke", "decision": decision }),
+        );
+        self.hub.publish(
+            &session,
+            "policy.decision",
+            json!({ "task": record.id, "action": "invoke", "decision": decision }),
+        );
+        for capability in &gated.outcome.decisions {
+            let value = serde_json::to_value(capability).unwrap_or(Value::Null);
+            self.store.put_decision(&session, Some(&record.id), &value);
+            self.hub.publish(
+                &session,
+                "policy.decision",
+                json!({ "task": record.id, "decision": value }),
+            );
+        }
+        if !changes.is_empty() {
+            self.hub.publish(
+                &session,
+                "file.changed",
+                json!({ "task": record.id, "changes": changes }),
+            );
+        }
+        let outcome = gated.outcome;
+        if let Some(metrics) = self.metrics.get() {
+            metrics.decision("invoke", gated.decision.elapsed_us as f64 / 1e6);
+            for capability in &outcome.decisions {
+                metrics.decision("capability", capability.elapsed_us as f64 / 1e6);
+            }
+            let kind = outcome
+                .result
+                .as_ref()
+                .err()
+                .map_or("completed", |e| e.kind());
+            let seconds = (outcome.usage.instantiate_us + outcome.usage.execute_us) as f64 / 1e6;
+            metrics.task_finished(kind, seconds, outcome.usage.fuel_consumed);
+        }
+        record.finished_at_ms = Some(now_ms());
+        record.usage = serde_json::to_value(&outcome.usage).ok();
+        record.decision = Some(decision);
+        match outcome.result {
+            Ok(output) => {
+                record.state = "completed".into();
+                record.output =
+                    Some(serde_json::from_str(&output).unwrap_or(Value::String(output)));
+                self.hub.publish(
+                    &session,
+                    "task.completed",
+                    json!({ "task": record.id, "output": record.output, "usage": record.usage }),
+                );
+            }
+            Err(error) => {
+                record.state = if error.kind() == "cancelled" {
+                    "cancelled".into()
+                } else {
+                    "failed".into()
+                };
+                record.error = Some(error.to_json());
+                self.hub.publish(&session, "task.failed", json!({ "task": record.id, "state": record.state, "error": record.error, "usage": record.usage }));
+            }
+        }
+        self.store.put_task(&record);
+        finish(&record);
+        record
+    }
+}
+
+struct RunTask {
+    caller: Caller,
+    live: Arc<LiveSession>,
+    record: TaskRecord,
+    plugin: String,
+    tool: String,
+    limits: Option<TaskLimitsRequest>,
+    cancel: CancellationToken,
+}
+
+fn touch(live: &LiveSession) {
+    live.record
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .last_active_ms = now_ms();
+}
+
+/// A running task a caller waits for. Dropping it before the task finishes
+/// (the client went away) cancels the task.
+pub struct TaskHandle {
+    join: tokio::task::JoinHandle<TaskRecord>,
+    cancel: Option<CancellationToken>,
+}
+
+impl TaskHandle {
+    pub async fn finished(mut self) -> Result<TaskRecord, OrchestratorError> {
+        let result = (&mut self.join).await;
+        self.cancel = None;
+        result.map_err(|e| OrchestratorError::Internal(format!("the task runner failed: {e}")))
+    }
+}
+
+impl Drop for TaskHandle {
+    fn drop(&mut self) {
+        if let Some(cancel) = self.cancel.take() {
+            cancel.cancel();
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Session workspaces and what a task changed in them.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Files the snapshot looks at, at most; past it the change list is partial.
+const MAX_FILES: usize = 20_000;
+
+/// Size and modification time of every file under a directory.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Snapshot(BTreeMap<String, (u64, Option<SystemTime>)>);
+
+impl Snapshot {
+    pub fn take(root: &Path) -> Self {
+        let mut files = BTreeMap::new();
+        let mut stack: Vec<PathBuf> = vec![root.to_owned()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if files.len() >= MAX_FILES {
+                    return Self(files);
+                }
+                let Ok(meta) = entry.metadata() else { continue };
+                let path = entry.path();
+                if meta.is_dir() {
+                    stack.push(path);
+                } else if let Ok(relative) = path.strip_prefix(root) {
+                    files.insert(
+                        relative.to_string_lossy().into_owned(),
+                        (meta.len(), meta.modified().ok()),
+                    );
+                }
+            }
+        }
+        Self(files)
+    }
+
+    /// What changed from `self` to `after`.
+    pub fn changes(&self, after: &Snapshot) -> FileChanges {
+        let mut changes = FileChanges::default();
+        for (path, meta) in &after.0 {
+            match self.0.get(path) {
+                None => changes.created.push(path.clone()),
+                Some(before) if before != meta => changes.modified.push(path.clone()),
+                Some(_) => {}
+            }
+        }
+        changes.deleted = self
+            .0
+            .keys()
+            .filter(|p| !after.0.contains_key(*p))
+            .cloned()
+            .collect();
+        changes
+    }
+}
+
+/// The payload of a `file.changed` event.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct FileChanges {
+    pub created: Vec<String>,
+    pub modified: Vec<String>,
+    pub deleted: Vec<String>,
+}
+
+impl FileChanges {
+    pub fn is_empty(&self) -> bool {
+        self.created.is_empty() && self.modified.is_empty() && self.deleted.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_list_created_modified_and_deleted_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("keep.txt"), "a").unwrap();
+        std::fs::write(dir.path().join("edit.txt"), "a").unwrap();
+        std::fs::write(dir.path().join("gone.txt"), "a").unwrap();
+        let before = Snapshot::take(dir.path());
+        std::fs::write(dir.path().join("edit.txt"), "longer").unwrap();
+        std::fs::remove_file(dir.path().join("gone.txt")).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/new.txt"), "n").unwrap();
+        let changes = before.changes(&Snapshot::take(dir.path()));
+        assert_eq!(changes.created, ["sub/new.txt"]);
+        assert_eq!(changes.modified, ["edit.txt"]);
+        assert_eq!(changes.deleted, ["gone.txt"]);
+    }
+}

@@ -1,0 +1,141 @@
+//! Server settings: flags over environment over a TOML file over defaults.
+
+use clap::Args;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `toolgate serve` flags. Each also reads `TOOLGATE_<NAME>` and the config file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "TOOLGATE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where sessions, tasks, events and keys are kept [default: $XDG_DATA_HOME/toolgate or ~/.local/share/toolgate].
+    #[arg(long, env = "TOOLGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Policy directory, watched for changes [default: the policies built into the binary].
+    #[arg(long, env = "TOOLGATE_POLICIES")]
+    pub policies: Option<PathBuf>,
+    /// A directory of extra plugins (`NAME.wasm`).
+    #[arg(long, env = "TOOLGATE_PLUGINS")]
+    pub plugins: Option<PathBuf>,
+    /// A TOML file with any of these settings (same names, `_` for `-`).
+    #[arg(long, env = "TOOLGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// A JSON object of secrets (`{"name": "value"}`); `TOOLGATE_SECRET_<NAME>` variables are read too.
+    #[arg(long, env = "TOOLGATE_SECRETS_FILE")]
+    pub secrets_file: Option<PathBuf>,
+    /// Requests per second allowed to each principal [default: 50].
+    #[arg(long, env = "TOOLGATE_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
+    /// Requests a principal may burst above the rate [default: 100].
+    #[arg(long, env = "TOOLGATE_RATE_BURST")]
+    pub rate_burst: Option<u32>,
+    /// Sessions open at once, all principals [default: 64].
+    #[arg(long, env = "TOOLGATE_MAX_SESSIONS")]
+    pub max_sessions: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    policies: Option<PathBuf>,
+    plugins: Option<PathBuf>,
+    secrets_file: Option<PathBuf>,
+    rate_limit: Option<u32>,
+    rate_burst: Option<u32>,
+    max_sessions: Option<usize>,
+    body_limit_kb: Option<usize>,
+    request_timeout_ms: Option<u64>,
+    max_concurrent_requests: Option<usize>,
+    session_idle_timeout_s: Option<u64>,
+    session_lifetime_s: Option<u64>,
+    policy_poll_ms: Option<u64>,
+}
+
+/// The resolved settings of a server.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub policies: Option<PathBuf>,
+    pub plugins: Option<PathBuf>,
+    pub secrets_file: Option<PathBuf>,
+    pub rate_limit: u32,
+    pub rate_burst: u32,
+    pub max_sessions: usize,
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
+    pub session_idle_timeout: Duration,
+    pub session_lifetime: Duration,
+    pub policy_poll: Duration,
+    /// SSE heartbeat comment interval.
+    pub heartbeat: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults suited to a test: a data directory of its own, ports from the caller.
+    pub fn for_data_dir(data_dir: &Path) -> Self {
+        Self::resolve(ServeArgs {
+            data_dir: Some(data_dir.to_owned()),
+            ..ServeArgs::default()
+        })
+        .expect("defaults are valid")
+    }
+
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let file: FileConfig = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read config file {}: {e}", path.display())
+                })?;
+                toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(default_data_dir);
+        let config = Self {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid")),
+            data_dir,
+            policies: args.policies.or(file.policies),
+            plugins: args.plugins.or(file.plugins),
+            secrets_file: args.secrets_file.or(file.secrets_file),
+            rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(50),
+            rate_burst: args.rate_burst.or(file.rate_burst).unwrap_or(100),
+            max_sessions: args.max_sessions.or(file.max_sessions).unwrap_or(64),
+            body_limit: file.body_limit_kb.unwrap_or(1024) * 1024,
+            request_timeout: Duration::from_millis(file.request_timeout_ms.unwrap_or(330_000)),
+            max_concurrent_requests: file.max_concurrent_requests.unwrap_or(512),
+            session_idle_timeout: Duration::from_secs(file.session_idle_timeout_s.unwrap_or(900)),
+            session_lifetime: Duration::from_secs(file.session_lifetime_s.unwrap_or(8 * 3600)),
+            policy_poll: Duration::from_millis(file.policy_poll_ms.unwrap_or(1000)),
+            heartbeat: Duration::from_secs(15),
+        };
+        anyhow::ensure!(
+            config.rate_limit > 0 && config.rate_burst > 0,
+            "rate_limit and rate_burst must be at least 1"
+        );
+        anyhow::ensure!(config.max_sessions > 0, "max_sessions must be at least 1");
+        Ok(config)
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("toolgate")
+}

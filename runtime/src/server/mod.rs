@@ -1,0 +1,275 @@
+//! The HTTP server: `run(listener, app, shutdown)` takes a bound listener and
+//! a shutdown future, so tests inject both.
+
+mod auth;
+pub mod config;
+pub mod problem;
+mod routes;
+
+pub use config::{ServeArgs, ServeConfig};
+
+use crate::events::{Event, EventHub, EventPersistence, HubConfig};
+use crate::orchestrator::{Caller, Orchestrator, OrchestratorConfig};
+use crate::policy::{PolicyEngine, PolicyOrigin, principal_entity};
+use crate::sandbox::{Catalog, EngineConfig, Executor, SandboxEngine};
+use crate::secrets::SecretStore;
+use crate::store::{Store, StoredEvent};
+use crate::telemetry::{Gauges, Metrics};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::collections::HashSet;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
+
+/// Everything the routes share.
+pub struct App {
+    pub config: ServeConfig,
+    pub orchestrator: Arc<Orchestrator>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub limiter: DefaultKeyedRateLimiter<String>,
+    pub ready: AtomicBool,
+    pub pooling: bool,
+    /// Ends event streams when the server shuts down.
+    pub shutdown: CancellationToken,
+    known_principals: Mutex<HashSet<String>>,
+    /// Where the first admin key was written, if this start created one.
+    pub admin_key_file: Option<PathBuf>,
+}
+
+impl App {
+    /// Makes a principal known to the policy engine (as a member of its key's
+    /// profile) the first time it shows up, e.g. after `toolgate keys create`.
+    fn ensure_principal(&self, caller: &Caller) {
+        let mut known = self
+            .known_principals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if known.insert(format!("{}\u{1f}{}", caller.principal, caller.profile)) {
+            let entity = principal_entity(&caller.principal, &[&caller.profile]);
+            if let Err(e) = self.orchestrator.policy().upsert_entities([entity]) {
+                tracing::warn!(principal = %caller.principal, error = %e, "cannot add the principal to the policy entities");
+            }
+        }
+    }
+}
+
+/// The store, as the event hub's durable memory.
+struct StorePersistence(Store);
+
+impl EventPersistence for StorePersistence {
+    fn persist(&self, session: &str, event: &Event) {
+        self.0.put_event(&StoredEvent {
+            session: session.into(),
+            seq: event.seq,
+            name: event.name.clone(),
+            data: (*event.data).clone(),
+            at_ms: event.at_ms,
+        });
+    }
+
+    fn load_after(&self, session: &str, after: u64, limit: usize) -> Vec<Event> {
+        let _ = self.0.flush();
+        self.0
+            .events_after(session, after, limit)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| Event {
+                seq: e.seq,
+                name: e.name,
+                data: Arc::new(e.data),
+                at_ms: e.at_ms,
+            })
+            .collect()
+    }
+
+    fn last_seq(&self, session: &str) -> u64 {
+        self.0.last_event_seq(session).unwrap_or(0)
+    }
+}
+
+struct AppGauges {
+    hub: Arc<EventHub>,
+    orchestrator: std::sync::OnceLock<std::sync::Weak<Orchestrator>>,
+}
+
+impl Gauges for AppGauges {
+    fn active_sessions(&self) -> u64 {
+        self.orchestrator
+            .get()
+            .and_then(|o| o.upgrade())
+            .map_or(0, |o| o.open_sessions() as u64)
+    }
+    fn sse_subscribers(&self) -> u64 {
+        self.hub.subscribers() as u64
+    }
+    fn events_dropped(&self) -> u64 {
+        self.hub.dropped()
+    }
+}
+
+/// Opens the store, loads policies and plugins, recovers from the last stop.
+pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
+    let store = Store::open(&config.data_dir)?;
+    let admin_key_file = bootstrap_admin_key(&store, &config)?;
+    let origin = config
+        .policies
+        .clone()
+        .map_or(PolicyOrigin::Embedded, PolicyOrigin::Dir);
+    let policy = Arc::new(PolicyEngine::load(origin)?);
+    let principals: Vec<_> = store
+        .principals()?
+        .iter()
+        .map(|(p, profile)| principal_entity(p, &[profile]))
+        .collect();
+    policy.upsert_entities(principals)?;
+
+    let engine = Arc::new(SandboxEngine::new(EngineConfig::default())?);
+    let pooling = engine.is_pooling();
+    let cache = config.data_dir.join("cache");
+    let mut catalog = Catalog::new(engine.clone(), Some(&cache));
+    if let Some(dir) = &config.plugins {
+        catalog.add_dir(dir)?;
+    }
+    let secrets = SecretStore::from_env_and_file(config.secrets_file.as_deref())?;
+    let hub = Arc::new(EventHub::new(
+        Arc::new(StorePersistence(store.clone())),
+        HubConfig::default(),
+    ));
+    let orchestrator = Arc::new(Orchestrator::new(
+        OrchestratorConfig {
+            workspaces: config.data_dir.join("workspaces"),
+            max_sessions: config.max_sessions,
+            idle_timeout: config.session_idle_timeout,
+            lifetime: config.session_lifetime,
+        },
+        Arc::new(catalog),
+        Executor::new(engine, Arc::new(crate::policy::AllowAll)),
+        policy,
+        store.clone(),
+        hub.clone(),
+        secrets,
+    ));
+    orchestrator.recover()?;
+    let gauges = Arc::new(AppGauges {
+        hub,
+        orchestrator: std::sync::OnceLock::new(),
+    });
+    let _ = gauges.orchestrator.set(Arc::downgrade(&orchestrator));
+    let metrics = Arc::new(Metrics::new(gauges)?);
+    orchestrator.set_metrics(metrics.clone());
+    let quota = Quota::per_second(NonZeroU32::new(config.rate_limit).expect("checked"))
+        .allow_burst(NonZeroU32::new(config.rate_burst).expect("checked"));
+    Ok(Arc::new(App {
+        config,
+        orchestrator,
+        store,
+        metrics,
+        limiter: RateLimiter::keyed(quota),
+        ready: AtomicBool::new(false),
+        pooling,
+        shutdown: CancellationToken::new(),
+        known_principals: Mutex::default(),
+        admin_key_file,
+    }))
+}
+
+/// On a first start with no keys, one admin key is created and written to a
+/// file only its owner can read, so a newcomer can try the API at once.
+fn bootstrap_admin_key(store: &Store, config: &ServeConfig) -> anyhow::Result<Option<PathBuf>> {
+    if store.key_count()? > 0 {
+        return Ok(None);
+    }
+    let key = store.create_key("admin", "developer", true)?;
+    let path = config.data_dir.join("admin.key");
+    std::fs::write(&path, format!("{}\n", key.key))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tracing::warn!(file = %path.display(), "no API keys yet: created an admin key (principal `admin`, profile `developer`); it is in this file");
+    Ok(Some(path))
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    use routes::{events, info, sessions, tasks};
+    let api = Router::new()
+        .route("/v1/info", get(info::info))
+        .route("/v1/tools", get(info::tools))
+        .route("/v1/plugins", get(info::plugins))
+        .route("/v1/hosts", get(info::hosts))
+        .route("/v1/authorize", post(info::authorize))
+        .route("/v1/sessions", post(sessions::create))
+        .route(
+            "/v1/sessions/{id}",
+            get(sessions::get).delete(sessions::delete),
+        )
+        .route("/v1/sessions/{id}/tasks", post(tasks::create))
+        .route("/v1/sessions/{id}/tasks/{task}", get(tasks::get))
+        .route("/v1/sessions/{id}/tasks/{task}/cancel", post(tasks::cancel))
+        .route("/livez", get(info::livez))
+        .route("/readyz", get(info::readyz))
+        .route("/metrics", get(info::metrics))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            app.config.request_timeout,
+        ));
+    // Event streams live long: no request timeout for them.
+    let streams = Router::new().route("/v1/sessions/{id}/events", get(events::stream));
+    api.merge(streams)
+        .fallback(|| async { problem::Problem::not_found("route") })
+        .layer(DefaultBodyLimit::max(app.config.body_limit))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            app.config.max_concurrent_requests,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+/// Serves until `shutdown` resolves, then stops taking requests, ends event
+/// streams, stops running tasks (marked cancelled) and flushes the store.
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let reaper = {
+        let orchestrator = app.orchestrator.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                orchestrator.reap();
+            }
+        })
+    };
+    let watcher = app.orchestrator.policy().watch(app.config.policy_poll);
+    app.ready.store(true, Ordering::SeqCst);
+    tracing::info!(addr = %listener.local_addr()?, "toolgate is listening");
+    let stopping = app.clone();
+    let serve = axum::serve(listener, router(app.clone())).with_graceful_shutdown(async move {
+        shutdown.await;
+        stopping.ready.store(false, Ordering::SeqCst);
+        stopping.shutdown.cancel();
+    });
+    let result = serve.await;
+    app.ready.store(false, Ordering::SeqCst);
+    app.shutdown.cancel();
+    reaper.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
+    app.orchestrator.shutdown().await;
+    app.store.close();
+    result.map_err(Into::into)
+}

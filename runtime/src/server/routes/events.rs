@@ -1,0 +1,69 @@
+//! `GET /v1/sessions/{id}/events`: the session's events over SSE, replayed
+//! from `Last-Event-ID` or `?after=`, then live, with heartbeats.
+
+use crate::events::{Delivery, HubError};
+use crate::server::App;
+use crate::server::auth::Authed;
+use crate::server::problem::Problem;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+pub struct Cursor {
+    after: Option<u64>,
+}
+
+pub async fn stream(
+    State(app): State<Arc<App>>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    Query(cursor): Query<Cursor>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    app.orchestrator.get_session(&caller, &id)?;
+    let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let after = match header {
+        Some(text) => Some(
+            text.trim()
+                .parse::<u64>()
+                .map_err(|_| Problem::invalid("Last-Event-ID must be a number"))?,
+        ),
+        None => cursor.after,
+    };
+    let subscription = match app.orchestrator.hub().subscribe(&id, after) {
+        Ok(subscription) => subscription,
+        Err(HubError::Closed) => return Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(HubError::TooManySubscribers) => {
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "capacity",
+                "too many event subscribers",
+            ));
+        }
+    };
+    let shutdown = app.shutdown.clone();
+    let events = subscription
+        .map(|delivery| {
+            let event = match delivery {
+                Delivery::Event(e) => Event::default()
+                    .id(e.seq.to_string())
+                    .event(e.name.clone())
+                    .data(e.data.to_string()),
+                Delivery::Gap { from, to } => Event::default()
+                    .event("gap")
+                    .data(serde_json::json!({ "from": from, "to": to }).to_string()),
+            };
+            Ok::<_, Infallible>(event)
+        })
+        .take_until(async move { shutdown.cancelled().await });
+    let keep_alive = KeepAlive::new()
+        .interval(app.config.heartbeat)
+        .text("heartbeat");
+    Ok(Sse::new(events).keep_alive(keep_alive).into_response())
+}

@@ -1,0 +1,62 @@
+//! The HTTP API, one module per resource.
+
+pub mod events;
+pub mod info;
+pub mod sessions;
+pub mod tasks;
+
+use super::problem::Problem;
+use crate::orchestrator::OrchestratorError;
+use axum::extract::FromRequest;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use serde_json::json;
+
+impl From<OrchestratorError> for Problem {
+    fn from(error: OrchestratorError) -> Self {
+        let detail = error.to_string();
+        match error {
+            OrchestratorError::NotFound(what) => Problem::not_found(what),
+            OrchestratorError::Forbidden { reasons, decision } => {
+                Problem::new(StatusCode::FORBIDDEN, "forbidden", detail)
+                    .with(json!({ "reasons": reasons, "decision": decision }))
+            }
+            OrchestratorError::Capacity(_) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "capacity", detail)
+            }
+            OrchestratorError::Conflict(_) => {
+                Problem::new(StatusCode::CONFLICT, "conflict", detail)
+            }
+            OrchestratorError::Invalid(_) => Problem::invalid(detail),
+            OrchestratorError::Internal(_) => Problem::internal(detail),
+        }
+    }
+}
+
+/// A JSON body whose every rejection is a problem+json with a stable code.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Problem> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Body(value)),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is larger than the server accepts",
+                ))
+            }
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as `Content-Type: application/json`",
+            )),
+            Err(e) => Err(Problem::invalid(e.body_text())),
+        }
+    }
+}

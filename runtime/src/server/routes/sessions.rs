@@ -1,0 +1,37 @@
+use super::Body;
+use crate::orchestrator::CreateSession;
+use crate::server::App;
+use crate::server::auth::Authed;
+use crate::server::problem::Problem;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use std::sync::Arc;
+
+pub async fn create(
+    State(app): State<Arc<App>>,
+    Authed(caller): Authed,
+    Body(request): Body<CreateSession>,
+) -> Result<impl IntoResponse, Problem> {
+    let session = app.orchestrator.create_session(&caller, request)?;
+    Ok((StatusCode::CREATED, Json(session)))
+}
+
+pub async fn get(
+    State(app): State<Arc<App>>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, Problem> {
+    Ok(Json(app.orchestrator.get_session(&caller, &id)?))
+}
+
+pub async fn delete(
+    State(app): State<Arc<App>>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, Problem> {
+    Ok(Json(
+        app.orchestrator.close_session(&caller, &id, "deleted")?,
+    ))
+}

@@ -1,0 +1,409 @@
+//! The durable store: API keys, sessions, tasks, decisions and events in an embedded SQLite
+//! database, `<data_dir>/toolgate.db`, in WAL mode.
+//!
+//! # Writes
+//! Sessions, tasks, decisions and events are *queued*: `put_*` hands the record to one writer
+//! thread (`toolgate-store`) and returns at once. The writer commits whatever is queued in one
+//! transaction, so the store keeps up with bursts (thousands of events cost a few commits).
+//! `put_*` blocks only when [`QUEUE_CAPACITY`] writes are already waiting, i.e. when the disk
+//! is far behind: back pressure rather than unbounded memory. A write that fails (disk full, a
+//! reused event sequence number, ...) is logged and counted in [`Store::failed_writes`]; it never
+//! panics and never stops the writer.
+//!
+//! Key creation and [`Store::interrupt_unfinished_tasks`] are synchronous: they run on the
+//! writer, after everything queued before them, and return once committed.
+//!
+//! # Reads
+//! Reads use their own connection and see *committed* data only: a record just passed to
+//! `put_*` may not be visible yet. Call [`Store::flush`] first when you need to read your own
+//! writes. Reads are short, blocking calls; WAL lets them run while the writer commits.
+//!
+//! # Durability
+//! Every committed batch survives the process being killed (`kill -9`): the database is in WAL
+//! mode with `synchronous = NORMAL`, so a commit is in the write-ahead log before it returns.
+//! (A power loss may lose the last few commits, never corrupt the database.) Writes still
+//! queued when the process dies are lost; [`Store::close`] (or dropping the last handle)
+//! commits them.
+
+mod keys;
+mod records;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+
+pub use keys::{KEY_PREFIX, KeyRecord, NewKey};
+pub use records::{SessionRecord, StoredEvent, TaskRecord};
+
+use writer::{Command, Counters, Write};
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "toolgate.db";
+
+/// How many writes may wait for the writer before `put_*` blocks.
+pub const QUEUE_CAPACITY: usize = 65_536;
+
+/// How long a connection waits for a lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot prepare the data directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot encode a stored value: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(
+        "the database has schema version {found}, newer than this toolgate supports ({supported})"
+    )]
+    UnsupportedSchema { found: i64, supported: i64 },
+    #[error("no randomness available for a new key: {0}")]
+    Random(String),
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// A handle on the store. Cheap to clone; every clone shares one writer and one read
+/// connection. The writer stops on [`Store::close`] or when the last handle is dropped (both
+/// commit what is queued first).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    commands: SyncSender<Command>,
+    reader: Mutex<Connection>,
+    counters: Arc<Counters>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("pending_writes", &self.pending_writes())
+            .field("failed_writes", &self.failed_writes())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) `<data_dir>/toolgate.db`: creates the directory (mode 0700 on
+    /// Unix; the database file is made 0600), switches to WAL, applies pending migrations and
+    /// starts the writer thread.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        create_private_dir(data_dir)?;
+        let path = data_dir.join(DB_FILE);
+
+        let mut write_conn = Connection::open(&path)?;
+        restrict_file(&path)?;
+        configure(&write_conn)?;
+        let mode: String = write_conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(mode, "the store database is not in WAL mode");
+        }
+        schema::migrate(&mut write_conn)?;
+        write_conn.set_prepared_statement_cache_capacity(32);
+
+        let reader = Connection::open(&path)?;
+        configure(&reader)?;
+        reader.pragma_update(None, "query_only", true)?;
+        reader.set_prepared_statement_cache_capacity(32);
+
+        let counters = Arc::new(Counters::default());
+        let (commands, receiver) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let writer = std::thread::Builder::new()
+            .name("toolgate-store".to_owned())
+            .spawn({
+                let counters = counters.clone();
+                move || writer::run(write_conn, receiver, counters)
+            })
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        tracing::info!(path = %path.display(), "store opened");
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                commands,
+                reader: Mutex::new(reader),
+                counters,
+                writer: Mutex::new(Some(writer)),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    // ---- API keys ----
+
+    /// Creates a key for `principal` in `profile`. The returned [`NewKey::key`] is the only
+    /// copy of the secret (only its SHA-256 hash is stored). Synchronous.
+    pub fn create_key(
+        &self,
+        principal: &str,
+        profile: &str,
+        admin: bool,
+    ) -> Result<NewKey, StoreError> {
+        let (principal, profile) = (principal.to_owned(), profile.to_owned());
+        let now = now_ms();
+        self.exclusive(move |conn| keys::insert(conn, &principal, &profile, admin, now))
+    }
+
+    /// What `presented` authenticates as, or `None` when it is not a known key.
+    pub fn authenticate(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
+        keys::authenticate(&self.reader(), presented)
+    }
+
+    pub fn key_count(&self) -> Result<u64, StoreError> {
+        keys::count(&self.reader())
+    }
+
+    /// The distinct `(principal, profile)` pairs of all keys, sorted.
+    pub fn principals(&self) -> Result<Vec<(String, String)>, StoreError> {
+        keys::principals(&self.reader())
+    }
+
+    // ---- sessions ----
+
+    /// Inserts or replaces the session (queued).
+    pub fn put_session(&self, s: &SessionRecord) {
+        self.queue(Write::Session(Box::new(s.clone())));
+    }
+
+    pub fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        records::session(&self.reader(), id)
+    }
+
+    /// Sessions whose state is `"open"`, oldest first.
+    pub fn open_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        records::open_sessions(&self.reader())
+    }
+
+    // ---- tasks ----
+
+    /// Inserts or replaces the task (queued). Tasks are keyed by `(session, id)`.
+    pub fn put_task(&self, t: &TaskRecord) {
+        self.queue(Write::Task(Box::new(t.clone())));
+    }
+
+    pub fn get_task(&self, session: &str, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        records::task(&self.reader(), session, id)
+    }
+
+    /// The session's tasks, oldest first.
+    pub fn list_tasks(&self, session: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        records::tasks(&self.reader(), session)
+    }
+
+    /// Marks every `queued` or `running` task `interrupted` (`finished_at_ms` = now, `error` =
+    /// `{"kind": "interrupted", "message": ...}`) and returns them as updated. Call once at
+    /// startup, before accepting tasks. Synchronous: it runs after every write queued before
+    /// it and returns once committed.
+    pub fn interrupt_unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let now = now_ms();
+        self.exclusive(move |conn| records::interrupt_unfinished(conn, now))
+    }
+
+    // ---- decisions ----
+
+    /// Records one decision of the session (`task: None`) or of one of its tasks (queued).
+    pub fn put_decision(&self, session: &str, task: Option<&str>, record: &serde_json::Value) {
+        self.queue(Write::Decision {
+            session: session.to_owned(),
+            task: task.map(str::to_owned),
+            record: record.clone(),
+        });
+    }
+
+    /// The decisions recorded for the session, in the order they were recorded: with
+    /// `task: Some(id)` only that task's; with `None` all of them, the tasks' included.
+    pub fn decisions(
+        &self,
+        session: &str,
+        task: Option<&str>,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        records::decisions(&self.reader(), session, task)
+    }
+
+    // ---- events ----
+
+    /// Stores one event (queued). Its `seq` must be new for the session; a reused one is a
+    /// failed write (logged and counted), the stored event stays.
+    pub fn put_event(&self, e: &StoredEvent) {
+        self.queue(Write::Event(Box::new(e.clone())));
+    }
+
+    /// Up to `limit` events of the session with `seq > after`, ascending.
+    pub fn events_after(
+        &self,
+        session: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        records::events_after(&self.reader(), session, after, limit)
+    }
+
+    /// The highest stored sequence number of the session; 0 when it has none. Continue
+    /// numbering after it (and after any event still queued).
+    pub fn last_event_seq(&self, session: &str) -> Result<u64, StoreError> {
+        records::last_event_seq(&self.reader(), session)
+    }
+
+    // ---- the writer ----
+
+    /// Blocks until every write queued before the call is committed (or has failed, see
+    /// [`Store::failed_writes`]). `Err(Closed)` once the store is closed.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (reply, done) = mpsc::channel();
+        self.send(Command::Barrier(reply))?;
+        done.recv().map_err(|_| StoreError::Closed)
+    }
+
+    /// Commits everything queued and stops the writer. Idempotent; later writes fail (logged,
+    /// counted) and `flush` returns `Err(Closed)`. Reads keep working. Call on graceful
+    /// shutdown.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Writes queued and not yet committed.
+    pub fn pending_writes(&self) -> usize {
+        self.inner.counters.pending.load(Ordering::Relaxed)
+    }
+
+    /// Writes that failed since the store was opened.
+    pub fn failed_writes(&self) -> u64 {
+        self.inner.counters.failed.load(Ordering::Relaxed)
+    }
+
+    fn queue(&self, write: Write) {
+        let counters = &self.inner.counters;
+        counters.pending.fetch_add(1, Ordering::Relaxed);
+        if let Err(mpsc::SendError(Command::Write(write))) =
+            self.inner.commands.send(Command::Write(write))
+        {
+            counters.pending.fetch_sub(1, Ordering::Relaxed);
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                what = write.describe(),
+                "store write dropped: the store is closed"
+            );
+        }
+    }
+
+    fn send(&self, command: Command) -> Result<(), StoreError> {
+        self.inner
+            .commands
+            .send(command)
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Runs `work` on the write connection after everything queued so far, and waits for it.
+    fn exclusive<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, result) = mpsc::channel();
+        self.send(Command::Exclusive(Box::new(move |conn| {
+            let _ = reply.send(work(conn));
+        })))?;
+        result.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave the connection inconsistent (each read
+        // is one statement), so a poisoned lock is still usable.
+        self.inner
+            .reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Inner {
+    fn close(&self) {
+        let mut writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(handle) = writer.take() else { return };
+        if self.commands.send(Command::Shutdown).is_ok() && handle.join().is_err() {
+            tracing::error!("the store writer panicked");
+        }
+        tracing::debug!(path = %self.path.display(), "store closed");
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(io)
+}
+
+/// The database holds session inputs and outputs: readable by its owner only. SQLite gives
+/// the `-wal` and `-shm` files the database file's permissions.
+fn restrict_file(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| StoreError::Io {
+                path: path.to_owned(),
+                source,
+            },
+        )?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,330 @@
+//! The stored records (sessions, tasks, events), their rows and the SQL that reads and writes
+//! them. JSON values are stored as text.
+
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::StoreError;
+
+/// A session as stored. `state` is `"open"` or `"closed"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub principal: String,
+    pub profile: String,
+    /// `"open"` or `"closed"`.
+    pub state: String,
+    pub created_at_ms: i64,
+    pub last_active_ms: i64,
+    pub closed_at_ms: Option<i64>,
+    pub close_reason: Option<String>,
+    pub workspace: String,
+    /// What the session asked for when it was created.
+    pub request: Value,
+}
+
+/// A task as stored. `state` is one of `queued`, `running`, `completed`, `failed`, `cancelled`,
+/// `interrupted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub session: String,
+    pub tool: String,
+    pub input: Value,
+    pub state: String,
+    pub created_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub usage: Option<Value>,
+    pub decision: Option<Value>,
+}
+
+/// One event of a session's stream. `seq` is assigned by the caller: per session, strictly
+/// increasing, never reused (also across restarts: start from [`super::Store::last_event_seq`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub session: String,
+    pub seq: u64,
+    pub name: String,
+    pub data: Value,
+    pub at_ms: i64,
+}
+
+/// The error written into a task that was queued or running when the server stopped.
+pub(crate) fn interrupted_error() -> Value {
+    serde_json::json!({
+        "kind": "interrupted",
+        "message": "the server stopped while the task was running",
+    })
+}
+
+// ---- writes (run by the writer thread, inside its batch transaction) ----
+
+pub(crate) fn write_session(conn: &Connection, s: &SessionRecord) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO sessions (id, principal, profile, state, created_at_ms,
+             last_active_ms, closed_at_ms, close_reason, workspace, request)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        s.id,
+        s.principal,
+        s.profile,
+        s.state,
+        s.created_at_ms,
+        s.last_active_ms,
+        s.closed_at_ms,
+        s.close_reason,
+        s.workspace,
+        serde_json::to_string(&s.request)?,
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn write_task(conn: &Connection, t: &TaskRecord) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO tasks (session, id, tool, input, state, created_at_ms,
+             started_at_ms, finished_at_ms, output, error, usage, decision)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        t.session,
+        t.id,
+        t.tool,
+        serde_json::to_string(&t.input)?,
+        t.state,
+        t.created_at_ms,
+        t.started_at_ms,
+        t.finished_at_ms,
+        json_opt(&t.output)?,
+        json_opt(&t.error)?,
+        json_opt(&t.usage)?,
+        json_opt(&t.decision)?,
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn write_decision(
+    conn: &Connection,
+    session: &str,
+    task: Option<&str>,
+    record: &Value,
+) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO decisions (session, task, record) VALUES (?1, ?2, ?3)")?
+        .execute(params![session, task, serde_json::to_string(record)?])?;
+    Ok(())
+}
+
+/// A sequence number that is already stored is an error (sequence numbers are never reused).
+pub(crate) fn write_event(conn: &Connection, e: &StoredEvent) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO events (session, seq, name, data, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        e.session,
+        seq_to_sql(e.seq),
+        e.name,
+        serde_json::to_string(&e.data)?,
+        e.at_ms,
+    ])?;
+    Ok(())
+}
+
+/// Marks every queued or running task `interrupted` and returns them as updated.
+pub(crate) fn interrupt_unfinished(
+    conn: &mut Connection,
+    now_ms: i64,
+) -> Result<Vec<TaskRecord>, StoreError> {
+    let tx = conn.transaction()?;
+    let mut tasks = {
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN ('queued', 'running')
+             ORDER BY created_at_ms, session, id"
+        ))?;
+        stmt.query_map([], task_from_row)?
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let error = interrupted_error();
+    let error_text = serde_json::to_string(&error)?;
+    {
+        let mut update = tx.prepare_cached(
+            "UPDATE tasks SET state = 'interrupted', finished_at_ms = ?1, error = ?2
+             WHERE session = ?3 AND id = ?4",
+        )?;
+        for task in &mut tasks {
+            update.execute(params![now_ms, error_text, task.session, task.id])?;
+            task.state = "interrupted".to_owned();
+            task.finished_at_ms = Some(now_ms);
+            task.error = Some(error.clone());
+        }
+    }
+    tx.commit()?;
+    Ok(tasks)
+}
+
+// ---- reads ----
+
+const SESSION_COLUMNS: &str = "id, principal, profile, state, created_at_ms, last_active_ms, \
+     closed_at_ms, close_reason, workspace, request";
+
+const TASK_COLUMNS: &str = "id, session, tool, input, state, created_at_ms, started_at_ms, \
+     finished_at_ms, output, error, usage, decision";
+
+pub(crate) fn session(conn: &Connection, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"
+        ))?
+        .query_row([id], session_from_row)
+        .optional()?)
+}
+
+pub(crate) fn open_sessions(conn: &Connection) -> Result<Vec<SessionRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE state = 'open' ORDER BY created_at_ms, id"
+    ))?;
+    let rows = stmt.query_map([], session_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(crate) fn task(
+    conn: &Connection,
+    session: &str,
+    id: &str,
+) -> Result<Option<TaskRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE session = ?1 AND id = ?2"
+        ))?
+        .query_row([session, id], task_from_row)
+        .optional()?)
+}
+
+pub(crate) fn tasks(conn: &Connection, session: &str) -> Result<Vec<TaskRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE session = ?1 ORDER BY created_at_ms, id"
+    ))?;
+    let rows = stmt.query_map([session], task_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// `task: None` means no filter: every decision of the session, task decisions included.
+pub(crate) fn decisions(
+    conn: &Connection,
+    session: &str,
+    task: Option<&str>,
+) -> Result<Vec<Value>, StoreError> {
+    let read = |row: &Row<'_>| json_col(row, 0);
+    let rows = match task {
+        Some(task) => conn
+            .prepare_cached(
+                "SELECT record FROM decisions WHERE session = ?1 AND task = ?2 ORDER BY id",
+            )?
+            .query_map([session, task], read)?
+            .collect::<Result<_, _>>()?,
+        None => conn
+            .prepare_cached("SELECT record FROM decisions WHERE session = ?1 ORDER BY id")?
+            .query_map([session], read)?
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(rows)
+}
+
+pub(crate) fn events_after(
+    conn: &Connection,
+    session: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT session, seq, name, data, at_ms FROM events
+         WHERE session = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![session, seq_to_sql(after), limit], |row| {
+        Ok(StoredEvent {
+            session: row.get(0)?,
+            seq: seq_from_sql(row.get(1)?),
+            name: row.get(2)?,
+            data: json_col(row, 3)?,
+            at_ms: row.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(crate) fn last_event_seq(conn: &Connection, session: &str) -> Result<u64, StoreError> {
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT MAX(seq) FROM events WHERE session = ?1")?
+        .query_row([session], |row| row.get(0))?;
+    Ok(seq.map_or(0, seq_from_sql))
+}
+
+// ---- rows ----
+
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        id: row.get(0)?,
+        principal: row.get(1)?,
+        profile: row.get(2)?,
+        state: row.get(3)?,
+        created_at_ms: row.get(4)?,
+        last_active_ms: row.get(5)?,
+        closed_at_ms: row.get(6)?,
+        close_reason: row.get(7)?,
+        workspace: row.get(8)?,
+        request: json_col(row, 9)?,
+    })
+}
+
+fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
+    Ok(TaskRecord {
+        id: row.get(0)?,
+        session: row.get(1)?,
+        tool: row.get(2)?,
+        input: json_col(row, 3)?,
+        state: row.get(4)?,
+        created_at_ms: row.get(5)?,
+        started_at_ms: row.get(6)?,
+        finished_at_ms: row.get(7)?,
+        output: json_col_opt(row, 8)?,
+        error: json_col_opt(row, 9)?,
+        usage: json_col_opt(row, 10)?,
+        decision: json_col_opt(row, 11)?,
+    })
+}
+
+fn json_opt(value: &Option<Value>) -> Result<Option<String>, serde_json::Error> {
+    value.as_ref().map(serde_json::to_string).transpose()
+}
+
+fn json_col(row: &Row<'_>, index: usize) -> rusqlite::Result<Value> {
+    let text: String = row.get(index)?;
+    parse_json(index, &text)
+}
+
+fn json_col_opt(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Value>> {
+    let text: Option<String> = row.get(index)?;
+    text.map(|text| parse_json(index, &text)).transpose()
+}
+
+fn parse_json(index: usize, text: &str) -> rusqlite::Result<Value> {
+    serde_json::from_str(text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
+}
+
+/// Sequence numbers are stored as SQLite integers (i64); anything beyond is clamped.
+fn seq_to_sql(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn seq_from_sql(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
+}

@@ -1,0 +1,397 @@
+//! The API's behaviour and every error code.
+
+use crate::common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn a_session_runs_tasks_in_its_own_workspace() {
+    let server = Server::start().await;
+    let key = server.key("alice", "developer");
+    let session = server.session(&key).await;
+
+    let write = server
+        .post(
+            &key,
+            &format!("/v1/sessions/{session}/tasks"),
+            json!({"tool": "fs.write", "input": {"path": "notes.txt", "content": "hello"}}),
+        )
+        .await;
+    assert_eq!(write.status(), StatusCode::OK);
+    let task: Value = write.json().await.unwrap();
+    assert_eq!(task["state"], "completed", "{task}");
+    assert_eq!(task["decision"]["allowed"], true);
+    assert!(task["usage"]["fuel_consumed"].as_u64().unwrap() > 0);
+
+    let read = server
+        .post(
+            &key,
+            &format!("/v1/sessions/{session}/tasks"),
+            json!({"tool": "fs.read", "input": {"path": "notes.txt"}}),
+        )
+        .await;
+    let task: Value = read.json().await.unwrap();
+    assert_eq!(task["output"]["content"], "hello", "{task}");
+
+    // GET the task back; wait=false answers 202 at once.
+    let id = task["id"].as_str().unwrap();
+    let again: Value = server
+        .get(&key, &format!("/v1/sessions/{session}/tasks/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["state"], "completed");
+    let queued = server
+        .post(
+            &key,
+            &format!("/v1/sessions/{session}/tasks"),
+            json!({"tool": "fs.list", "input": {}, "wait": false}),
+        )
+        .await;
+    assert_eq!(queued.status(), StatusCode::ACCEPTED);
+
+    let closed = server
+        .delete(&key, &format!("/v1/sessions/{session}"))
+        .await;
+    assert_eq!(closed.status(), StatusCode::OK);
+    let closed: Value = closed.json().await.unwrap();
+    assert_eq!(closed["state"], "closed");
+    assert!(server.app.store.get_session(&session).unwrap().is_some());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_error_has_its_status_and_code() {
+    let server = Server::start_with(|c| c.max_sessions = 2).await;
+    let alice = server.key("alice", "developer");
+    let bob = server.key("bob", "readonly");
+
+    // 401: no key, a wrong key.
+    let none = server
+        .client
+        .get(server.url("/v1/info"))
+        .send()
+        .await
+        .unwrap();
+    problem(none, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    problem(
+        server.get("tg_wrong", "/v1/info").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+
+    // 403: bob may not open a developer session.
+    let body = problem(
+        server
+            .post(&bob, "/v1/sessions", json!({"profile": "developer"}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    assert!(
+        body["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("default deny"),
+        "{body}"
+    );
+
+    // 404: another principal's session is not found, not forbidden.
+    let session = server.session(&alice).await;
+    problem(
+        server.get(&bob, &format!("/v1/sessions/{session}")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    problem(
+        server.get(&alice, "/v1/sessions/s_nope").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+
+    // 422: bad bodies.
+    problem(
+        server
+            .post(&alice, "/v1/sessions", json!({"nonsense": 1}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    let tasks = format!("/v1/sessions/{session}/tasks");
+    problem(
+        server
+            .post(&alice, &tasks, json!({"tool": "fs.read", "input": [1]}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    problem(
+        server.post(&alice, &tasks, json!({"tool": "nope.x"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+
+    // 413: a body over the limit.
+    let huge = "x".repeat(2 << 20);
+    let response = server
+        .post(
+            &alice,
+            &tasks,
+            json!({"tool": "fs.write", "input": {"path": "a", "content": huge}}),
+        )
+        .await;
+    problem(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+
+    // 503: the session limit.
+    let _second = server.session(&alice).await;
+    problem(
+        server.post(&alice, "/v1/sessions", json!({})).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "capacity",
+    )
+    .await;
+
+    // 409: a task on a closed session.
+    server
+        .delete(&alice, &format!("/v1/sessions/{session}"))
+        .await;
+    problem(
+        server
+            .post(&alice, &tasks, json!({"tool": "fs.list"}))
+            .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after() {
+    let server = Server::start_with(|c| {
+        c.rate_limit = 1;
+        c.rate_burst = 2;
+    })
+    .await;
+    let key = server.key("carol", "developer");
+    let mut limited = None;
+    for _ in 0..10 {
+        let response = server.get(&key, "/v1/info").await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(response);
+            break;
+        }
+    }
+    let response = limited.expect("the burst runs out");
+    assert!(response.headers().contains_key("retry-after"));
+    problem(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Another principal is not affected.
+    let other = server.key("dave", "developer");
+    assert_eq!(
+        server.get(&other, "/v1/info").await.status(),
+        StatusCode::OK
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_task_denied_by_policy_is_reported_with_its_decision() {
+    let server = Server::start().await;
+    let bob = server.key("bob", "readonly");
+    let session = {
+        let response = server
+            .post(&bob, "/v1/sessions", json!({"profile": "readonly"}))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let task: Value = server
+        .post(
+            &bob,
+            &format!("/v1/sessions/{session}/tasks"),
+            json!({"tool": "fs.write", "input": {"path": "x", "content": "y"}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(task["state"], "failed");
+    assert_eq!(task["error"]["kind"], "denied");
+    assert_eq!(task["decision"]["allowed"], false);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_component_promptly() {
+    let server = Server::start().await;
+    let key = server.key("erin", "developer");
+    let session = server.session(&key).await;
+    let queued: Value = server
+        .post(&key, &format!("/v1/sessions/{session}/tasks"), json!({"tool": "hostile.spin", "input": {}, "wait": false, "limits": {"fuel": 40000000000u64}}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = queued["id"].as_str().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let cancel = server
+        .post(
+            &key,
+            &format!("/v1/sessions/{session}/tasks/{id}/cancel"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(cancel.status(), StatusCode::ACCEPTED);
+    let mut state = Value::Null;
+    while started.elapsed() < Duration::from_secs(10) {
+        let task: Value = server
+            .get(&key, &format!("/v1/sessions/{session}/tasks/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        state = task["state"].clone();
+        if state != "running" && state != "queued" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(state, "cancelled");
+    // A finished task cannot be cancelled again.
+    let again = server
+        .post(
+            &key,
+            &format!("/v1/sessions/{session}/tasks/{id}/cancel"),
+            json!({}),
+        )
+        .await;
+    problem(again, StatusCode::CONFLICT, "conflict").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_busy_session_does_not_slow_another() {
+    let server = Server::start().await;
+    let key = server.key("frank", "developer");
+    let busy = server.session(&key).await;
+    let calm = server.session(&key).await;
+    let mut hogs = Vec::new();
+    for _ in 0..2 {
+        let response = server
+            .post(&key, &format!("/v1/sessions/{busy}/tasks"), json!({"tool": "hostile.spin", "input": {}, "wait": false, "limits": {"timeout_ms": 20000, "fuel": 40000000000u64}}))
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        hogs.push(
+            response.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..5 {
+        let task: Value = server
+            .post(
+                &key,
+                &format!("/v1/sessions/{calm}/tasks"),
+                json!({"tool": "fs.list", "input": {}}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(task["state"], "completed", "{task}");
+    }
+    // The calm tasks finished while the busy ones were still spinning.
+    for hog in &hogs {
+        let task: Value = server
+            .get(&key, &format!("/v1/sessions/{busy}/tasks/{hog}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(task["state"], "running", "{task}");
+    }
+    server.delete(&key, &format!("/v1/sessions/{busy}")).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_info_and_metrics() {
+    let server = Server::start().await;
+    assert_eq!(
+        server
+            .client
+            .get(server.url("/livez"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        server
+            .client
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let info: Value = server
+        .get(&server.admin, "/v1/info")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["mode"], "api");
+    assert_eq!(info["policy"]["version"].as_str().unwrap().len(), 16);
+    let tools: Value = server
+        .get(&server.admin, "/v1/tools")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        tools["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "fs.read")
+    );
+    let session = server.session(&server.admin).await;
+    server
+        .post(
+            &server.admin,
+            &format!("/v1/sessions/{session}/tasks"),
+            json!({"tool": "fs.list"}),
+        )
+        .await;
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("toolgate_tasks_total"), "{metrics}");
+    assert!(metrics.contains("toolgate_sessions_active"), "{metrics}");
+    assert!(!metrics.contains(&session), "no per-session labels");
+    server.stop().await;
+}

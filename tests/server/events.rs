@@ -1,0 +1,132 @@
+//! The SSE gateway: ordering, replay without loss or duplicates, the end.
+
+use crate::common::*;
+use reqwest::StatusCode;
+use serde_json::json;
+
+async fn run_task(server: &Server, key: &str, session: &str, path: &str) {
+    let response = server
+        .post(
+            key,
+            &format!("/v1/sessions/{session}/tasks"),
+            json!({"tool": "fs.write", "input": {"path": path, "content": "x"}}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+fn events_url(session: &str) -> String {
+    format!("/v1/sessions/{session}/events")
+}
+
+#[tokio::test]
+async fn a_sessions_life_as_events() {
+    let server = Server::start().await;
+    let key = server.key("alice", "developer");
+    let session = server.session(&key).await;
+    run_task(&server, &key, &session, "a.txt").await;
+
+    let stream = server
+        .get(&key, &format!("{}?after=0", events_url(&session)))
+        .await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let events = read_events(stream, |e| e.name == "task.completed").await;
+    let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "session.created",
+            "policy.decision",
+            "task.queued",
+            "task.started",
+            "policy.decision",
+            "file.changed",
+            "task.completed"
+        ],
+    );
+    let ids: Vec<u64> = events.iter().map(|e| e.id.unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+    assert_eq!(events[5].data["changes"]["created"], json!(["a.txt"]));
+
+    // Closing ends the stream after session.closed; a reconnect gets 204.
+    let stream = server
+        .get(
+            &key,
+            &format!("{}?after={}", events_url(&session), ids.last().unwrap()),
+        )
+        .await;
+    server
+        .delete(&key, &format!("/v1/sessions/{session}"))
+        .await;
+    let rest = read_events(stream, |_| false).await;
+    assert_eq!(rest.last().unwrap().name, "session.closed", "{rest:?}");
+    let after = rest.last().unwrap().id.unwrap();
+    let again = server
+        .get(&key, &format!("{}?after={after}", events_url(&session)))
+        .await;
+    assert_eq!(again.status(), StatusCode::NO_CONTENT);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_dropped_connection_resumes_without_loss_or_duplicates() {
+    let server = Server::start().await;
+    let key = server.key("bob", "developer");
+    let session = server.session(&key).await;
+    run_task(&server, &key, &session, "one.txt").await;
+
+    let first = read_events(
+        server
+            .get(&key, &format!("{}?after=0", events_url(&session)))
+            .await,
+        |e| e.id == Some(3),
+    )
+    .await;
+    let last = first.last().unwrap().id.unwrap();
+    // While nobody listens, more happens.
+    run_task(&server, &key, &session, "two.txt").await;
+    run_task(&server, &key, &session, "three.txt").await;
+
+    let resumed = server
+        .client
+        .get(server.url(&events_url(&session)))
+        .bearer_auth(&key)
+        .header("Last-Event-ID", last.to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut completed = 0;
+    let rest = read_events(resumed, |e| {
+        completed += usize::from(e.name == "task.completed");
+        completed == 3
+    })
+    .await;
+    let mut ids: Vec<u64> = first.iter().chain(&rest).map(|e| e.id.unwrap()).collect();
+    let total = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no duplicates");
+    assert_eq!(ids, (1..=total as u64).collect::<Vec<_>>(), "no loss");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn live_events_reach_a_subscriber_while_tasks_run() {
+    let server = Server::start().await;
+    let key = server.key("carol", "developer");
+    let session = server.session(&key).await;
+    let stream = server.get(&key, &events_url(&session)).await;
+    let reader = tokio::spawn(read_events(stream, |e| e.name == "task.completed"));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    run_task(&server, &key, &session, "live.txt").await;
+    let events = reader.await.unwrap();
+    // Subscribed without a cursor: only what happened after subscribing.
+    assert_eq!(events.first().unwrap().name, "task.queued", "{events:?}");
+    assert_eq!(events.last().unwrap().name, "task.completed");
+    server.stop().await;
+}

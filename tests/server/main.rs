@@ -1,0 +1,7 @@
+//! Integration tests of the server: the real server on 127.0.0.1 port 0, a
+//! real HTTP client and a real SSE client.
+
+mod api;
+mod common;
+mod crash;
+mod events;
