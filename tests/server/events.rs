@@ -130,3 +130,37 @@ async fn live_events_reach_a_subscriber_while_tasks_run() {
     assert_eq!(events.last().unwrap().name, "task.completed");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_cursor_older_than_what_is_kept_gets_a_gap() {
+    let server = Server::start_with(|c| {
+        c.event_buffer = 4;
+        c.event_retention = 4;
+    })
+    .await;
+    let key = server.key("dave", "developer");
+    let session = server.session(&key).await;
+    run_task(&server, &key, &session, "a.txt").await;
+    run_task(&server, &key, &session, "b.txt").await;
+    server.app.store.flush().unwrap();
+    let pruned = server.app.store.prune_events(4).unwrap(); // what the server's reaper does every few seconds
+    let kept = server.app.store.events_after(&session, 0, 100).unwrap();
+    assert_eq!(kept.len(), 4, "pruned {pruned}: {kept:?}");
+    let last = server.app.orchestrator.hub().last_seq(&session);
+    assert!(last > 8, "{last}");
+
+    let stream = server
+        .get(&key, &format!("{}?after=0", events_url(&session)))
+        .await;
+    let events = read_events(stream, |e| e.id == Some(last)).await;
+    assert_eq!(events[0].name, "gap", "{events:?}");
+    assert_eq!(
+        events[0].id,
+        Some(last - 4),
+        "a reconnect resumes after the gap"
+    );
+    assert_eq!(events[0].data, json!({ "from": 1, "to": last - 4 }));
+    let ids: Vec<u64> = events[1..].iter().map(|e| e.id.unwrap()).collect();
+    assert_eq!(ids, ((last - 3)..=last).collect::<Vec<_>>());
+    server.stop().await;
+}

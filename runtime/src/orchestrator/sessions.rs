@@ -233,6 +233,8 @@ impl Orchestrator {
             json!({ "session": id, "reason": reason }),
         );
         self.hub.close(id);
+        // Frees the in-memory events once the last subscriber has left.
+        self.hub.forget(id);
         self.view(&record)
     }
 

@@ -55,6 +55,8 @@ struct FileConfig {
     session_idle_timeout_s: Option<u64>,
     session_lifetime_s: Option<u64>,
     policy_poll_ms: Option<u64>,
+    event_buffer: Option<usize>,
+    event_retention: Option<u64>,
 }
 
 /// The resolved settings of a server.
@@ -76,6 +78,11 @@ pub struct ServeConfig {
     pub policy_poll: Duration,
     /// SSE heartbeat comment interval.
     pub heartbeat: Duration,
+    /// Events of each session kept in memory for fast replay.
+    pub event_buffer: usize,
+    /// Events of each session kept in the store; older ones are pruned and a
+    /// client asking for them gets a `gap` event.
+    pub event_retention: u64,
 }
 
 impl ServeConfig {
@@ -122,6 +129,8 @@ impl ServeConfig {
             session_lifetime: Duration::from_secs(file.session_lifetime_s.unwrap_or(8 * 3600)),
             policy_poll: Duration::from_millis(file.policy_poll_ms.unwrap_or(1000)),
             heartbeat: Duration::from_secs(15),
+            event_buffer: file.event_buffer.unwrap_or(1024).max(1),
+            event_retention: file.event_retention.unwrap_or(100_000).max(1),
         };
         anyhow::ensure!(
             config.rate_limit > 0 && config.rate_burst > 0,

@@ -93,6 +93,8 @@ impl EventPersistence for StorePersistence {
     }
 
     fn last_seq(&self, session: &str) -> u64 {
+        // Numbering continues after every event already handed to the store.
+        let _ = self.0.flush();
         self.0.last_event_seq(session).unwrap_or(0)
     }
 }
@@ -141,9 +143,13 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         catalog.add_dir(dir)?;
     }
     let secrets = SecretStore::from_env_and_file(config.secrets_file.as_deref())?;
+    let hub_config = HubConfig {
+        buffer: config.event_buffer,
+        ..HubConfig::default()
+    };
     let hub = Arc::new(EventHub::new(
         Arc::new(StorePersistence(store.clone())),
-        HubConfig::default(),
+        hub_config,
     ));
     let orchestrator = Arc::new(Orchestrator::new(
         OrchestratorConfig {
@@ -245,11 +251,18 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let reaper = {
         let orchestrator = app.orchestrator.clone();
+        let retention = app.config.event_retention;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
                 orchestrator.reap();
+                let store = orchestrator.store().clone();
+                let pruned =
+                    tokio::task::spawn_blocking(move || store.prune_events(retention)).await;
+                if let Ok(Err(e)) = pruned {
+                    tracing::warn!(error = %e, "cannot prune old events");
+                }
             }
         })
     };

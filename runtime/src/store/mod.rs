@@ -269,6 +269,19 @@ impl Store {
         records::last_event_seq(&self.reader(), session)
     }
 
+    /// Keeps only the newest `keep` events of every session; older ones are
+    /// deleted (a client asking for them gets a `gap`). Returns how many went.
+    pub fn prune_events(&self, keep: u64) -> Result<u64, StoreError> {
+        let keep = keep.min(i64::MAX as u64) as i64;
+        self.exclusive(move |conn| {
+            let deleted = conn.execute(
+                "DELETE FROM events WHERE seq <= (SELECT MAX(e.seq) FROM events e WHERE e.session = events.session) - ?1",
+                [keep],
+            )?;
+            Ok(deleted as u64)
+        })
+    }
+
     // ---- the writer ----
 
     /// Blocks until every write queued before the call is committed (or has failed, see

@@ -26,7 +26,11 @@ pub async fn stream(
     Query(cursor): Query<Cursor>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    app.orchestrator.get_session(&caller, &id)?;
+    let session = app.orchestrator.get_session(&caller, &id)?;
+    if session.state == "closed" {
+        // The hub may not know (after a restart): the stream ends after the backlog.
+        app.orchestrator.hub().close(&id);
+    }
     let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let after = match header {
         Some(text) => Some(
@@ -55,7 +59,9 @@ pub async fn stream(
                     .id(e.seq.to_string())
                     .event(e.name.clone())
                     .data(e.data.to_string()),
+                // The gap's id is its last lost event: a reconnect resumes after it.
                 Delivery::Gap { from, to } => Event::default()
+                    .id(to.to_string())
                     .event("gap")
                     .data(serde_json::json!({ "from": from, "to": to }).to_string()),
             };
