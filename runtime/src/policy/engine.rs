@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Prefix of the error of a request that could not even be evaluated
 /// (unknown entity type, context not matching the schema): always a deny.
@@ -85,7 +85,8 @@ pub struct PolicyStatus {
     pub version: String,
     pub origin: String,
     pub policies: usize,
-    pub loaded_at: SystemTime,
+    /// When the active set was loaded, Unix milliseconds.
+    pub loaded_at_ms: u64,
     pub reloads: u64,
     pub failed_reloads: u64,
     /// The last reload failure, while the set that failed is still on disk.
@@ -157,7 +158,10 @@ impl PolicyEngine {
             version: snapshot.version.clone(),
             origin: snapshot.origin.clone(),
             policies: snapshot.policy_count(),
-            loaded_at: snapshot.loaded_at,
+            loaded_at_ms: snapshot
+                .loaded_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             reloads: state.reloads,
             failed_reloads: state.failed,
             last_error: state.last_error.clone(),
