@@ -3,7 +3,7 @@
 //! limits from the permits that allowed it, and run it with a gate that
 //! decides each capability use for this principal, session and tool.
 
-use crate::policy::{PolicyDecision, PolicyEngine, ResourceRequest, TaskIdentity};
+use crate::policy::{Gate, PolicyDecision, PolicyEngine, ResourceRequest, TaskIdentity};
 use crate::sandbox::{Executor, Plugin, TaskError, TaskOutcome, TaskRequest, Usage};
 use serde::Serialize;
 use std::sync::Arc;
@@ -25,9 +25,23 @@ pub async fn run_gated(
     plugin: &Plugin,
     identity: TaskIdentity,
     resources: ResourceRequest,
-    mut request: TaskRequest,
+    request: TaskRequest,
 ) -> GatedOutcome {
     let decision = policy.authorize_invoke(&identity, resources, &request.input);
+    let gate: Arc<dyn Gate> = Arc::new(policy.task_gate(identity));
+    run_decided(executor, plugin, decision, gate, request).await
+}
+
+/// The second half of [`run_gated`], for callers that announce the invoke
+/// decision before the task starts: runs the task if `decision` allowed it,
+/// within the limits it set, with `gate` deciding its capability uses.
+pub async fn run_decided(
+    executor: &Executor,
+    plugin: &Plugin,
+    decision: PolicyDecision,
+    gate: Arc<dyn Gate>,
+    mut request: TaskRequest,
+) -> GatedOutcome {
     let defaults = executor.engine().config().default_limits;
     let allowed_limits = decision.limits.applied_to(defaults);
     if !decision.allowed {
@@ -54,7 +68,7 @@ pub async fn run_gated(
             .unwrap_or(allowed_limits)
             .clamp_to(&allowed_limits),
     );
-    request.gate = Some(Arc::new(policy.task_gate(identity)));
+    request.gate = Some(gate);
     let outcome = executor.run(plugin, request).await;
     GatedOutcome {
         decision,

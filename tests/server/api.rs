@@ -395,3 +395,93 @@ async fn health_info_and_metrics() {
     assert!(!metrics.contains(&session), "no per-session labels");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_and_covers_every_route() {
+    let server = Server::start().await;
+    let doc: Value = server
+        .client
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let served = include_str!("../../runtime/openapi.json");
+    assert_eq!(
+        doc,
+        serde_json::from_str::<Value>(served).unwrap(),
+        "the served document is the checked-in one"
+    );
+    let router = include_str!("../../runtime/src/server/mod.rs");
+    let mut routes = 0;
+    for after in router.split(".route(").skip(1) {
+        let path = after.split('"').nth(1).unwrap();
+        routes += 1;
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} is missing from openapi.json"
+        );
+    }
+    assert!(routes >= 15, "{routes}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn errors_from_outside_the_routes_are_problems_too() {
+    let server = Server::start().await;
+    let key = server.key("gina", "developer");
+    let wrong_method = server
+        .client
+        .put(server.url("/v1/info"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    problem(
+        wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    )
+    .await;
+    problem(
+        server.get(&key, "/v1/nowhere").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let session = server.session(&key).await;
+    let bad_cursor = server
+        .get(&key, &format!("/v1/sessions/{session}/events?after=soon"))
+        .await;
+    problem(
+        bad_cursor,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    let unauthorized = server
+        .client
+        .get(server.url("/v1/info"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.headers()["www-authenticate"], "Bearer");
+    let not_json = server
+        .client
+        .post(server.url("/v1/sessions"))
+        .bearer_auth(&key)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    problem(
+        not_json,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    server.stop().await;
+}

@@ -44,8 +44,8 @@ async fn a_sessions_life_as_events() {
             "session.created",
             "policy.decision",
             "task.queued",
-            "task.started",
             "policy.decision",
+            "task.started",
             "file.changed",
             "task.completed"
         ],

@@ -1,7 +1,7 @@
 use super::workspace::Snapshot;
 use super::{Caller, LiveSession, Orchestrator, OrchestratorError, now_ms};
 use crate::events::EventHub;
-use crate::policy::{ResourceRequest, TaskIdentity};
+use crate::policy::{CapabilityRequest, Gate, ResourceRequest, TaskIdentity};
 use crate::sandbox::{DirGrant, EventSink, Grants, Limits, TaskRequest, ToolEvent};
 use crate::store::TaskRecord;
 use serde::Deserialize;
@@ -243,15 +243,6 @@ impl Orchestrator {
                 .collect::<Vec<_>>(),
         );
 
-        record.state = "running".into();
-        record.started_at_ms = Some(now_ms());
-        self.store.put_task(&record);
-        self.hub.publish(
-            &session,
-            "task.started",
-            json!({ "task": record.id, "tool": record.tool }),
-        );
-
         let (profile, resources, secret_names) = {
             let session_record = live.record.lock().unwrap_or_else(|e| e.into_inner());
             let resources: ResourceRequest =
@@ -300,38 +291,44 @@ impl Orchestrator {
             ..TaskRequest::new(&tool, input)
         };
 
-        let before = Snapshot::take(&live.workspace);
-        let gated = crate::task::run_gated(
-            &self.policy,
-            &self.executor,
-            &plugin,
-            identity,
-            resources,
-            request,
-        )
-        .await;
-        let changes = before.changes(&Snapshot::take(&live.workspace));
-
-        let decision = serde_json::to_value(&gated.decision).unwrap_or(Value::Null);
+        // The invoke decision is announced before anything runs; a denied
+        // task never starts.
+        let decision = self
+            .policy
+            .authorize_invoke(&identity, resources, &request.input);
+        let decision_json = serde_json::to_value(&decision).unwrap_or(Value::Null);
         self.store.put_decision(
             &session,
             Some(&record.id),
-            &json!({ "action": "invoke", "decision": decision }),
+            &json!({ "action": "invoke", "decision": decision_json }),
         );
         self.hub.publish(
             &session,
             "policy.decision",
-            json!({ "task": record.id, "action": "invoke", "decision": decision }),
+            json!({ "task": record.id, "action": "invoke", "decision": decision_json }),
         );
-        for capability in &gated.outcome.decisions {
-            let value = serde_json::to_value(capability).unwrap_or(Value::Null);
-            self.store.put_decision(&session, Some(&record.id), &value);
+        if decision.allowed {
+            record.state = "running".into();
+            record.started_at_ms = Some(now_ms());
+            self.store.put_task(&record);
             self.hub.publish(
                 &session,
-                "policy.decision",
-                json!({ "task": record.id, "decision": value }),
+                "task.started",
+                json!({ "task": record.id, "tool": record.tool }),
             );
         }
+        let gate: Arc<dyn Gate> = Arc::new(PublishingGate {
+            inner: self.policy.task_gate(identity),
+            hub: self.hub.clone(),
+            store: self.store.clone(),
+            session: session.clone(),
+            task: record.id.clone(),
+        });
+        let before = Snapshot::take(&live.workspace);
+        let gated =
+            crate::task::run_decided(&self.executor, &plugin, decision, gate, request).await;
+        let changes = before.changes(&Snapshot::take(&live.workspace));
+        let decision = decision_json;
         if !changes.is_empty() {
             self.hub.publish(
                 &session,
@@ -380,6 +377,31 @@ impl Orchestrator {
         self.store.put_task(&record);
         finish(&record);
         record
+    }
+}
+
+/// Decides a running task's capability uses and announces each decision as
+/// it is made (`policy.decision`), storing it too.
+struct PublishingGate {
+    inner: crate::policy::TaskGate,
+    hub: Arc<EventHub>,
+    store: crate::store::Store,
+    session: String,
+    task: String,
+}
+
+impl Gate for PublishingGate {
+    fn decide(&self, request: &CapabilityRequest) -> crate::policy::Decision {
+        let decision = self.inner.decide(request);
+        let value = json!({ "request": request, "decision": decision });
+        self.store
+            .put_decision(&self.session, Some(&self.task), &value);
+        self.hub.publish(
+            &self.session,
+            "policy.decision",
+            json!({ "task": self.task, "decision": value }),
+        );
+        decision
     }
 }
 

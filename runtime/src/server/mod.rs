@@ -226,6 +226,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/livez", get(info::livez))
         .route("/readyz", get(info::readyz))
         .route("/metrics", get(info::metrics))
+        .route("/openapi.json", get(info::openapi))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             app.config.request_timeout,
@@ -234,6 +235,16 @@ pub fn router(app: Arc<App>) -> Router {
     let streams = Router::new().route("/v1/sessions/{id}/events", get(events::stream));
     api.merge(streams)
         .fallback(|| async { problem::Problem::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            problem::Problem::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(axum::middleware::map_response(
+            problem::plain_errors_as_problems,
+        ))
         .layer(DefaultBodyLimit::max(app.config.body_limit))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             app.config.max_concurrent_requests,
@@ -251,12 +262,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let reaper = {
         let orchestrator = app.orchestrator.clone();
+        let limiter_app = app.clone();
         let retention = app.config.event_retention;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
                 orchestrator.reap();
+                limiter_app.limiter.retain_recent();
                 let store = orchestrator.store().clone();
                 let pruned =
                     tokio::task::spawn_blocking(move || store.prune_events(retention)).await;

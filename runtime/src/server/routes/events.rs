@@ -16,7 +16,13 @@ use std::sync::Arc;
 
 #[derive(Deserialize)]
 pub struct Cursor {
-    after: Option<u64>,
+    after: Option<String>,
+}
+
+fn cursor_value(text: &str, what: &str) -> Result<u64, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{what} must be an event id (a whole number)"))
 }
 
 pub async fn stream(
@@ -32,15 +38,18 @@ pub async fn stream(
         app.orchestrator.hub().close(&id);
     }
     let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let after = match header {
-        Some(text) => Some(
-            text.trim()
-                .parse::<u64>()
-                .map_err(|_| Problem::invalid("Last-Event-ID must be a number"))?,
-        ),
-        None => cursor.after,
+    let after = match (header, cursor.after.as_deref()) {
+        (Some(text), _) => Some(cursor_value(text, "Last-Event-ID").map_err(Problem::invalid)?),
+        (None, Some(text)) => Some(cursor_value(text, "`after`").map_err(Problem::invalid)?),
+        (None, None) => None,
     };
-    let subscription = match app.orchestrator.hub().subscribe(&id, after) {
+    let hub = app.orchestrator.hub();
+    let subscribed = hub.subscribe(&id, after);
+    if session.state == "closed" {
+        // Frees the closed session's entry once this subscriber leaves.
+        hub.forget(&id);
+    }
+    let subscription = match subscribed {
         Ok(subscription) => subscription,
         Err(HubError::Closed) => return Ok(StatusCode::NO_CONTENT.into_response()),
         Err(HubError::TooManySubscribers) => {

@@ -120,3 +120,11 @@ pub async fn authorize(
         });
     Ok(Json(decision))
 }
+
+/// The OpenAPI document of this API (checked in as `runtime/openapi.json`).
+pub async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../../../openapi.json"),
+    )
+}
