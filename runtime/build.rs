@@ -12,7 +12,15 @@ use std::process::Command;
 /// Plugins bundled into the `toolgate` binary.
 const BUNDLED: &[&str] = &["fs", "http", "json"];
 /// Every artifact the plugins workspace must produce.
-const ARTIFACTS: &[&str] = &["fs", "http", "json", "echo", "hostile", "not-a-tool"];
+const ARTIFACTS: &[&str] = &[
+    "fs",
+    "http",
+    "json",
+    "echo",
+    "hostile",
+    "not-a-tool",
+    "http_hello",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());

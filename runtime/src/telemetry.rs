@@ -22,7 +22,6 @@ pub struct Metrics {
     decision_seconds: Histogram<f64>,
     fuel: Counter<u64>,
     rate_limited: Counter<u64>,
-    policy_reloads: Counter<u64>,
     /// Observed on every scrape; kept alive with the provider.
     _gauges: Vec<ObservableGauge<u64>>,
 }
@@ -82,10 +81,6 @@ impl Metrics {
                 .u64_counter("toolgate.rate_limited")
                 .with_description("Requests refused by rate limits")
                 .build(),
-            policy_reloads: meter
-                .u64_counter("toolgate.policy.reloads")
-                .with_description("Policy reloads by result")
-                .build(),
             registry,
             _provider: provider,
         })
@@ -105,13 +100,6 @@ impl Metrics {
 
     pub fn rate_limited(&self) {
         self.rate_limited.add(1, &[]);
-    }
-
-    pub fn policy_reload(&self, ok: bool) {
-        self.policy_reloads.add(
-            1,
-            &[KeyValue::new("result", if ok { "ok" } else { "refused" })],
-        );
     }
 
     /// The Prometheus text exposition of every metric.
