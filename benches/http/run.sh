@@ -9,6 +9,8 @@
 #   cargo install oha && cargo install wasmtime-cli --version 48.0.8
 # Usage: benches/http/run.sh [DURATION] [CONNECTIONS]   (defaults: 10s 32)
 set -euo pipefail
+# wasmtime captures a backtrace while dropping every store when this is set; neither side should pay for it.
+export RUST_BACKTRACE=0
 cd "$(dirname "$0")/../.."
 duration="${1:-10s}"
 connections="${2:-32}"

@@ -77,6 +77,8 @@ pub struct Orchestrator {
     /// Cancelled on shutdown: running tasks stop and are marked.
     shutdown: CancellationToken,
     metrics: std::sync::OnceLock<Arc<crate::telemetry::Metrics>>,
+    /// Plugins (name@digest) whose tools are already policy entities.
+    registered: Mutex<std::collections::HashSet<String>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -107,6 +109,7 @@ impl Orchestrator {
             sessions: Mutex::default(),
             shutdown: CancellationToken::new(),
             metrics: std::sync::OnceLock::new(),
+            registered: Mutex::default(),
         }
     }
 

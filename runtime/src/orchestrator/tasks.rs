@@ -235,13 +235,7 @@ impl Orchestrator {
             finish(&record);
             return record;
         }
-        let _ = self.policy.upsert_entities(
-            plugin
-                .tools()
-                .iter()
-                .map(|t| crate::policy::tool_entity(plugin.name(), &t.name))
-                .collect::<Vec<_>>(),
-        );
+        self.register_tools(&plugin);
 
         let (profile, resources, secret_names) = {
             let session_record = live.record.lock().unwrap_or_else(|e| e.into_inner());
@@ -402,6 +396,29 @@ impl Gate for PublishingGate {
             json!({ "task": self.task, "decision": value }),
         );
         decision
+    }
+}
+
+impl Orchestrator {
+    /// Makes a plugin's tools policy entities (`Tool::"p.t" in Plugin::"p"`),
+    /// once per plugin digest: rebuilding the entities is not a per-task cost.
+    fn register_tools(&self, plugin: &crate::sandbox::Plugin) {
+        let key = format!("{}@{}", plugin.name(), plugin.digest());
+        if !self
+            .registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key)
+        {
+            return;
+        }
+        let entities = plugin
+            .tools()
+            .iter()
+            .map(|t| crate::policy::tool_entity(plugin.name(), &t.name));
+        if let Err(e) = self.policy.upsert_entities(entities.collect::<Vec<_>>()) {
+            tracing::warn!(plugin = plugin.name(), error = %e, "cannot add the plugin's tools to the policy entities");
+        }
     }
 }
 

@@ -90,7 +90,12 @@ struct Inner {
     reader: Mutex<Connection>,
     counters: Arc<Counters>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Key hash → its record, for keys seen before (never the plaintext).
+    known_keys: Mutex<std::collections::HashMap<String, KeyRecord>>,
 }
+
+/// Keys remembered before the memory starts over.
+const KNOWN_KEYS_LIMIT: usize = 10_000;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -145,6 +150,7 @@ impl Store {
                 reader: Mutex::new(reader),
                 counters,
                 writer: Mutex::new(Some(writer)),
+                known_keys: Mutex::default(),
             }),
         })
     }
@@ -170,8 +176,33 @@ impl Store {
     }
 
     /// What `presented` authenticates as, or `None` when it is not a known key.
+    /// The key's record, if the key is known. Known keys are remembered in
+    /// memory (keys cannot be revoked, so a hit never goes stale): every API
+    /// request authenticates, and a database read each time would serialize them.
     pub fn authenticate(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
-        keys::authenticate(&self.reader(), presented)
+        let digest = keys::hash(presented);
+        if let Some(hit) = self
+            .inner
+            .known_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&digest)
+        {
+            return Ok(Some(hit.clone()));
+        }
+        let found = keys::authenticate(&self.reader(), presented)?;
+        if let Some(record) = &found {
+            let mut known = self
+                .inner
+                .known_keys
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if known.len() >= KNOWN_KEYS_LIMIT {
+                known.clear();
+            }
+            known.insert(digest, record.clone());
+        }
+        Ok(found)
     }
 
     pub fn key_count(&self) -> Result<u64, StoreError> {
