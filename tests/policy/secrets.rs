@@ -37,6 +37,9 @@ async fn secrets_stay_out_of_logs_events_errors_and_decisions() {
         .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Callsites first hit by other tests (with no subscriber) cached "not
+    // interested"; ask them again now that this thread has one.
+    tracing::callsite::rebuild_interest_cache();
 
     let policy = load(&repo_policies());
     member(&policy, "carol", "networked");
