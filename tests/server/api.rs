@@ -485,3 +485,52 @@ async fn errors_from_outside_the_routes_are_problems_too() {
     .await;
     server.stop().await;
 }
+
+#[test]
+fn bad_server_settings_and_key_requests_exit_two_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nrate_limitt = 5\n").unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+            .args(args)
+            .env("TOOLGATE_DATA_DIR", dir.path().join("data"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rate_limitt"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = run(&[
+        "keys",
+        "create",
+        "--principal",
+        "",
+        "--profile",
+        "developer",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--principal"));
+    // Nothing was created by the refused request; a good one prints the key alone on the last line.
+    let out = run(&[
+        "keys",
+        "create",
+        "--principal",
+        "ivy",
+        "--profile",
+        "developer",
+    ]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.trim().lines().last().unwrap().starts_with("tg_"),
+        "{stdout}"
+    );
+    let store = toolgate::store::Store::open(&dir.path().join("data")).unwrap();
+    assert_eq!(store.key_count().unwrap(), 1);
+}

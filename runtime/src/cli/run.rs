@@ -3,9 +3,7 @@ use super::{EXIT_TASK_FAILED, EngineArgs, print_json};
 use crate::policy::{
     PolicyEngine, PolicyOrigin, ResourceRequest, TaskIdentity, principal_entity, tool_entity,
 };
-use crate::sandbox::{
-    DirGrant, EventSink, Executor, Grants, Limits, Secret, TaskRequest, ToolEvent,
-};
+use crate::sandbox::{DirGrant, EventSink, Executor, Grants, Secret, TaskRequest, ToolEvent};
 use crate::secrets::SecretStore;
 use anyhow::{Context, bail};
 use clap::Args;
@@ -14,7 +12,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Args)]
 #[command(
@@ -147,17 +144,10 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     grants.network.allow_private_addresses = args.allow_private_network;
 
     let asked = (args.fuel, args.memory_mb, args.timeout_ms, args.output_kb);
-    let limits = (asked != (None, None, None, None)).then(|| Limits {
-        fuel: args.fuel.unwrap_or(u64::MAX),
-        memory_bytes: args
-            .memory_mb
-            .map_or(u64::MAX, |mb| mb.saturating_mul(1 << 20)),
-        timeout: args.timeout_ms.map_or(Duration::MAX, Duration::from_millis),
-        output_bytes: args
-            .output_kb
-            .map_or(u64::MAX, |kb| kb.saturating_mul(1 << 10)),
-        ..catalog.engine().config().max_limits
-    });
+    // Asked-for bounds only: the policy's limits fill in the rest, and cap these.
+    let max = catalog.engine().config().max_limits;
+    let limits = (asked != (None, None, None, None))
+        .then(|| max.with_asked(args.fuel, args.memory_mb, args.timeout_ms, args.output_kb));
     let executor = Executor::new(catalog.engine().clone(), Arc::new(crate::policy::AllowAll));
     let identity = TaskIdentity {
         principal: args.principal.clone(),

@@ -2,12 +2,11 @@ use super::workspace::Snapshot;
 use super::{Caller, LiveSession, Orchestrator, OrchestratorError, now_ms};
 use crate::events::EventHub;
 use crate::policy::{CapabilityRequest, Gate, ResourceRequest, TaskIdentity};
-use crate::sandbox::{DirGrant, EventSink, Grants, Limits, TaskRequest, ToolEvent};
+use crate::sandbox::{DirGrant, EventSink, Grants, TaskRequest, ToolEvent};
 use crate::store::TaskRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// `POST /v1/sessions/{id}/tasks`.
@@ -204,27 +203,10 @@ impl Orchestrator {
                 .remove(&record.id);
             touch(&live);
         };
-        let plugin = match self.catalog.get(&plugin).await {
-            Ok(plugin) => plugin,
-            Err(e) => {
-                record.state = "failed".into();
-                record.error = Some(json!({ "kind": "invalid_input", "message": e.to_string() }));
-                record.finished_at_ms = Some(now_ms());
-                self.store.put_task(&record);
-                self.hub.publish(
-                    &session,
-                    "task.failed",
-                    json!({ "task": record.id, "error": record.error }),
-                );
-                finish(&record);
-                return record;
-            }
-        };
-        if plugin.tool(&tool).is_none() {
+        // A plugin that cannot be loaded, or lacks the tool, fails the task before it starts.
+        let fail_early = |mut record: TaskRecord, message: String| {
             record.state = "failed".into();
-            record.error = Some(
-                json!({ "kind": "invalid_input", "message": format!("unknown tool `{}`", record.tool) }),
-            );
+            record.error = Some(json!({ "kind": "invalid_input", "message": message }));
             record.finished_at_ms = Some(now_ms());
             self.store.put_task(&record);
             self.hub.publish(
@@ -233,7 +215,15 @@ impl Orchestrator {
                 json!({ "task": record.id, "error": record.error }),
             );
             finish(&record);
-            return record;
+            record
+        };
+        let plugin = match self.catalog.get(&plugin).await {
+            Ok(plugin) => plugin,
+            Err(e) => return fail_early(record, e.to_string()),
+        };
+        if plugin.tool(&tool).is_none() {
+            let message = format!("unknown tool `{}`", record.tool);
+            return fail_early(record, message);
         }
         self.register_tools(&plugin);
 
@@ -258,13 +248,8 @@ impl Orchestrator {
             ..Grants::default()
         };
         grants.network.http = true;
-        let asked = limits.map(|l| Limits {
-            fuel: l.fuel.unwrap_or(u64::MAX),
-            memory_bytes: l.memory_mb.map_or(u64::MAX, |m| m.saturating_mul(1 << 20)),
-            timeout: l.timeout_ms.map_or(Duration::MAX, Duration::from_millis),
-            output_bytes: l.output_kb.map_or(u64::MAX, |k| k.saturating_mul(1 << 10)),
-            ..self.executor.engine().config().max_limits
-        });
+        let max = self.executor.engine().config().max_limits;
+        let asked = limits.map(|l| max.with_asked(l.fuel, l.memory_mb, l.timeout_ms, l.output_kb));
         let identity = TaskIdentity {
             principal: caller.principal.clone(),
             profile,

@@ -3,7 +3,6 @@
 use crate::sandbox::Limits;
 use cedar_policy::Policy;
 use serde::Serialize;
-use std::time::Duration;
 
 pub const LIMIT_ANNOTATIONS: [&str; 4] = ["fuel", "memory_mb", "timeout_ms", "output_kb"];
 
@@ -65,18 +64,6 @@ impl PolicyLimits {
     /// The limits of a task: these where set, the configured defaults
     /// elsewhere. (The engine still clamps everything to its ceilings.)
     pub fn applied_to(&self, defaults: Limits) -> Limits {
-        Limits {
-            fuel: self.fuel.unwrap_or(defaults.fuel),
-            memory_bytes: self
-                .memory_mb
-                .map_or(defaults.memory_bytes, |m| m.saturating_mul(1 << 20)),
-            timeout: self
-                .timeout_ms
-                .map_or(defaults.timeout, Duration::from_millis),
-            output_bytes: self
-                .output_kb
-                .map_or(defaults.output_bytes, |k| k.saturating_mul(1 << 10)),
-            ..defaults
-        }
+        defaults.with_asked(self.fuel, self.memory_mb, self.timeout_ms, self.output_kb)
     }
 }

@@ -39,6 +39,24 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// `self` with the bounds that are given replaced, in the units callers
+    /// and policies use (fuel units, MiB, ms, KiB).
+    pub fn with_asked(
+        self,
+        fuel: Option<u64>,
+        memory_mb: Option<u64>,
+        timeout_ms: Option<u64>,
+        output_kb: Option<u64>,
+    ) -> Limits {
+        Limits {
+            fuel: fuel.unwrap_or(self.fuel),
+            memory_bytes: memory_mb.map_or(self.memory_bytes, |m| m.saturating_mul(1 << 20)),
+            timeout: timeout_ms.map_or(self.timeout, Duration::from_millis),
+            output_bytes: output_kb.map_or(self.output_bytes, |k| k.saturating_mul(1 << 10)),
+            ..self
+        }
+    }
+
     /// The tighter of `self` and `ceiling` on every bound.
     pub fn clamp_to(self, ceiling: &Limits) -> Limits {
         Limits {
