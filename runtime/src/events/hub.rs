@@ -145,7 +145,7 @@ impl EventHub {
             let event = Arc::new(Event {
                 seq: state.last_seq,
                 name: name.to_owned(),
-                data: Arc::new(data),
+                data: data.to_string().into(),
                 at_ms: now_ms(),
             });
             self.inner.persistence.persist(session, &event);

@@ -43,18 +43,18 @@ pub struct Event {
     pub seq: u64,
     /// The event name (`task.started`, `tool.log`, ...).
     pub name: String,
-    /// The payload, shared by every subscriber that receives the event.
-    #[serde(serialize_with = "serialize_shared")]
-    pub data: Arc<serde_json::Value>,
+    /// The payload as JSON text: serialized once when published, then shared by the store
+    /// and every subscriber that receives the event.
+    #[serde(serialize_with = "serialize_raw")]
+    pub data: Arc<str>,
     /// When the hub numbered it, in milliseconds since the Unix epoch.
     pub at_ms: i64,
 }
 
-fn serialize_shared<S: serde::Serializer>(
-    value: &Arc<serde_json::Value>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    value.as_ref().serialize(serializer)
+fn serialize_raw<S: serde::Serializer>(data: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    let raw: &serde_json::value::RawValue =
+        serde_json::from_str(data).map_err(serde::ser::Error::custom)?;
+    raw.serialize(serializer)
 }
 
 /// What a [`Subscription`] yields.
@@ -85,11 +85,11 @@ impl Delivery {
         }
     }
 
-    /// The SSE `data:` payload: the event's data, or `{"from":..,"to":..}`.
-    pub fn data(&self) -> Arc<serde_json::Value> {
+    /// The SSE `data:` payload as JSON text: the event's data, or `{"from":..,"to":..}`.
+    pub fn data(&self) -> Arc<str> {
         match self {
             Self::Event(event) => event.data.clone(),
-            Self::Gap { from, to } => Arc::new(serde_json::json!({ "from": from, "to": to })),
+            Self::Gap { from, to } => format!(r#"{{"from":{from},"to":{to}}}"#).into(),
         }
     }
 }

@@ -101,7 +101,7 @@ impl Orchestrator {
                 decision: decision_json,
             });
         }
-        let id = format!("s_{}", uuid::Uuid::new_v4().simple());
+        let id = format!("s_{}", uuid::Uuid::now_v7().simple());
         let workspace = self.config.workspaces.join(&id);
         std::fs::create_dir_all(&workspace).map_err(|e| {
             OrchestratorError::Internal(format!("cannot create the session workspace: {e}"))

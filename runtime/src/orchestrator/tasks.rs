@@ -97,7 +97,7 @@ impl Orchestrator {
                 request.tool
             )));
         }
-        let id = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let id = format!("t_{}", uuid::Uuid::now_v7().simple());
         let record = TaskRecord {
             id: id.clone(),
             session: session_id.into(),

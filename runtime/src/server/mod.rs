@@ -72,7 +72,7 @@ impl EventPersistence for StorePersistence {
             session: session.into(),
             seq: event.seq,
             name: event.name.clone(),
-            data: (*event.data).clone(),
+            data: event.data.clone(),
             at_ms: event.at_ms,
         });
     }
@@ -86,7 +86,7 @@ impl EventPersistence for StorePersistence {
             .map(|e| Event {
                 seq: e.seq,
                 name: e.name,
-                data: Arc::new(e.data),
+                data: e.data,
                 at_ms: e.at_ms,
             })
             .collect()

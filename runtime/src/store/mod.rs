@@ -3,8 +3,9 @@
 //!
 //! # Writes
 //! Sessions, tasks, decisions and events are *queued*: `put_*` hands the record to one writer
-//! thread (`toolgate-store`) and returns at once. The writer commits whatever is queued in one
-//! transaction, so the store keeps up with bursts (thousands of events cost a few commits).
+//! thread (`toolgate-store`) and returns at once. The writer lets a batch gather for a moment
+//! (`writer::LINGER`, 2 ms) and commits it in one transaction, so the store keeps up with
+//! bursts (thousands of events cost a few commits). [`Store::flush`] does not wait for that.
 //! `put_*` blocks only when [`QUEUE_CAPACITY`] writes are already waiting, i.e. when the disk
 //! is far behind: back pressure rather than unbounded memory. A write that fails (disk full, a
 //! reused event sequence number, ...) is logged and counted in [`Store::failed_writes`]; it never
@@ -22,7 +23,7 @@
 //! Every committed batch survives the process being killed (`kill -9`): the database is in WAL
 //! mode with `synchronous = NORMAL`, so a commit is in the write-ahead log before it returns.
 //! (A power loss may lose the last few commits, never corrupt the database.) Writes still
-//! queued when the process dies are lost; [`Store::close`] (or dropping the last handle)
+//! queued when the process dies (at most the last couple of milliseconds' worth) are lost; [`Store::close`] (or dropping the last handle)
 //! commits them.
 
 mod keys;
@@ -90,6 +91,8 @@ struct Inner {
     reader: Mutex<Connection>,
     counters: Arc<Counters>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Unparked after every command someone waits for, so the writer stops lingering.
+    writer_thread: std::thread::Thread,
     /// Key hash → its record, for keys seen before (never the plaintext).
     known_keys: Mutex<std::collections::HashMap<String, KeyRecord>>,
 }
@@ -149,6 +152,7 @@ impl Store {
                 commands,
                 reader: Mutex::new(reader),
                 counters,
+                writer_thread: writer.thread().clone(),
                 writer: Mutex::new(Some(writer)),
                 known_keys: Mutex::default(),
             }),
@@ -355,11 +359,14 @@ impl Store {
         }
     }
 
+    /// Sends a command someone waits for.
     fn send(&self, command: Command) -> Result<(), StoreError> {
         self.inner
             .commands
             .send(command)
-            .map_err(|_| StoreError::Closed)
+            .map_err(|_| StoreError::Closed)?;
+        self.inner.writer_thread.unpark();
+        Ok(())
     }
 
     /// Runs `work` on the write connection after everything queued so far, and waits for it.
@@ -392,7 +399,9 @@ impl Inner {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(handle) = writer.take() else { return };
-        if self.commands.send(Command::Shutdown).is_ok() && handle.join().is_err() {
+        let sent = self.commands.send(Command::Shutdown).is_ok();
+        self.writer_thread.unpark();
+        if sent && handle.join().is_err() {
             tracing::error!("the store writer panicked");
         }
         tracing::debug!(path = %self.path.display(), "store closed");

@@ -50,7 +50,8 @@ pub struct StoredEvent {
     pub session: String,
     pub seq: u64,
     pub name: String,
-    pub data: Value,
+    /// The payload as JSON text, stored as it is.
+    pub data: std::sync::Arc<str>,
     pub at_ms: i64,
 }
 
@@ -128,7 +129,7 @@ pub(crate) fn write_event(conn: &Connection, e: &StoredEvent) -> Result<(), Stor
         e.session,
         seq_to_sql(e.seq),
         e.name,
-        serde_json::to_string(&e.data)?,
+        &*e.data,
         e.at_ms,
     ])?;
     Ok(())
@@ -253,7 +254,7 @@ pub(crate) fn events_after(
             session: row.get(0)?,
             seq: seq_from_sql(row.get(1)?),
             name: row.get(2)?,
-            data: json_col(row, 3)?,
+            data: row.get::<_, String>(3)?.into(),
             at_ms: row.get(4)?,
         })
     })?;

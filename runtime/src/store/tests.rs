@@ -46,7 +46,7 @@ fn event(session: &str, seq: u64) -> StoredEvent {
         session: session.to_owned(),
         seq,
         name: "tool.log".to_owned(),
-        data: json!({"line": format!("line {seq}")}),
+        data: json!({"line": format!("line {seq}")}).to_string().into(),
         at_ms: 5_000 + seq as i64,
     }
 }
@@ -359,6 +359,41 @@ fn decisions_are_kept_in_order_per_session_and_task() {
     );
     assert_eq!(store.decisions("s2", Some("t1")).unwrap(), vec![d(5)]);
     assert!(store.decisions("s3", None).unwrap().is_empty());
+}
+
+#[test]
+fn a_task_written_again_in_one_batch_is_stored_as_it_was_last() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let mut first = task("s1", "t1", "queued", 10);
+    let second = task("s1", "t2", "queued", 11);
+    store.put_task(&first);
+    first.state = "running".to_owned();
+    store.put_task(&first);
+    store.put_task(&second);
+    first = task("s1", "t1", "completed", 10);
+    store.put_task(&first);
+    store.flush().unwrap();
+    assert_eq!(store.pending_writes(), 0);
+    assert_eq!(store.failed_writes(), 0);
+    assert_eq!(store.list_tasks("s1").unwrap(), vec![first, second.clone()]);
+
+    // Exclusive work between two writes of a task sees the first and is overwritten by the second.
+    let mut third = task("s1", "t3", "running", 12);
+    store.put_task(&third);
+    let interrupted = store.interrupt_unfinished_tasks().unwrap();
+    assert_eq!(
+        interrupted
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect::<Vec<_>>(),
+        ["t2", "t3"]
+    );
+    third.state = "completed".to_owned();
+    store.put_task(&third);
+    store.flush().unwrap();
+    assert_eq!(store.get_task("s1", "t3").unwrap(), Some(third));
+    assert_eq!(store.pending_writes(), 0);
 }
 
 #[test]

@@ -1,13 +1,18 @@
-//! The writer thread: the only connection that writes. It blocks for one command, takes
-//! whatever else is already queued (up to [`MAX_BATCH`]) and commits all the queued writes
-//! in one transaction, so a burst of events costs one commit, not thousands.
+//! The writer thread: the only connection that writes. It blocks for one command, lingers a
+//! moment ([`LINGER`]) to let the rest of a burst arrive, takes what is queued (up to
+//! [`MAX_BATCH`]) and commits it in one transaction, so a burst of events costs one commit,
+//! not thousands. A task's record written several times in one batch is written once, as it
+//! was last. Commands someone waits for (barriers, exclusive work, shutdown) end the linger
+//! at once: their senders unpark the writer.
 //!
 //! A write that fails is logged and counted, never retried and never a panic; the other writes
 //! of its batch still commit.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use serde_json::Value;
@@ -16,7 +21,11 @@ use super::StoreError;
 use super::records::{self, SessionRecord, StoredEvent, TaskRecord};
 
 /// The most commands taken into one batch.
-pub(crate) const MAX_BATCH: usize = 512;
+pub(crate) const MAX_BATCH: usize = 4096;
+
+/// How long the writer waits after a first write for more to join its batch. Waiting while
+/// parked (not on the channel) also spares every sender a wake-up call.
+pub(crate) const LINGER: Duration = Duration::from_millis(2);
 
 /// A queued write.
 pub(crate) enum Write {
@@ -43,6 +52,13 @@ pub(crate) enum Command {
     Shutdown,
 }
 
+impl Command {
+    /// Someone waits for it: the writer stops lingering.
+    fn is_urgent(&self) -> bool {
+        !matches!(self, Command::Write(_))
+    }
+}
+
 /// Counters shared with the [`super::Store`] handles.
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -63,12 +79,24 @@ pub(crate) fn run(mut conn: Connection, commands: Receiver<Command>, counters: A
             commands.recv().ok()
         };
         let Some(first) = first else { break };
+        let mut urgent = first.is_urgent();
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match commands.try_recv() {
-                Ok(command) => batch.push(command),
-                Err(_) => break,
+        let deadline = Instant::now() + LINGER;
+        loop {
+            while batch.len() < MAX_BATCH {
+                match commands.try_recv() {
+                    Ok(command) => {
+                        urgent |= command.is_urgent();
+                        batch.push(command);
+                    }
+                    Err(_) => break,
+                }
             }
+            let now = Instant::now();
+            if urgent || stopping || batch.len() >= MAX_BATCH || now >= deadline {
+                break;
+            }
+            std::thread::park_timeout(deadline - now);
         }
         stopping |= process(&mut conn, &mut batch, &counters);
     }
@@ -80,13 +108,29 @@ fn process(conn: &mut Connection, batch: &mut Vec<Command>, counters: &Counters)
     let mut writes = Vec::new();
     let mut barriers = Vec::new();
     let mut shutdown = false;
+    // Where each task's latest record sits in `writes`: an earlier one is replaced, not written.
+    let mut task_slots: HashMap<(String, String), usize> = HashMap::new();
     for command in batch.drain(..) {
         match command {
+            Command::Write(Write::Task(task)) => {
+                let key = (task.session.clone(), task.id.clone());
+                match task_slots.get(&key) {
+                    Some(&slot) => {
+                        writes[slot] = Write::Task(task);
+                        counters.pending.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    None => {
+                        task_slots.insert(key, writes.len());
+                        writes.push(Write::Task(task));
+                    }
+                }
+            }
             Command::Write(write) => writes.push(write),
             Command::Barrier(reply) => barriers.push(reply),
             Command::Exclusive(work) => {
                 // Keep the queue's order: what came before is committed first.
                 commit(conn, &mut writes, counters);
+                task_slots.clear();
                 answer(&mut barriers);
                 work(conn);
             }

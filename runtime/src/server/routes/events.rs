@@ -67,12 +67,12 @@ pub async fn stream(
                 Delivery::Event(e) => Event::default()
                     .id(e.seq.to_string())
                     .event(e.name.clone())
-                    .data(e.data.to_string()),
+                    .data(&*e.data),
                 // The gap's id is its last lost event: a reconnect resumes after it.
                 Delivery::Gap { from, to } => Event::default()
                     .id(to.to_string())
                     .event("gap")
-                    .data(serde_json::json!({ "from": from, "to": to }).to_string()),
+                    .data(format!(r#"{{"from":{from},"to":{to}}}"#)),
             };
             Ok::<_, Infallible>(event)
         })
