@@ -4,10 +4,12 @@
 
 mod sessions;
 mod tasks;
+mod watch;
 mod workspace;
 
 pub use sessions::{CreateSession, SessionView};
 pub use tasks::{CreateTask, TaskHandle, TaskLimitsRequest};
+pub use watch::{ChangeWatcher, WorkspaceTracker};
 pub use workspace::{FileChanges, Snapshot};
 
 use crate::events::EventHub;
@@ -61,6 +63,8 @@ pub struct OrchestratorConfig {
 pub(crate) struct LiveSession {
     pub record: Mutex<SessionRecord>,
     pub workspace: PathBuf,
+    /// What the workspace held after the last look, and whether it changed since.
+    pub files: WorkspaceTracker,
     /// Running tasks' cancellation, by task id.
     pub running: Mutex<HashMap<String, CancellationToken>>,
 }
@@ -79,6 +83,8 @@ pub struct Orchestrator {
     metrics: std::sync::OnceLock<Arc<crate::telemetry::Metrics>>,
     /// Plugins (name@digest) whose tools are already policy entities.
     registered: Mutex<std::collections::HashSet<String>>,
+    /// Watches every workspace, so an unchanged one is not walked around each task.
+    watcher: Arc<ChangeWatcher>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -110,6 +116,7 @@ impl Orchestrator {
             shutdown: CancellationToken::new(),
             metrics: std::sync::OnceLock::new(),
             registered: Mutex::default(),
+            watcher: ChangeWatcher::new(),
         }
     }
 
@@ -169,6 +176,7 @@ impl Orchestrator {
                 record.id.clone(),
                 Arc::new(LiveSession {
                     record: Mutex::new(record),
+                    files: self.watcher.track(workspace.clone()),
                     workspace,
                     running: Mutex::default(),
                 }),

@@ -150,6 +150,7 @@ impl Orchestrator {
                 id,
                 Arc::new(LiveSession {
                     record: Mutex::new(record),
+                    files: self.watcher.track(workspace.clone()),
                     workspace,
                     running: Mutex::default(),
                 }),

@@ -1,4 +1,4 @@
-use super::workspace::Snapshot;
+use super::workspace::FileChanges;
 use super::{Caller, LiveSession, Orchestrator, OrchestratorError, now_ms};
 use crate::events::EventHub;
 use crate::policy::{CapabilityRequest, Gate, ResourceRequest, TaskIdentity};
@@ -303,10 +303,15 @@ impl Orchestrator {
             session: session.clone(),
             task: record.id.clone(),
         });
-        let before = Snapshot::take(&live.workspace);
+        let before = live.files.snapshot();
         let gated =
             crate::task::run_decided(&self.executor, &plugin, decision, gate, request).await;
-        let changes = before.changes(&Snapshot::take(&live.workspace));
+        let after = live.files.snapshot();
+        let changes = if Arc::ptr_eq(&before, &after) {
+            FileChanges::default()
+        } else {
+            before.changes(&after)
+        };
         let decision = decision_json;
         if !changes.is_empty() {
             self.hub.publish(

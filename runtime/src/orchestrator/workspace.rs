@@ -14,9 +14,15 @@ pub struct Snapshot(BTreeMap<String, (u64, Option<SystemTime>)>);
 
 impl Snapshot {
     pub fn take(root: &Path) -> Self {
+        Self::take_visiting(root, |_| {})
+    }
+
+    /// Like [`Snapshot::take`], calling `visit` with each directory before reading it.
+    pub fn take_visiting(root: &Path, mut visit: impl FnMut(&Path)) -> Self {
         let mut files = BTreeMap::new();
         let mut stack: Vec<PathBuf> = vec![root.to_owned()];
         while let Some(dir) = stack.pop() {
+            visit(&dir);
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };

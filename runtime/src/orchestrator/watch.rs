@@ -1,0 +1,357 @@
+//! Knowing cheaply whether a workspace changed.
+//!
+//! Every task is followed by a `file.changed` event, so a task needs the workspace as it was
+//! before and after. Walking the tree twice per task costs a few microseconds for an empty
+//! workspace and milliseconds for a checked-out repository. Instead, one inotify instance
+//! watches every directory of every workspace, and each workspace keeps its last
+//! [`Snapshot`] with the change count it was taken at. The kernel queues an inotify event
+//! before the changing call returns, so reading the queue (one non-blocking read) tells
+//! whether anything changed since the snapshot; only then is the tree walked again.
+//!
+//! A directory that cannot be watched (no inotify, the watch limit reached) makes its
+//! workspace walk on every snapshot, as it would without this module.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use super::workspace::Snapshot;
+
+/// One inotify instance for all workspaces (instances are few per user, watches many).
+pub struct ChangeWatcher {
+    inner: Mutex<Watches>,
+}
+
+struct Watches {
+    #[cfg(target_os = "linux")]
+    inotify: Option<rustix::fd::OwnedFd>,
+    /// Watch descriptor → the workspace it belongs to.
+    owners: HashMap<i32, Weak<Tracked>>,
+}
+
+/// A workspace's change count, shared with the watcher.
+#[derive(Default)]
+struct Tracked {
+    changes: AtomicU64,
+    /// False once a directory could not be watched: then every snapshot walks.
+    watched: AtomicBool,
+}
+
+/// One workspace: its root, its change count and its last snapshot.
+pub struct WorkspaceTracker {
+    root: PathBuf,
+    watcher: Arc<ChangeWatcher>,
+    tracked: Arc<Tracked>,
+    /// The last snapshot and the change count it was taken at.
+    last: Mutex<Option<(u64, Arc<Snapshot>)>>,
+    /// This workspace's watch descriptors, removed when it is dropped.
+    descriptors: Mutex<Vec<i32>>,
+}
+
+impl ChangeWatcher {
+    /// A watcher; without inotify every snapshot walks the tree.
+    pub fn new() -> Arc<Self> {
+        #[cfg(target_os = "linux")]
+        let inotify = {
+            use rustix::fs::inotify::{CreateFlags, init};
+            match init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC) {
+                Ok(fd) => Some(fd),
+                Err(error) => {
+                    tracing::warn!(%error, "no inotify: workspaces are walked before and after every task");
+                    None
+                }
+            }
+        };
+        Arc::new(Self {
+            inner: Mutex::new(Watches {
+                #[cfg(target_os = "linux")]
+                inotify,
+                owners: HashMap::new(),
+            }),
+        })
+    }
+
+    /// Starts tracking the workspace at `root`.
+    pub fn track(self: &Arc<Self>, root: PathBuf) -> WorkspaceTracker {
+        WorkspaceTracker {
+            root,
+            watcher: self.clone(),
+            tracked: Arc::new(Tracked {
+                changes: AtomicU64::new(0),
+                watched: AtomicBool::new(self.lock().enabled()),
+            }),
+            last: Mutex::new(None),
+            descriptors: Mutex::default(),
+        }
+    }
+
+    /// How many directories are watched, over all workspaces.
+    pub fn watched_directories(&self) -> usize {
+        self.lock().owners.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Watches> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Watches {
+    #[cfg(target_os = "linux")]
+    fn enabled(&self) -> bool {
+        self.inotify.is_some()
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn enabled(&self) -> bool {
+        false
+    }
+
+    /// Watches `dir` for `owner`; `None` when it cannot be watched.
+    #[cfg(target_os = "linux")]
+    fn watch(&mut self, dir: &Path, owner: &Arc<Tracked>) -> Option<i32> {
+        use rustix::fs::inotify::{WatchFlags, add_watch};
+        let inotify = self.inotify.as_ref()?;
+        let flags = WatchFlags::CREATE
+            | WatchFlags::DELETE
+            | WatchFlags::MODIFY
+            | WatchFlags::ATTRIB
+            | WatchFlags::MOVED_FROM
+            | WatchFlags::MOVED_TO
+            | WatchFlags::DELETE_SELF
+            | WatchFlags::MOVE_SELF
+            | WatchFlags::ONLYDIR
+            | WatchFlags::DONT_FOLLOW
+            | WatchFlags::EXCL_UNLINK;
+        match add_watch(inotify, dir, flags) {
+            Ok(wd) => {
+                self.owners.insert(wd, Arc::downgrade(owner));
+                Some(wd)
+            }
+            Err(error) => {
+                tracing::debug!(%error, dir = %dir.display(), "cannot watch a workspace directory");
+                None
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn watch(&mut self, _dir: &Path, _owner: &Arc<Tracked>) -> Option<i32> {
+        None
+    }
+
+    /// Reads every queued inotify event and counts it against its workspace.
+    #[cfg(target_os = "linux")]
+    fn drain(&mut self) {
+        use rustix::fs::inotify::{ReadFlags, Reader};
+        use std::mem::MaybeUninit;
+        let Some(inotify) = self.inotify.as_ref() else {
+            return;
+        };
+        let mut buffer = [MaybeUninit::<u8>::uninit(); 4096];
+        let mut reader = Reader::new(inotify, &mut buffer);
+        let mut gone = Vec::new();
+        let mut overflowed = false;
+        // Ends with EAGAIN once the queue is empty.
+        while let Ok(event) = reader.next() {
+            let flags = event.events();
+            if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+                overflowed = true;
+                continue;
+            }
+            if let Some(owner) = self.owners.get(&event.wd()).and_then(Weak::upgrade) {
+                owner.changes.fetch_add(1, Ordering::AcqRel);
+            }
+            if flags.contains(ReadFlags::IGNORED) {
+                gone.push(event.wd());
+            }
+        }
+        for wd in gone {
+            self.owners.remove(&wd);
+        }
+        if overflowed {
+            // Events were lost: every workspace may have changed.
+            for owner in self.owners.values().filter_map(Weak::upgrade) {
+                owner.changes.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn drain(&mut self) {}
+
+    /// Whether watch `wd` is `owner`'s.
+    fn owns(&self, wd: i32, owner: &Arc<Tracked>) -> bool {
+        self.owners
+            .get(&wd)
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(owner)))
+    }
+
+    fn unwatch(&mut self, descriptors: &[i32], owner: &Arc<Tracked>) {
+        for wd in descriptors {
+            if self.owns(*wd, owner) {
+                self.owners.remove(wd);
+                #[cfg(target_os = "linux")]
+                if let Some(inotify) = self.inotify.as_ref() {
+                    // The directory may be gone already, and its watch with it.
+                    let _ = rustix::fs::inotify::remove_watch(inotify, *wd);
+                }
+            }
+        }
+    }
+}
+
+impl WorkspaceTracker {
+    /// The workspace as it is now: the last snapshot if nothing changed since, else a new one.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.watcher.lock().drain();
+        let changes = self.tracked.changes.load(Ordering::Acquire);
+        // One snapshot of a workspace at a time; other workspaces are not held up by a walk.
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if self.tracked.watched.load(Ordering::Acquire)
+            && let Some((at, snapshot)) = last.as_ref()
+            && *at == changes
+        {
+            return snapshot.clone();
+        }
+        let mut descriptors = self.descriptors.lock().unwrap_or_else(|e| e.into_inner());
+        // Each directory is watched before it is read: a change after the read is an event.
+        let snapshot = Arc::new(Snapshot::take_visiting(&self.root, |dir| {
+            match self.watcher.lock().watch(dir, &self.tracked) {
+                Some(wd) if !descriptors.contains(&wd) => descriptors.push(wd),
+                Some(_) => {}
+                None => self.tracked.watched.store(false, Ordering::Release),
+            }
+        }));
+        // Forget the watches of directories that are gone.
+        let watches = self.watcher.lock();
+        descriptors.retain(|wd| watches.owns(*wd, &self.tracked));
+        *last = Some((changes, snapshot.clone()));
+        snapshot
+    }
+}
+
+impl Drop for WorkspaceTracker {
+    fn drop(&mut self) {
+        let descriptors =
+            std::mem::take(&mut *self.descriptors.lock().unwrap_or_else(|e| e.into_inner()));
+        self.watcher.lock().unwatch(&descriptors, &self.tracked);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn changes(before: &Snapshot, after: &Snapshot) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let c = before.changes(after);
+        (c.created, c.modified, c.deleted)
+    }
+
+    #[test]
+    fn an_unchanged_workspace_is_not_walked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.txt"), "a").unwrap();
+        let watcher = ChangeWatcher::new();
+        let tracker = watcher.track(dir.path().to_owned());
+        let first = tracker.snapshot();
+        let second = tracker.snapshot();
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "nothing changed, so no new walk"
+        );
+        assert_eq!(watcher.watched_directories(), 1);
+    }
+
+    #[test]
+    fn every_kind_of_change_is_seen_also_in_new_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("keep.txt"), "k").unwrap();
+        fs::write(root.join("gone.txt"), "g").unwrap();
+        fs::create_dir(root.join("old")).unwrap();
+        fs::write(root.join("old/edit.txt"), "e").unwrap();
+        let watcher = ChangeWatcher::new();
+        let tracker = watcher.track(root.to_owned());
+
+        let before = tracker.snapshot();
+        fs::write(root.join("old/edit.txt"), "edited").unwrap();
+        fs::remove_file(root.join("gone.txt")).unwrap();
+        fs::create_dir_all(root.join("new/deeper")).unwrap();
+        fs::write(root.join("new/deeper/made.txt"), "m").unwrap();
+        let after = tracker.snapshot();
+        assert_eq!(
+            changes(&before, &after),
+            (
+                vec!["new/deeper/made.txt".to_owned()],
+                vec!["old/edit.txt".to_owned()],
+                vec!["gone.txt".to_owned()]
+            )
+        );
+
+        // The new directories are watched now: a change deep inside is seen.
+        fs::write(root.join("new/deeper/made.txt"), "longer").unwrap();
+        let again = tracker.snapshot();
+        assert_eq!(
+            changes(&after, &again),
+            (vec![], vec!["new/deeper/made.txt".to_owned()], vec![])
+        );
+
+        // A rename is a deletion and a creation.
+        fs::rename(root.join("keep.txt"), root.join("old/kept.txt")).unwrap();
+        let renamed = tracker.snapshot();
+        assert_eq!(
+            changes(&again, &renamed),
+            (
+                vec!["old/kept.txt".to_owned()],
+                vec![],
+                vec!["keep.txt".to_owned()]
+            )
+        );
+    }
+
+    #[test]
+    fn a_removed_directory_and_a_dropped_workspace_leave_no_watch_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ws");
+        fs::create_dir_all(root.join("sub")).unwrap();
+        fs::write(root.join("sub/f.txt"), "f").unwrap();
+        let watcher = ChangeWatcher::new();
+        let tracker = watcher.track(root.clone());
+        let before = tracker.snapshot();
+        assert_eq!(watcher.watched_directories(), 2);
+
+        fs::remove_dir_all(root.join("sub")).unwrap();
+        let after = tracker.snapshot();
+        assert_eq!(
+            changes(&before, &after),
+            (vec![], vec![], vec!["sub/f.txt".to_owned()])
+        );
+        assert_eq!(
+            watcher.watched_directories(),
+            1,
+            "the removed directory's watch is gone"
+        );
+
+        drop(tracker);
+        assert_eq!(watcher.watched_directories(), 0);
+    }
+
+    #[test]
+    fn two_workspaces_do_not_see_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(&b).unwrap();
+        let watcher = ChangeWatcher::new();
+        let (ta, tb) = (watcher.track(a.clone()), watcher.track(b.clone()));
+        let (a0, b0) = (ta.snapshot(), tb.snapshot());
+        fs::write(a.join("x.txt"), "x").unwrap();
+        assert!(Arc::ptr_eq(&b0, &tb.snapshot()), "b did not change");
+        assert_eq!(
+            changes(&a0, &ta.snapshot()),
+            (vec!["x.txt".to_owned()], vec![], vec![])
+        );
+    }
+}
