@@ -83,6 +83,11 @@ impl Server {
         }
     }
 
+    /// The server's data directory (store, workspaces).
+    pub fn data_dir(&self) -> PathBuf {
+        self._data.path().join("data")
+    }
+
     /// A new key for `principal` in `profile`.
     pub fn key(&self, principal: &str, profile: &str) -> String {
         self.app

@@ -75,6 +75,69 @@ async fn a_sessions_life_as_events() {
 }
 
 #[tokio::test]
+async fn file_changed_names_what_each_task_did_and_only_that() {
+    let server = Server::start().await;
+    let key = server.key("carol", "developer");
+    let session = server.session(&key).await;
+    let tasks = format!("/v1/sessions/{session}/tasks");
+    let write = |path: &str, content: &str| json!({"tool": "fs.write", "input": {"path": path, "content": content, "create_dirs": true}});
+    for body in [
+        write("notes/a.txt", "first"),
+        write("notes/a.txt", "second, longer"),
+        json!({"tool": "fs.read", "input": {"path": "notes/a.txt"}}),
+    ] {
+        assert_eq!(
+            server.post(&key, &tasks, body).await.status(),
+            StatusCode::OK
+        );
+    }
+    // Changed by someone else between tasks: not the next task's doing.
+    let workspace = server.data_dir().join("workspaces").join(&session);
+    std::fs::write(workspace.join("outside.txt"), "o").unwrap();
+    let body = write("notes/b.txt", "b");
+    assert_eq!(
+        server.post(&key, &tasks, body).await.status(),
+        StatusCode::OK
+    );
+
+    let mut completed = 0;
+    let events = read_events(
+        server
+            .get(&key, &format!("{}?after=0", events_url(&session)))
+            .await,
+        |e| {
+            completed += usize::from(e.name == "task.completed" || e.name == "task.failed");
+            completed == 4
+        },
+    )
+    .await;
+    let ended: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e.name.starts_with("task.") && e.name != "task.queued" && e.name != "task.started"
+        })
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(ended, ["task.completed"; 4], "{events:?}");
+    let changes: Vec<_> = events
+        .iter()
+        .filter(|e| e.name == "file.changed")
+        .map(|e| e.data["changes"].clone())
+        .collect();
+    let none: [&str; 0] = [];
+    assert_eq!(
+        changes,
+        [
+            json!({"created": ["notes/a.txt"], "modified": none, "deleted": none}),
+            json!({"created": none, "modified": ["notes/a.txt"], "deleted": none}),
+            json!({"created": ["notes/b.txt"], "modified": none, "deleted": none}),
+        ],
+        "the read changed nothing"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_dropped_connection_resumes_without_loss_or_duplicates() {
     let server = Server::start().await;
     let key = server.key("bob", "developer");
