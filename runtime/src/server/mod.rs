@@ -273,13 +273,23 @@ pub async fn run(
         let retention = app.config.event_retention;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut first = true;
             loop {
                 tick.tick().await;
                 orchestrator.reap();
                 limiter_app.limiter.retain_recent();
                 let store = orchestrator.store().clone();
-                let pruned =
-                    tokio::task::spawn_blocking(move || store.prune_events(retention)).await;
+                // The whole table once (the retention may have changed), then only the
+                // sessions that were given events since.
+                let whole = std::mem::take(&mut first);
+                let pruned = tokio::task::spawn_blocking(move || {
+                    if whole {
+                        store.prune_all_events(retention)
+                    } else {
+                        store.prune_events(retention)
+                    }
+                })
+                .await;
                 if let Ok(Err(e)) = pruned {
                     tracing::warn!(error = %e, "cannot prune old events");
                 }

@@ -304,9 +304,37 @@ impl Store {
         records::last_event_seq(&self.reader(), session)
     }
 
-    /// Keeps only the newest `keep` events of every session; older ones are
-    /// deleted (a client asking for them gets a `gap`). Returns how many went.
+    /// Keeps only the newest `keep` events of each session given events since the last
+    /// prune; older ones are deleted (a client asking for them gets a `gap`). Each such
+    /// session costs one range delete, whatever the size of the table. Returns how many went.
     pub fn prune_events(&self, keep: u64) -> Result<u64, StoreError> {
+        let counters = self.inner.counters.clone();
+        self.exclusive(move |conn| {
+            // Taken on the writer, after every event queued before the call is committed.
+            let sessions = std::mem::take(
+                &mut *counters
+                    .event_sessions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+            let tx = conn.transaction()?;
+            let mut deleted = 0;
+            {
+                let mut delete =
+                    tx.prepare_cached("DELETE FROM events WHERE session = ?1 AND seq <= ?2")?;
+                for (session, last) in sessions.iter().filter(|(_, last)| **last > keep) {
+                    let below = i64::try_from(last - keep).unwrap_or(i64::MAX);
+                    deleted += delete.execute(rusqlite::params![session, below])? as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(deleted)
+        })
+    }
+
+    /// Like [`Store::prune_events`] for every session in the table: one pass over all events,
+    /// for startup (the retention may have been lowered since the last run).
+    pub fn prune_all_events(&self, keep: u64) -> Result<u64, StoreError> {
         let keep = keep.min(i64::MAX as u64) as i64;
         self.exclusive(move |conn| {
             let deleted = conn.execute(

@@ -397,6 +397,47 @@ fn a_task_written_again_in_one_batch_is_stored_as_it_was_last() {
 }
 
 #[test]
+fn pruning_keeps_the_newest_events_of_each_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seqs = |store: &Store, session: &str| {
+        let events = store.events_after(session, 0, 100).unwrap();
+        events.into_iter().map(|e| e.seq).collect::<Vec<_>>()
+    };
+    {
+        let store = open(tmp.path());
+        for seq in 1..=10 {
+            store.put_event(&event("s1", seq));
+        }
+        for seq in 1..=3 {
+            store.put_event(&event("s2", seq));
+        }
+        assert_eq!(store.prune_events(4).unwrap(), 6);
+        assert_eq!(seqs(&store, "s1"), [7, 8, 9, 10]);
+        assert_eq!(seqs(&store, "s2"), [1, 2, 3]);
+        assert_eq!(
+            store.prune_events(4).unwrap(),
+            0,
+            "nothing new, nothing to do"
+        );
+        store.put_event(&event("s1", 11));
+        store.put_event(&event("s1", 12));
+        assert_eq!(store.prune_events(4).unwrap(), 2);
+        assert_eq!(seqs(&store, "s1"), [9, 10, 11, 12]);
+        assert_eq!(store.last_event_seq("s1").unwrap(), 12);
+    }
+    // After a restart with a lower retention, the whole table is pruned once.
+    let store = open(tmp.path());
+    assert_eq!(
+        store.prune_events(2).unwrap(),
+        0,
+        "no session was given events yet"
+    );
+    assert_eq!(store.prune_all_events(2).unwrap(), 3);
+    assert_eq!(seqs(&store, "s1"), [11, 12]);
+    assert_eq!(seqs(&store, "s2"), [2, 3]);
+}
+
+#[test]
 fn many_writes_are_batched_and_all_committed() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());

@@ -66,6 +66,9 @@ pub(crate) struct Counters {
     pub(crate) pending: AtomicUsize,
     /// Writes that could not be committed since the store was opened.
     pub(crate) failed: AtomicU64,
+    /// Sessions given events since the last prune, with their highest sequence number: a
+    /// prune looks at these sessions only, not at the whole table.
+    pub(crate) event_sessions: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 pub(crate) fn run(mut conn: Connection, commands: Receiver<Command>, counters: Arc<Counters>) {
@@ -156,17 +159,29 @@ fn commit(conn: &mut Connection, writes: &mut Vec<Write>, counters: &Counters) {
     }
     let total = writes.len();
     let mut failed = 0usize;
+    let mut last_seqs: HashMap<&str, u64> = HashMap::new();
     match conn.transaction() {
         Ok(tx) => {
             for write in writes.iter() {
-                if let Err(error) = apply(&tx, write) {
-                    failed += 1;
-                    tracing::error!(%error, what = write.describe(), "store write failed");
+                match apply(&tx, write) {
+                    Ok(()) => {
+                        if let Write::Event(e) = write {
+                            let last = last_seqs.entry(&e.session).or_default();
+                            *last = (*last).max(e.seq);
+                        }
+                    }
+                    Err(error) => {
+                        failed += 1;
+                        tracing::error!(%error, what = write.describe(), "store write failed");
+                    }
                 }
             }
-            if let Err(error) = tx.commit() {
-                failed = total;
-                tracing::error!(%error, writes = total, "store batch commit failed");
+            match tx.commit() {
+                Ok(()) => note_event_sessions(counters, last_seqs),
+                Err(error) => {
+                    failed = total;
+                    tracing::error!(%error, writes = total, "store batch commit failed");
+                }
             }
         }
         Err(error) => {
@@ -179,6 +194,24 @@ fn commit(conn: &mut Connection, writes: &mut Vec<Write>, counters: &Counters) {
         counters.failed.fetch_add(failed as u64, Ordering::Relaxed);
     }
     counters.pending.fetch_sub(total, Ordering::Relaxed);
+}
+
+fn note_event_sessions(counters: &Counters, last_seqs: HashMap<&str, u64>) {
+    if last_seqs.is_empty() {
+        return;
+    }
+    let mut noted = counters
+        .event_sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    for (session, seq) in last_seqs {
+        match noted.get_mut(session) {
+            Some(last) => *last = (*last).max(seq),
+            None => {
+                noted.insert(session.to_owned(), seq);
+            }
+        }
+    }
 }
 
 fn apply(conn: &Connection, write: &Write) -> Result<(), StoreError> {
