@@ -5,8 +5,9 @@ pub mod info;
 pub mod sessions;
 pub mod tasks;
 
+use super::App;
 use super::problem::Problem;
-use crate::orchestrator::OrchestratorError;
+use crate::orchestrator::{Orchestrator, OrchestratorError};
 use axum::extract::FromRequest;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
@@ -31,6 +32,19 @@ impl From<OrchestratorError> for Problem {
             OrchestratorError::Internal(_) => Problem::internal(detail),
         }
     }
+}
+
+/// Runs orchestrator work that reads the store or the disk on the blocking pool, so a slow
+/// disk holds up this request only, never the runtime's workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    app: &std::sync::Arc<App>,
+    work: impl FnOnce(&Orchestrator) -> Result<T, OrchestratorError> + Send + 'static,
+) -> Result<T, Problem> {
+    let orchestrator = app.orchestrator.clone();
+    tokio::task::spawn_blocking(move || work(&orchestrator))
+        .await
+        .map_err(|e| Problem::internal(format!("the request's work failed: {e}")))?
+        .map_err(Problem::from)
 }
 
 /// A JSON body whose every rejection is a problem+json with a stable code.

@@ -1,4 +1,4 @@
-use super::Body;
+use super::{Body, blocking};
 use crate::orchestrator::CreateSession;
 use crate::server::App;
 use crate::server::auth::Authed;
@@ -14,7 +14,7 @@ pub async fn create(
     Authed(caller): Authed,
     Body(request): Body<CreateSession>,
 ) -> Result<impl IntoResponse, Problem> {
-    let session = app.orchestrator.create_session(&caller, request)?;
+    let session = blocking(&app, move |o| o.create_session(&caller, request)).await?;
     Ok((StatusCode::CREATED, Json(session)))
 }
 
@@ -23,7 +23,9 @@ pub async fn get(
     Authed(caller): Authed,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, Problem> {
-    Ok(Json(app.orchestrator.get_session(&caller, &id)?))
+    Ok(Json(
+        blocking(&app, move |o| o.get_session(&caller, &id)).await?,
+    ))
 }
 
 pub async fn delete(
@@ -32,6 +34,6 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, Problem> {
     Ok(Json(
-        app.orchestrator.close_session(&caller, &id, "deleted")?,
+        blocking(&app, move |o| o.close_session(&caller, &id, "deleted")).await?,
     ))
 }

@@ -1,4 +1,4 @@
-use super::Body;
+use super::{Body, blocking};
 use crate::orchestrator::CreateTask;
 use crate::server::App;
 use crate::server::auth::Authed;
@@ -32,7 +32,9 @@ pub async fn get(
     Authed(caller): Authed,
     Path((session, task)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, Problem> {
-    Ok(Json(app.orchestrator.get_task(&caller, &session, &task)?))
+    Ok(Json(
+        blocking(&app, move |o| o.get_task(&caller, &session, &task)).await?,
+    ))
 }
 
 pub async fn cancel(
@@ -40,6 +42,6 @@ pub async fn cancel(
     Authed(caller): Authed,
     Path((session, task)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, Problem> {
-    let record = app.orchestrator.cancel_task(&caller, &session, &task)?;
+    let record = blocking(&app, move |o| o.cancel_task(&caller, &session, &task)).await?;
     Ok((StatusCode::ACCEPTED, Json(record)))
 }
