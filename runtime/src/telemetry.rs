@@ -2,7 +2,9 @@
 //! labels: cardinality stays bounded however many sessions come and go.
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, MeterProvider, ObservableGauge};
+use opentelemetry::metrics::{
+    Counter, Histogram, MeterProvider, ObservableCounter, ObservableGauge,
+};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::sync::Arc;
@@ -12,6 +14,12 @@ pub trait Gauges: Send + Sync + 'static {
     fn active_sessions(&self) -> u64;
     fn sse_subscribers(&self) -> u64;
     fn events_dropped(&self) -> u64;
+    /// Policy sets reloaded since the start.
+    fn policy_reloads(&self) -> u64;
+    /// Reloads refused since the start (the last good set stayed in force).
+    fn policy_reload_failures(&self) -> u64;
+    /// Whether the set on disk is one that was refused (1) or the one in force (0).
+    fn policy_reload_failing(&self) -> u64;
 }
 
 pub struct Metrics {
@@ -24,6 +32,7 @@ pub struct Metrics {
     rate_limited: Counter<u64>,
     /// Observed on every scrape; kept alive with the provider.
     _gauges: Vec<ObservableGauge<u64>>,
+    _observed_counters: Vec<ObservableCounter<u64>>,
 }
 
 impl Metrics {
@@ -42,7 +51,31 @@ impl Metrics {
                 .with_callback(move |observer| observer.observe(read(gauges.as_ref()), &[]))
                 .build()
         };
+        let observed_counter =
+            |name: &'static str, help: &'static str, read: fn(&dyn Gauges) -> u64| {
+                let gauges = gauges.clone();
+                meter
+                    .u64_observable_counter(name)
+                    .with_description(help)
+                    .with_callback(move |observer| observer.observe(read(gauges.as_ref()), &[]))
+                    .build()
+            };
+        let observed_counters = vec![
+            observed_counter("toolgate.policy.reloads", "Policy sets reloaded", |g| {
+                g.policy_reloads()
+            }),
+            observed_counter(
+                "toolgate.policy.reload_failures",
+                "Policy reloads refused (the last good set stayed in force)",
+                |g| g.policy_reload_failures(),
+            ),
+        ];
         let gauges = vec![
+            gauge(
+                "toolgate.policy.reload_failing",
+                "1 while the policy set on disk is one that was refused",
+                |g| g.policy_reload_failing(),
+            ),
             gauge("toolgate.sessions.active", "Open sessions", |g| {
                 g.active_sessions()
             }),
@@ -59,6 +92,7 @@ impl Metrics {
         ];
         Ok(Self {
             _gauges: gauges,
+            _observed_counters: observed_counters,
             tasks: meter
                 .u64_counter("toolgate.tasks")
                 .with_description("Finished tasks by outcome")

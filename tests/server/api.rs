@@ -397,6 +397,190 @@ async fn health_info_and_metrics() {
 }
 
 #[tokio::test]
+async fn preflight_says_what_would_work_and_why_not() {
+    let secrets = tempfile::tempdir().unwrap();
+    let secrets_file = secrets.path().join("secrets.json");
+    std::fs::write(&secrets_file, r#"{"github_token": "ghp_preflight"}"#).unwrap();
+    let server = Server::start_with(|config| config.secrets_file = Some(secrets_file)).await;
+    let key = server.key("nina", "networked");
+    let response = server
+        .post(
+            &key,
+            "/v1/preflight",
+            json!({
+                "tools": ["http.fetch", "fs.nope"],
+                "domains": ["api.github.com", "evil.example"],
+                "files": ["/srv/toolgate/shared/notes.md"],
+                "secrets": ["github_token", "aws_key"],
+                "model_provider": "local",
+            }),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let report: Value = response.json().await.unwrap();
+    let outcome = |check: &str, name: Option<&str>| -> bool {
+        let found = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == check && c["name"].as_str() == name)
+            .unwrap_or_else(|| panic!("no {check} {name:?} check in {report}"));
+        found["ok"].as_bool().unwrap()
+    };
+    assert_eq!(report["ready"], false, "{report}");
+    for server_check in ["policy_set", "store", "capacity", "create_session"] {
+        assert!(outcome(server_check, None), "{server_check}: {report}");
+    }
+    assert!(outcome("tool", Some("http.fetch")));
+    assert!(!outcome("tool", Some("fs.nope")), "no such tool");
+    assert!(outcome("domain", Some("api.github.com")));
+    assert!(
+        !outcome("domain", Some("evil.example")),
+        "not an allowed domain"
+    );
+    assert!(outcome("file", Some("/srv/toolgate/shared/notes.md")));
+    assert!(outcome("secret", Some("github_token")));
+    assert!(
+        !outcome("secret", Some("aws_key")),
+        "neither allowed nor configured"
+    );
+    assert!(outcome("model_provider", Some("local")));
+    assert!(
+        !report.to_string().contains("ghp_preflight"),
+        "no secret value"
+    );
+
+    // A readonly caller asking for a domain: the session itself would be refused.
+    let reader = server.key("rita", "readonly");
+    let report: Value = server
+        .post(
+            &reader,
+            "/v1/preflight",
+            json!({"domains": ["api.github.com"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["ready"], false);
+    assert_eq!(report["checks"][3]["check"], "create_session");
+    assert_eq!(report["checks"][3]["ok"], false, "{report}");
+    let plain: Value = server
+        .post(&reader, "/v1/preflight", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plain["ready"], true, "{plain}");
+
+    // Nothing was created.
+    assert_eq!(server.app.orchestrator.open_sessions(), 0);
+    problem(
+        server
+            .post(&reader, "/v1/preflight", json!({"tool": "x"}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_policy_reload_shows_in_info_and_metrics() {
+    let server = Server::start_with(|config| config.policy_poll = Duration::from_millis(50)).await;
+    let policies = server.data_dir().parent().unwrap().join("policies");
+    let metric = |text: &str, name: &str| -> Option<String> {
+        text.lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    let scrape = || async {
+        let text = server
+            .client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let info: Value = server
+            .get(&server.admin, "/v1/info")
+            .await
+            .json()
+            .await
+            .unwrap();
+        (text, info)
+    };
+    let (text, info) = scrape().await;
+    assert_eq!(
+        metric(&text, "toolgate_policy_reload_failing").as_deref(),
+        Some("0"),
+        "{text}"
+    );
+    let version = info["policy"]["version"].clone();
+
+    // A broken set is refused; the last good one stays in force.
+    std::fs::write(
+        policies.join("broken.cedar"),
+        "permit (principal, action, resource) when {",
+    )
+    .unwrap();
+    let mut seen = None;
+    for _ in 0..100 {
+        let (text, info) = scrape().await;
+        if metric(&text, "toolgate_policy_reload_failing").as_deref() == Some("1") {
+            seen = Some((text, info));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (text, info) = seen.expect("the refused reload shows in the metrics");
+    assert_eq!(
+        metric(&text, "toolgate_policy_reload_failures_total").as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(
+        info["policy"]["version"], version,
+        "the last good set stays"
+    );
+    assert!(
+        info["policy"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("broken.cedar"),
+        "{info}"
+    );
+
+    // A good set again: reloaded, no longer failing.
+    std::fs::write(
+        policies.join("broken.cedar"),
+        "@id(\"extra.none\")\nforbid (principal, action, resource) when { false };\n",
+    )
+    .unwrap();
+    let mut reloaded = None;
+    for _ in 0..100 {
+        let (text, info) = scrape().await;
+        if metric(&text, "toolgate_policy_reload_failing").as_deref() == Some("0") {
+            reloaded = Some((text, info));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (text, info) = reloaded.expect("the good set is reloaded");
+    assert_eq!(
+        metric(&text, "toolgate_policy_reloads_total").as_deref(),
+        Some("1"),
+        "{text}"
+    );
+    assert_ne!(info["policy"]["version"], version);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn the_openapi_document_is_served_and_covers_every_route() {
     let server = Server::start().await;
     let doc: Value = server

@@ -2,11 +2,13 @@
 //! the tasks run in them, from request to policy gate to sandbox to events
 //! and store.
 
+mod preflight;
 mod sessions;
 mod tasks;
 mod watch;
 mod workspace;
 
+pub use preflight::{Check, Preflight};
 pub use sessions::{CreateSession, SessionView};
 pub use tasks::{CreateTask, TaskHandle, TaskLimitsRequest};
 pub use watch::{ChangeWatcher, WorkspaceTracker};

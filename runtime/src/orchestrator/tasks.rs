@@ -392,7 +392,7 @@ impl Gate for PublishingGate {
 impl Orchestrator {
     /// Makes a plugin's tools policy entities (`Tool::"p.t" in Plugin::"p"`),
     /// once per plugin digest: rebuilding the entities is not a per-task cost.
-    fn register_tools(&self, plugin: &crate::sandbox::Plugin) {
+    pub(super) fn register_tools(&self, plugin: &crate::sandbox::Plugin) {
         let key = format!("{}@{}", plugin.name(), plugin.digest());
         if !self
             .registered

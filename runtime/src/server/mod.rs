@@ -117,6 +117,23 @@ impl Gauges for AppGauges {
     fn events_dropped(&self) -> u64 {
         self.hub.dropped()
     }
+    fn policy_reloads(&self) -> u64 {
+        self.policy_status().map_or(0, |s| s.reloads)
+    }
+    fn policy_reload_failures(&self) -> u64 {
+        self.policy_status().map_or(0, |s| s.failed_reloads)
+    }
+    fn policy_reload_failing(&self) -> u64 {
+        self.policy_status()
+            .map_or(0, |s| u64::from(s.last_error.is_some()))
+    }
+}
+
+impl AppGauges {
+    fn policy_status(&self) -> Option<crate::policy::PolicyStatus> {
+        let orchestrator = self.orchestrator.get()?.upgrade()?;
+        Some(orchestrator.policy().status())
+    }
 }
 
 /// Opens the store, loads policies and plugins, recovers from the last stop.
@@ -216,6 +233,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/hosts", get(info::hosts))
         .route("/v1/authorize", post(info::authorize))
         .route("/v1/sessions", post(sessions::create))
+        .route("/v1/preflight", post(sessions::preflight))
         .route(
             "/v1/sessions/{id}",
             get(sessions::get).delete(sessions::delete),

@@ -18,6 +18,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(session)))
 }
 
+/// `POST /v1/preflight`: what creating this session and using what it names would meet.
+pub async fn preflight(
+    State(app): State<Arc<App>>,
+    Authed(caller): Authed,
+    Body(request): Body<CreateSession>,
+) -> impl IntoResponse {
+    Json(app.orchestrator.preflight(&caller, &request).await)
+}
+
 pub async fn get(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,

@@ -1,0 +1,272 @@
+//! `POST /v1/preflight`: would a session asking for these things work, and if not, why?
+//!
+//! Nothing is created and nothing runs. The answer lists one check per concern: the server
+//! (policy set, store, capacity), the `create_session` decision, and each tool, domain, file,
+//! secret and model provider the session means to use, with the decision a task of it would
+//! get. An agent asks once before it starts, instead of learning item by item from failures.
+
+use super::sessions::CreateSession;
+use super::{Caller, Orchestrator};
+use crate::policy::{CapabilityRequest, ConnectRequest, Gate, TaskIdentity};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// The session id decisions see during a preflight.
+const PREFLIGHT_SESSION: &str = "preflight";
+
+/// Domains and secrets are decided for this tool (the bundled one that uses them) when the
+/// request names no tools; files and model providers for no tool.
+const DEFAULT_NETWORK_TOOL: &str = "http.fetch";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Preflight {
+    /// Every check passed.
+    pub ready: bool,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// `policy_set`, `store`, `capacity`, `create_session`, `tool`, `domain`, `file`,
+    /// `secret` or `model_provider`.
+    pub check: &'static str,
+    /// What was checked, for per-item checks (a tool, a domain, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub ok: bool,
+    pub detail: String,
+    /// The policy decision behind the check, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Value>,
+}
+
+impl Check {
+    fn new(check: &'static str, ok: bool, detail: impl Into<String>) -> Self {
+        Self {
+            check,
+            name: None,
+            ok,
+            detail: detail.into(),
+            decision: None,
+        }
+    }
+
+    fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    fn decided(mut self, decision: Value) -> Self {
+        self.decision = Some(decision);
+        self
+    }
+}
+
+fn decided_detail(allowed: bool, reasons: &[String]) -> String {
+    let verdict = if allowed { "allowed" } else { "denied" };
+    if reasons.is_empty() {
+        format!("{verdict}: no policy permits this (default deny)")
+    } else {
+        format!("{verdict}: {}", reasons.join("; "))
+    }
+}
+
+impl Orchestrator {
+    /// Runs every check for `request` as `caller` would create it.
+    pub async fn preflight(&self, caller: &Caller, request: &CreateSession) -> Preflight {
+        let profile = request
+            .profile
+            .clone()
+            .unwrap_or_else(|| caller.profile.clone());
+        let mut checks = self.server_checks().await;
+
+        let decision = self.policy.authorize_session(
+            &caller.principal,
+            &profile,
+            request.resources.unwrap_or_default(),
+            &request.tools,
+            &request.domains,
+            &request.files,
+            &request.secrets,
+            request.model_provider.as_deref(),
+        );
+        checks.push(
+            Check::new(
+                "create_session",
+                decision.allowed,
+                decided_detail(decision.allowed, &decision.explanation()),
+            )
+            .decided(serde_json::to_value(&decision).unwrap_or(Value::Null)),
+        );
+
+        let identity = |tool: &str| TaskIdentity {
+            principal: caller.principal.clone(),
+            profile: profile.clone(),
+            session: PREFLIGHT_SESSION.into(),
+            tool: tool.to_owned(),
+        };
+        for tool in &request.tools {
+            checks.push(self.tool_check(tool, identity(tool), request).await);
+        }
+        let listed: Vec<&str> = request.tools.iter().map(String::as_str).collect();
+        let (network_tools, other_tools) = if listed.is_empty() {
+            (vec![DEFAULT_NETWORK_TOOL], vec![""])
+        } else {
+            (listed.clone(), listed)
+        };
+        for domain in &request.domains {
+            let asked = CapabilityRequest::Connect(ConnectRequest {
+                scheme: "https".into(),
+                host: domain.clone(),
+                port: 443,
+                method: "GET".into(),
+                path: "/".into(),
+                addr: None,
+            });
+            checks.push(self.capability_check("domain", domain, &asked, &network_tools, &identity));
+        }
+        for file in &request.files {
+            let asked = CapabilityRequest::ReadFile { path: file.clone() };
+            checks.push(self.capability_check("file", file, &asked, &other_tools, &identity));
+        }
+        for secret in &request.secrets {
+            let asked = CapabilityRequest::ReadSecret {
+                name: secret.clone(),
+            };
+            let mut check =
+                self.capability_check("secret", secret, &asked, &network_tools, &identity);
+            if self.secrets.select([secret.as_str()]).is_empty() {
+                check.ok = false;
+                check.detail = format!("no secret `{secret}` is configured on this server");
+            }
+            checks.push(check);
+        }
+        if let Some(provider) = &request.model_provider {
+            let asked = CapabilityRequest::UseModel {
+                provider: provider.clone(),
+                model: None,
+            };
+            checks.push(self.capability_check(
+                "model_provider",
+                provider,
+                &asked,
+                &other_tools,
+                &identity,
+            ));
+        }
+        Preflight {
+            ready: checks.iter().all(|c| c.ok),
+            checks,
+        }
+    }
+
+    /// The policy set in force, the store's writer, the session capacity.
+    async fn server_checks(&self) -> Vec<Check> {
+        let status = self.policy.status();
+        let mut policy_detail = format!(
+            "version {} ({} policies, from {})",
+            status.version, status.policies, status.origin
+        );
+        if let Some(error) = &status.last_error {
+            policy_detail.push_str(&format!(
+                "; the set on disk was refused and the last good one is in force: {error}"
+            ));
+        }
+        let writer = self.store.clone();
+        let flushed = tokio::task::spawn_blocking(move || writer.flush()).await;
+        let store = match flushed {
+            Ok(Ok(())) => Check::new(
+                "store",
+                true,
+                format!(
+                    "writable; {} writes failed since the start",
+                    self.store.failed_writes()
+                ),
+            ),
+            Ok(Err(e)) => Check::new("store", false, format!("cannot write: {e}")),
+            Err(e) => Check::new("store", false, format!("cannot reach the writer: {e}")),
+        };
+        let open = self.open_sessions();
+        let max = self.config.max_sessions;
+        vec![
+            Check::new("policy_set", true, policy_detail),
+            store,
+            Check::new(
+                "capacity",
+                open < max,
+                format!("{open} of {max} sessions open"),
+            ),
+        ]
+    }
+
+    /// The tool exists (its plugin loads and has it) and a task of it would be allowed.
+    async fn tool_check(
+        &self,
+        tool: &str,
+        identity: TaskIdentity,
+        request: &CreateSession,
+    ) -> Check {
+        let Some((plugin_name, tool_name)) = tool.split_once('.') else {
+            return Check::new("tool", false, "tools are named plugin.tool").named(tool);
+        };
+        if !self.catalog.names().iter().any(|n| n == plugin_name) {
+            return Check::new("tool", false, format!("no plugin `{plugin_name}`")).named(tool);
+        }
+        let plugin = match self.catalog.get(plugin_name).await {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                return Check::new("tool", false, format!("the plugin cannot load: {e}"))
+                    .named(tool);
+            }
+        };
+        if plugin.tool(tool_name).is_none() {
+            return Check::new(
+                "tool",
+                false,
+                format!("plugin `{plugin_name}` has no tool `{tool_name}`"),
+            )
+            .named(tool);
+        }
+        self.register_tools(&plugin);
+        let decision =
+            self.policy
+                .authorize_invoke(&identity, request.resources.unwrap_or_default(), "{}");
+        Check::new(
+            "tool",
+            decision.allowed,
+            decided_detail(decision.allowed, &decision.explanation()),
+        )
+        .named(tool)
+        .decided(serde_json::to_value(&decision).unwrap_or(Value::Null))
+    }
+
+    /// A capability use by any of `tools` (a task of which would ask for it); the first
+    /// that is allowed is reported, else every denial.
+    fn capability_check(
+        &self,
+        check: &'static str,
+        name: &str,
+        asked: &CapabilityRequest,
+        tools: &[&str],
+        identity: &dyn Fn(&str) -> TaskIdentity,
+    ) -> Check {
+        let mut denied = Vec::new();
+        let mut why: Vec<String> = Vec::new();
+        for tool in tools {
+            let decision = self.policy.task_gate(identity(tool)).decide(asked);
+            let value = json!({ "tool": tool, "decision": decision });
+            if decision.allowed {
+                return Check::new(check, true, decided_detail(true, &decision.reasons))
+                    .named(name)
+                    .decided(value);
+            }
+            if why.is_empty() {
+                why = decision.reasons.clone();
+            }
+            denied.push(value);
+        }
+        Check::new(check, false, decided_detail(false, &why))
+            .named(name)
+            .decided(Value::Array(denied))
+    }
+}
