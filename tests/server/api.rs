@@ -487,6 +487,120 @@ async fn preflight_says_what_would_work_and_why_not() {
 }
 
 #[tokio::test]
+async fn admins_install_plugins_and_the_next_task_uses_them() {
+    let server = Server::start_with(|config| config.plugin_limit = 512 * 1024).await;
+    let upload = |key: &str, name: &str, content_type: &str, bytes: Vec<u8>| {
+        server
+            .client
+            .put(server.url(&format!("/v1/plugins/{name}")))
+            .bearer_auth(key)
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+    };
+    let echo = std::fs::read(artifact("echo")).unwrap();
+
+    // Only admins; a bad upload changes nothing.
+    let user = server.key("ursula", "developer");
+    problem(
+        upload(&user, "hostile", "application/wasm", echo.clone())
+            .await
+            .unwrap(),
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    let admin = server.admin.clone();
+    problem(
+        upload(&admin, "hostile", "text/plain", echo.clone())
+            .await
+            .unwrap(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    problem(
+        upload(&admin, "Bad Name", "application/wasm", echo.clone())
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
+    for bad in [
+        b"not wasm at all".to_vec(),
+        std::fs::read(artifact("not-a-tool")).unwrap(),
+    ] {
+        let response = upload(&admin, "hostile", "application/wasm", bad)
+            .await
+            .unwrap();
+        problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin").await;
+    }
+    problem(
+        upload(
+            &admin,
+            "hostile",
+            "application/wasm",
+            vec![0; 512 * 1024 + 1],
+        )
+        .await
+        .unwrap(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await;
+    let uploads = server.data_dir().join("plugins");
+    assert!(!uploads.join("hostile.wasm").exists(), "nothing stored");
+
+    // A new plugin: listed, stored.
+    let response = upload(&admin, "echo2", "application/wasm", echo.clone())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let installed: Value = response.json().await.unwrap();
+    assert_eq!(
+        installed["tools"],
+        json!(["echo2.echo", "echo2.fail"]),
+        "{installed}"
+    );
+    assert_eq!(installed["replaced"], false);
+    assert_eq!(std::fs::read(uploads.join("echo2.wasm")).unwrap(), echo);
+    let plugins: Value = server
+        .get(&admin, "/v1/plugins")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        plugins["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "echo2")
+    );
+
+    // Replacing a plugin: the next task runs the new one (the test policy allows `hostile`).
+    let response = upload(&admin, "hostile", "application/wasm", echo)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let session = server.session(&admin).await;
+    let task: Value = server
+        .post(
+            &admin,
+            &format!("/v1/sessions/{session}/tasks"),
+            json!({"tool": "hostile.echo", "input": {"said": "hi"}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(task["state"], "completed", "{task}");
+    assert_eq!(task["output"]["said"], "hi", "{task}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_refused_policy_reload_shows_in_info_and_metrics() {
     let server = Server::start_with(|config| config.policy_poll = Duration::from_millis(50)).await;
     let policies = server.data_dir().parent().unwrap().join("policies");

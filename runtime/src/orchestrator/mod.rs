@@ -2,12 +2,14 @@
 //! the tasks run in them, from request to policy gate to sandbox to events
 //! and store.
 
+mod plugins;
 mod preflight;
 mod sessions;
 mod tasks;
 mod watch;
 mod workspace;
 
+pub use plugins::InstalledPlugin;
 pub use preflight::{Check, Preflight};
 pub use sessions::{CreateSession, SessionView};
 pub use tasks::{CreateTask, TaskHandle, TaskLimitsRequest};
@@ -50,12 +52,16 @@ pub enum OrchestratorError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("not a usable plugin: {0}")]
+    InvalidPlugin(String),
     #[error("{0}")]
     Internal(String),
 }
 
 pub struct OrchestratorConfig {
     pub workspaces: PathBuf,
+    /// Where uploaded plugins are kept (`<data dir>/plugins`).
+    pub uploaded_plugins: PathBuf,
     pub max_sessions: usize,
     pub idle_timeout: Duration,
     pub lifetime: Duration,

@@ -62,27 +62,16 @@ impl ArtifactCache {
         let path = self.path(digest);
         let write = || -> anyhow::Result<()> {
             let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let mut tmp = tempfile_in(&self.dir)?;
-            tmp.1.write_all(&bytes)?;
-            tmp.1.sync_all()?;
-            std::fs::rename(&tmp.0, &path)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            tmp.write_all(&bytes)?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(&path).map_err(|e| e.error)?;
             Ok(())
         };
         if let Err(err) = write() {
             tracing::warn!(path = %path.display(), error = %err, "cannot cache compiled component");
         }
     }
-}
-
-fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
-    let name = format!(
-        ".tmp-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    );
-    let path = dir.join(name.replace(['(', ')'], ""));
-    let file = std::fs::File::create(&path)?;
-    Ok((path, file))
 }
 
 /// The SHA-256 digest of a component's bytes, in hex.

@@ -1,5 +1,6 @@
-//! The plugins a process knows: the bundled defaults and the `.wasm` files of
-//! a plugins directory. Each is validated and compiled on first use, once.
+//! The plugins a process knows: the bundled defaults, the `.wasm` files of
+//! plugin directories and plugins installed while running (an admin's upload).
+//! Each is validated and compiled on first use, once.
 
 use super::bundled;
 use super::cache::ArtifactCache;
@@ -8,7 +9,7 @@ use super::error::PluginError;
 use super::plugin::Plugin;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio::sync::OnceCell;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +43,8 @@ struct Entry {
 pub struct Catalog {
     engine: Arc<SandboxEngine>,
     cache: Option<ArtifactCache>,
-    entries: BTreeMap<String, Entry>,
+    /// Read on every task, written only when a plugin is installed.
+    entries: RwLock<BTreeMap<String, Arc<Entry>>>,
 }
 
 impl Catalog {
@@ -61,17 +63,17 @@ impl Catalog {
             .map(|(name, bytes)| {
                 (
                     name.to_string(),
-                    Entry {
+                    Arc::new(Entry {
                         source: Source::Bundled(bytes),
                         loaded: OnceCell::new(),
-                    },
+                    }),
                 )
             })
             .collect();
         Self {
             engine,
             cache,
-            entries,
+            entries: RwLock::new(entries),
         }
     }
 
@@ -83,6 +85,7 @@ impl Catalog {
             source,
         })?;
         let mut added = Vec::new();
+        let entries = self.entries.get_mut().unwrap_or_else(|e| e.into_inner());
         for entry in read {
             let path = entry
                 .map_err(|source| CatalogError::Directory {
@@ -94,15 +97,15 @@ impl Catalog {
                 continue;
             }
             let name = plugin_name(&path)?;
-            if self.entries.contains_key(&name) {
-                tracing::info!(plugin = %name, path = %path.display(), "plugin file overrides the bundled plugin");
+            if entries.contains_key(&name) {
+                tracing::info!(plugin = %name, path = %path.display(), "plugin file overrides an earlier plugin");
             }
-            self.entries.insert(
+            entries.insert(
                 name.clone(),
-                Entry {
+                Arc::new(Entry {
                     source: Source::File(path),
                     loaded: OnceCell::new(),
-                },
+                }),
             );
             added.push(name);
         }
@@ -111,7 +114,31 @@ impl Catalog {
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.entries.keys().cloned().collect()
+        self.entries().keys().cloned().collect()
+    }
+
+    /// Whether a plugin is called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries().contains_key(name)
+    }
+
+    /// Makes `plugin`, already loaded from `path`, the plugin of its name: the next task
+    /// uses it; running tasks keep the one they started with. True if it replaced one.
+    pub fn install(&self, plugin: Arc<Plugin>, path: PathBuf) -> bool {
+        let name = plugin.name().to_owned();
+        let entry = Arc::new(Entry {
+            source: Source::File(path),
+            loaded: OnceCell::new_with(Some(plugin)),
+        });
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, entry)
+            .is_some()
+    }
+
+    fn entries(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Entry>>> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn engine(&self) -> &Arc<SandboxEngine> {
@@ -120,13 +147,11 @@ impl Catalog {
 
     /// The plugin called `name`, validated and compiled on first use.
     pub async fn get(&self, name: &str) -> Result<Arc<Plugin>, CatalogError> {
-        let entry = self
-            .entries
-            .get(name)
-            .ok_or_else(|| CatalogError::UnknownPlugin {
-                name: name.into(),
-                available: self.names(),
-            })?;
+        let found = self.entries().get(name).cloned();
+        let entry = found.ok_or_else(|| CatalogError::UnknownPlugin {
+            name: name.into(),
+            available: self.names(),
+        })?;
         let plugin = entry
             .loaded
             .get_or_try_init(|| async {
@@ -176,18 +201,22 @@ fn read(path: &Path) -> Result<Vec<u8>, PluginError> {
     })
 }
 
+/// Plugin names: `[a-z0-9_-]`, 1 to 64 characters (they become file names and policy ids).
+pub fn is_valid_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 fn plugin_name(path: &Path) -> Result<String, CatalogError> {
     let name = path
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default()
         .to_owned();
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if valid {
+    if is_valid_plugin_name(&name) {
         Ok(name)
     } else {
         Err(CatalogError::BadName {

@@ -22,7 +22,7 @@ mod limits;
 mod plugin;
 mod state;
 
-pub use catalog::{Catalog, CatalogError};
+pub use catalog::{Catalog, CatalogError, is_valid_plugin_name};
 pub use engine::{EngineConfig, SandboxEngine};
 pub use error::{PluginError, TaskError};
 pub use executor::{Executor, TaskOutcome, TaskRequest, Usage};

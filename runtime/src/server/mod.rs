@@ -17,7 +17,7 @@ use crate::store::{Store, StoredEvent};
 use crate::telemetry::{Gauges, Metrics};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashSet;
 use std::future::Future;
@@ -136,6 +136,9 @@ impl AppGauges {
     }
 }
 
+/// Plugins uploaded through the API, inside the data directory.
+const UPLOADED_PLUGINS: &str = "plugins";
+
 /// Opens the store, loads policies and plugins, recovers from the last stop.
 pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
     let store = Store::open(&config.data_dir)?;
@@ -159,6 +162,11 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
     if let Some(dir) = &config.plugins {
         catalog.add_dir(dir)?;
     }
+    // Uploads come last: they are the most recent word of an admin.
+    let uploaded = config.data_dir.join(UPLOADED_PLUGINS);
+    if uploaded.is_dir() {
+        catalog.add_dir(&uploaded)?;
+    }
     let secrets = SecretStore::from_env_and_file(config.secrets_file.as_deref())?;
     let hub_config = HubConfig {
         buffer: config.event_buffer,
@@ -171,6 +179,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
     let orchestrator = Arc::new(Orchestrator::new(
         OrchestratorConfig {
             workspaces: config.data_dir.join("workspaces"),
+            uploaded_plugins: config.data_dir.join(UPLOADED_PLUGINS),
             max_sessions: config.max_sessions,
             idle_timeout: config.session_idle_timeout,
             lifetime: config.session_lifetime,
@@ -225,11 +234,12 @@ fn bootstrap_admin_key(store: &Store, config: &ServeConfig) -> anyhow::Result<Op
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    use routes::{events, info, sessions, tasks};
+    use routes::{events, info, plugins, sessions, tasks};
     let api = Router::new()
         .route("/v1/info", get(info::info))
         .route("/v1/tools", get(info::tools))
         .route("/v1/plugins", get(info::plugins))
+        .route("/v1/plugins/{name}", put(plugins::upload))
         .route("/v1/hosts", get(info::hosts))
         .route("/v1/authorize", post(info::authorize))
         .route("/v1/sessions", post(sessions::create))

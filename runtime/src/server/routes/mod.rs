@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod info;
+pub mod plugins;
 pub mod sessions;
 pub mod tasks;
 
@@ -29,6 +30,9 @@ impl From<OrchestratorError> for Problem {
                 Problem::new(StatusCode::CONFLICT, "conflict", detail)
             }
             OrchestratorError::Invalid(_) => Problem::invalid(detail),
+            OrchestratorError::InvalidPlugin(_) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", detail)
+            }
             OrchestratorError::Internal(_) => Problem::internal(detail),
         }
     }

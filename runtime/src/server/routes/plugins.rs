@@ -1,0 +1,71 @@
+//! `PUT /v1/plugins/{name}`: an admin installs or replaces a plugin.
+
+use crate::server::App;
+use crate::server::auth::Authed;
+use crate::server::problem::Problem;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+/// The body is the component itself, `Content-Type: application/wasm`. 201 for a new
+/// plugin, 200 when it replaced one; 422 `invalid_plugin` when it is not a usable tool
+/// component (nothing changes then). The caller is known to be an admin before the body is
+/// read, and the body is read up to `plugin_limit_kb` only.
+pub async fn upload(
+    State(app): State<Arc<App>>,
+    Authed(caller): Authed,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    if !caller.admin {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only admin keys may install plugins",
+        ));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !["application/wasm", "application/octet-stream"].contains(&essence) {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the component as `Content-Type: application/wasm`",
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, app.config.plugin_limit)
+        .await
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!(
+                        "the plugin is larger than the server accepts ({} KiB, `plugin_limit_kb`)",
+                        app.config.plugin_limit / 1024
+                    ),
+                )
+            } else {
+                Problem::invalid(format!("cannot read the request body: {e}"))
+            }
+        })?;
+    let installed = app
+        .orchestrator
+        .install_plugin(&caller, &name, bytes.to_vec())
+        .await?;
+    let status = if installed.replaced {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(installed)).into_response())
+}
