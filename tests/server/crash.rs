@@ -65,6 +65,16 @@ async fn kill_9_mid_task_then_restart() {
         .await
         .unwrap();
     let session = session["id"].as_str().unwrap().to_owned();
+    // A plugin uploaded before the crash is there after it.
+    let uploaded = client
+        .put(format!("{base}/v1/plugins/echo2"))
+        .bearer_auth(&key)
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(artifact("echo")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), reqwest::StatusCode::CREATED);
     let done: Value = client
         .post(format!("{base}/v1/sessions/{session}/tasks"))
         .bearer_auth(&key)
@@ -139,6 +149,25 @@ async fn kill_9_mid_task_then_restart() {
         .await
         .unwrap();
     assert_eq!(view["state"], "open");
+    let plugins: Value = client
+        .get(format!("{base}/v1/plugins"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let echo2 = plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "echo2");
+    assert_eq!(
+        echo2.unwrap()["tools"],
+        json!(["echo2.echo", "echo2.fail"]),
+        "{plugins}"
+    );
 
     // The SSE client resumes from its last id: the interruption, nothing repeated.
     let resumed = client
