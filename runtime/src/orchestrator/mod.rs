@@ -93,6 +93,8 @@ pub struct Orchestrator {
     registered: Mutex<std::collections::HashSet<String>>,
     /// Watches every workspace, so an unchanged one is not walked around each task.
     watcher: Arc<ChangeWatcher>,
+    /// Held while a plugin is installed.
+    installing: tokio::sync::Mutex<()>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -125,6 +127,7 @@ impl Orchestrator {
             metrics: std::sync::OnceLock::new(),
             registered: Mutex::default(),
             watcher: ChangeWatcher::new(),
+            installing: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -42,6 +42,8 @@ impl Orchestrator {
                 "`{name}` is not a valid plugin name (use [a-z0-9_-], 1-64 characters)"
             )));
         }
+        // One install at a time, so the file on disk and the plugin in use are the same one.
+        let _installing = self.installing.lock().await;
         let plugin = self
             .catalog
             .load_bytes(name, &bytes)

@@ -6,10 +6,14 @@
 //! get. An agent asks once before it starts, instead of learning item by item from failures.
 
 use super::sessions::CreateSession;
-use super::{Caller, Orchestrator};
+use super::{Caller, Orchestrator, OrchestratorError};
 use crate::policy::{CapabilityRequest, ConnectRequest, Gate, TaskIdentity};
 use serde::Serialize;
 use serde_json::{Value, json};
+
+/// Items of each kind one preflight checks, at most: capability checks are decided once per
+/// tool, so the work grows with the product of the lists.
+pub const MAX_PREFLIGHT_ITEMS: usize = 64;
 
 /// The session id decisions see during a preflight.
 const PREFLIGHT_SESSION: &str = "preflight";
@@ -72,8 +76,24 @@ fn decided_detail(allowed: bool, reasons: &[String]) -> String {
 }
 
 impl Orchestrator {
-    /// Runs every check for `request` as `caller` would create it.
-    pub async fn preflight(&self, caller: &Caller, request: &CreateSession) -> Preflight {
+    /// Runs every check for `request` as `caller` would create it. More than
+    /// [`MAX_PREFLIGHT_ITEMS`] of any kind is refused.
+    pub async fn preflight(
+        &self,
+        caller: &Caller,
+        request: &CreateSession,
+    ) -> Result<Preflight, OrchestratorError> {
+        let lists = [
+            ("tools", request.tools.len()),
+            ("domains", request.domains.len()),
+            ("files", request.files.len()),
+            ("secrets", request.secrets.len()),
+        ];
+        if let Some((list, len)) = lists.iter().find(|(_, len)| *len > MAX_PREFLIGHT_ITEMS) {
+            return Err(OrchestratorError::Invalid(format!(
+                "`{list}` has {len} items; a preflight checks at most {MAX_PREFLIGHT_ITEMS} of each"
+            )));
+        }
         let profile = request
             .profile
             .clone()
@@ -154,10 +174,10 @@ impl Orchestrator {
                 &identity,
             ));
         }
-        Preflight {
+        Ok(Preflight {
             ready: checks.iter().all(|c| c.ok),
             checks,
-        }
+        })
     }
 
     /// The policy set in force, the store's writer, the session capacity.

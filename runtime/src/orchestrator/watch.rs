@@ -11,12 +11,16 @@
 //! A directory that cannot be watched (no inotify, the watch limit reached) makes its
 //! workspace walk on every snapshot, as it would without this module.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::workspace::Snapshot;
+
+/// Directories watched per workspace, at most: watches are kernel memory shared by every
+/// workspace of the user. A workspace with more directories is walked on every snapshot.
+const MAX_WATCHES_PER_WORKSPACE: usize = 4096;
 
 /// One inotify instance for all workspaces (instances are few per user, watches many).
 pub struct ChangeWatcher {
@@ -34,7 +38,7 @@ struct Watches {
 #[derive(Default)]
 struct Tracked {
     changes: AtomicU64,
-    /// False once a directory could not be watched: then every snapshot walks.
+    /// Whether the last walk watched every directory; if not, the next snapshot walks too.
     watched: AtomicBool,
 }
 
@@ -46,7 +50,7 @@ pub struct WorkspaceTracker {
     /// The last snapshot and the change count it was taken at.
     last: Mutex<Option<(u64, Arc<Snapshot>)>>,
     /// This workspace's watch descriptors, removed when it is dropped.
-    descriptors: Mutex<Vec<i32>>,
+    descriptors: Mutex<HashSet<i32>>,
 }
 
 impl ChangeWatcher {
@@ -79,7 +83,8 @@ impl ChangeWatcher {
             watcher: self.clone(),
             tracked: Arc::new(Tracked {
                 changes: AtomicU64::new(0),
-                watched: AtomicBool::new(self.lock().enabled()),
+                // Set by each walk: whether it could watch every directory.
+                watched: AtomicBool::new(false),
             }),
             last: Mutex::new(None),
             descriptors: Mutex::default(),
@@ -97,16 +102,6 @@ impl ChangeWatcher {
 }
 
 impl Watches {
-    #[cfg(target_os = "linux")]
-    fn enabled(&self) -> bool {
-        self.inotify.is_some()
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn enabled(&self) -> bool {
-        false
-    }
-
     /// Watches `dir` for `owner`; `None` when it cannot be watched.
     #[cfg(target_os = "linux")]
     fn watch(&mut self, dir: &Path, owner: &Arc<Tracked>) -> Option<i32> {
@@ -187,7 +182,7 @@ impl Watches {
             .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(owner)))
     }
 
-    fn unwatch(&mut self, descriptors: &[i32], owner: &Arc<Tracked>) {
+    fn unwatch(&mut self, descriptors: &HashSet<i32>, owner: &Arc<Tracked>) {
         for wd in descriptors {
             if self.owns(*wd, owner) {
                 self.owners.remove(wd);
@@ -215,17 +210,29 @@ impl WorkspaceTracker {
             return snapshot.clone();
         }
         let mut descriptors = self.descriptors.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget the watches of directories that are gone (their removal was just drained).
+        {
+            let watches = self.watcher.lock();
+            descriptors.retain(|wd| watches.owns(*wd, &self.tracked));
+        }
         // Each directory is watched before it is read: a change after the read is an event.
+        // The next snapshot may be skipped only if every directory is watched.
+        let mut all_watched = true;
         let snapshot = Arc::new(Snapshot::take_visiting(&self.root, |dir| {
+            if descriptors.len() >= MAX_WATCHES_PER_WORKSPACE {
+                all_watched = false;
+                return;
+            }
             match self.watcher.lock().watch(dir, &self.tracked) {
-                Some(wd) if !descriptors.contains(&wd) => descriptors.push(wd),
-                Some(_) => {}
-                None => self.tracked.watched.store(false, Ordering::Release),
+                Some(wd) => {
+                    descriptors.insert(wd);
+                }
+                None => all_watched = false,
             }
         }));
-        // Forget the watches of directories that are gone.
-        let watches = self.watcher.lock();
-        descriptors.retain(|wd| watches.owns(*wd, &self.tracked));
+        self.tracked
+            .watched
+            .store(all_watched && !snapshot.is_partial(), Ordering::Release);
         *last = Some((changes, snapshot.clone()));
         snapshot
     }
@@ -336,6 +343,37 @@ mod tests {
 
         drop(tracker);
         assert_eq!(watcher.watched_directories(), 0);
+    }
+
+    #[test]
+    fn a_workspace_with_too_many_directories_is_walked_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for n in 0..=MAX_WATCHES_PER_WORKSPACE {
+            fs::create_dir(root.join(format!("d{n}"))).unwrap();
+        }
+        let watcher = ChangeWatcher::new();
+        let tracker = watcher.track(root.to_owned());
+        let first = tracker.snapshot();
+        assert!(watcher.watched_directories() <= MAX_WATCHES_PER_WORKSPACE);
+        let second = tracker.snapshot();
+        assert!(
+            !Arc::ptr_eq(&first, &second),
+            "not all watched: walked again"
+        );
+        fs::write(root.join("d4096/deep.txt"), "x").unwrap();
+        assert_eq!(
+            changes(&second, &tracker.snapshot()),
+            (vec!["d4096/deep.txt".to_owned()], vec![], vec![])
+        );
+
+        // Fewer directories again: watched again, so no more walks while nothing changes.
+        for n in 10..=MAX_WATCHES_PER_WORKSPACE {
+            fs::remove_dir_all(root.join(format!("d{n}"))).unwrap();
+        }
+        let walked = tracker.snapshot();
+        assert!(Arc::ptr_eq(&walked, &tracker.snapshot()));
+        assert_eq!(watcher.watched_directories(), 11);
     }
 
     #[test]

@@ -5,12 +5,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// Files the snapshot looks at, at most; past it the change list is partial.
-const MAX_FILES: usize = 20_000;
+/// Entries (files and directories) the snapshot looks at, at most; past it the change list
+/// is partial. Directories count too, so a tree of empty directories cannot make a walk long.
+const MAX_ENTRIES: usize = 20_000;
 
 /// Size and modification time of every file under a directory.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Snapshot(BTreeMap<String, (u64, Option<SystemTime>)>);
+pub struct Snapshot {
+    files: BTreeMap<String, (u64, Option<SystemTime>)>,
+    /// The walk stopped at [`MAX_ENTRIES`]: some of the tree is not in it.
+    partial: bool,
+}
 
 impl Snapshot {
     pub fn take(root: &Path) -> Self {
@@ -21,14 +26,19 @@ impl Snapshot {
     pub fn take_visiting(root: &Path, mut visit: impl FnMut(&Path)) -> Self {
         let mut files = BTreeMap::new();
         let mut stack: Vec<PathBuf> = vec![root.to_owned()];
+        let mut seen = 0usize;
         while let Some(dir) = stack.pop() {
             visit(&dir);
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
             for entry in entries.flatten() {
-                if files.len() >= MAX_FILES {
-                    return Self(files);
+                seen += 1;
+                if seen > MAX_ENTRIES {
+                    return Self {
+                        files,
+                        partial: true,
+                    };
                 }
                 let Ok(meta) = entry.metadata() else { continue };
                 let path = entry.path();
@@ -42,23 +52,31 @@ impl Snapshot {
                 }
             }
         }
-        Self(files)
+        Self {
+            files,
+            partial: false,
+        }
+    }
+
+    /// Whether the walk stopped before the end of the tree.
+    pub fn is_partial(&self) -> bool {
+        self.partial
     }
 
     /// What changed from `self` to `after`.
     pub fn changes(&self, after: &Snapshot) -> FileChanges {
         let mut changes = FileChanges::default();
-        for (path, meta) in &after.0 {
-            match self.0.get(path) {
+        for (path, meta) in &after.files {
+            match self.files.get(path) {
                 None => changes.created.push(path.clone()),
                 Some(before) if before != meta => changes.modified.push(path.clone()),
                 Some(_) => {}
             }
         }
         changes.deleted = self
-            .0
+            .files
             .keys()
-            .filter(|p| !after.0.contains_key(*p))
+            .filter(|p| !after.files.contains_key(*p))
             .cloned()
             .collect();
         changes

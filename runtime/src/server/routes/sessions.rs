@@ -23,8 +23,8 @@ pub async fn preflight(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
     Body(request): Body<CreateSession>,
-) -> impl IntoResponse {
-    Json(app.orchestrator.preflight(&caller, &request).await)
+) -> Result<impl IntoResponse, Problem> {
+    Ok(Json(app.orchestrator.preflight(&caller, &request).await?))
 }
 
 pub async fn get(
