@@ -483,6 +483,15 @@ async fn preflight_says_what_would_work_and_why_not() {
         "invalid_request",
     )
     .await;
+    let many: Vec<String> = (0..65).map(|n| format!("d{n}.example")).collect();
+    problem(
+        server
+            .post(&reader, "/v1/preflight", json!({"domains": many}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+    )
+    .await;
     server.stop().await;
 }
 
