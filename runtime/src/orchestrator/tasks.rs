@@ -303,10 +303,10 @@ impl Orchestrator {
             session: session.clone(),
             task: record.id.clone(),
         });
-        let before = live.files.snapshot();
+        let before = workspace_snapshot(&live).await;
         let gated =
             crate::task::run_decided(&self.executor, &plugin, decision, gate, request).await;
-        let after = live.files.snapshot();
+        let after = workspace_snapshot(&live).await;
         let changes = if Arc::ptr_eq(&before, &after) {
             FileChanges::default()
         } else {
@@ -420,6 +420,17 @@ struct RunTask {
     tool: String,
     limits: Option<TaskLimitsRequest>,
     cancel: CancellationToken,
+}
+
+/// The session's workspace now; a walk, when one is needed, runs on the blocking pool.
+async fn workspace_snapshot(live: &Arc<LiveSession>) -> Arc<super::Snapshot> {
+    if let Some(snapshot) = live.files.unchanged() {
+        return snapshot;
+    }
+    let live = live.clone();
+    tokio::task::spawn_blocking(move || live.files.snapshot())
+        .await
+        .unwrap_or_default()
 }
 
 fn touch(live: &LiveSession) {

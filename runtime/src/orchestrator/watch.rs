@@ -197,7 +197,24 @@ impl Watches {
 }
 
 impl WorkspaceTracker {
-    /// The workspace as it is now: the last snapshot if nothing changed since, else a new one.
+    /// The last snapshot, if nothing changed since: no walk, no waiting (`None` when a walk
+    /// is needed or under way). Cheap enough for an async worker.
+    pub fn unchanged(&self) -> Option<Arc<Snapshot>> {
+        self.watcher.lock().drain();
+        let changes = self.tracked.changes.load(Ordering::Acquire);
+        let last = self.last.try_lock().ok()?;
+        match last.as_ref() {
+            Some((at, snapshot))
+                if *at == changes && self.tracked.watched.load(Ordering::Acquire) =>
+            {
+                Some(snapshot.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// The workspace as it is now: the last snapshot if nothing changed since, else a new one
+    /// (a walk: blocking).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.watcher.lock().drain();
         let changes = self.tracked.changes.load(Ordering::Acquire);
@@ -262,13 +279,17 @@ mod tests {
         fs::write(dir.path().join("a.txt"), "a").unwrap();
         let watcher = ChangeWatcher::new();
         let tracker = watcher.track(dir.path().to_owned());
+        assert!(tracker.unchanged().is_none(), "never walked yet");
         let first = tracker.snapshot();
         let second = tracker.snapshot();
         assert!(
             Arc::ptr_eq(&first, &second),
             "nothing changed, so no new walk"
         );
+        assert!(Arc::ptr_eq(&first, &tracker.unchanged().unwrap()));
         assert_eq!(watcher.watched_directories(), 1);
+        fs::write(dir.path().join("b.txt"), "b").unwrap();
+        assert!(tracker.unchanged().is_none(), "changed: a walk is needed");
     }
 
     #[test]
