@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod events;
+pub mod gate;
 pub mod orchestrator;
 pub mod policy;
 pub mod sandbox;

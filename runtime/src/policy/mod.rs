@@ -6,7 +6,6 @@
 
 mod engine;
 mod errors;
-mod gate;
 mod index;
 mod limits;
 mod snapshot;
@@ -16,7 +15,10 @@ mod testing;
 
 pub use engine::{AuthzRequest, PolicyDecision, PolicyEngine, PolicyOrigin, PolicyStatus};
 pub use errors::{PolicyLoadError, PolicyProblem};
-pub use gate::{AllowAll, CapabilityRequest, ConnectRequest, Decision, DecisionRecord, Gate};
+// The sandbox asks through `crate::gate`; the policy engine is one of its answers.
+pub use crate::gate::{
+    AllowAll, CapabilityRequest, ConnectRequest, Decision, DecisionRecord, Gate,
+};
 pub use limits::PolicyLimits;
 pub use snapshot::{Action, PolicySnapshot, principal_entity, tool_entity};
 pub use sources::PolicySources;

@@ -2,7 +2,7 @@
 //! becomes a Cedar request for the task's principal, session and tool.
 
 use super::engine::{AuthzRequest, PolicyDecision, PolicyEngine};
-use super::gate::{CapabilityRequest, Decision, Gate};
+use crate::gate::{CapabilityRequest, Decision, Gate};
 use super::snapshot::Action;
 use serde::Serialize;
 use serde_json::{Value, json};

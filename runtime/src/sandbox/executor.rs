@@ -12,7 +12,7 @@ use super::host::EventSink;
 use super::limits::{Limits, MemoryLimitExceeded, TableLimitExceeded};
 use super::plugin::Plugin;
 use super::state::TaskState;
-use crate::policy::{AllowAll, DecisionRecord, Gate};
+use crate::gate::{AllowAll, DecisionRecord, Gate};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

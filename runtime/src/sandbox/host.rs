@@ -5,7 +5,7 @@ use super::bindings::{self, SecretError, WitLogLevel};
 use super::capabilities::{DecisionLog, OutputBudget};
 use super::grants::Secret;
 use super::state::TaskState;
-use crate::policy::{CapabilityRequest, DecisionRecord, Gate};
+use crate::gate::{CapabilityRequest, DecisionRecord, Gate};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;

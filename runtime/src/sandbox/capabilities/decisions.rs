@@ -1,4 +1,4 @@
-use crate::policy::DecisionRecord;
+use crate::gate::DecisionRecord;
 use std::sync::{Arc, Mutex};
 
 /// The decisions taken during one task, shared by the hooks that ask the gate

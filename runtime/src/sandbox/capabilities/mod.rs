@@ -26,7 +26,7 @@ use super::grants::Grants;
 use super::host::{EventSink, HostServices};
 use super::limits::{Limits, TaskLimiter};
 use super::state::TaskState;
-use crate::policy::Gate;
+use crate::gate::Gate;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;

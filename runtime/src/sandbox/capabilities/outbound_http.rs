@@ -5,7 +5,7 @@
 
 use super::address::classify;
 use super::decisions::DecisionLog;
-use crate::policy::{CapabilityRequest, ConnectRequest, DecisionRecord, Gate};
+use crate::gate::{CapabilityRequest, ConnectRequest, DecisionRecord, Gate};
 use http::uri::Scheme;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
@@ -117,7 +117,7 @@ fn check(
 }
 
 fn refuse(decisions: &DecisionLog, request: CapabilityRequest, reason: String) {
-    let decision = crate::policy::Decision::deny(reason);
+    let decision = crate::gate::Decision::deny(reason);
     decisions.push(DecisionRecord {
         request,
         decision,

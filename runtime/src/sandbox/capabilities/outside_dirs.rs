@@ -3,7 +3,7 @@
 //! preopened read-write, read-only, or not at all, as decided.
 
 use super::{StoreParts, TaskSpec};
-use crate::policy::{CapabilityRequest, DecisionRecord};
+use crate::gate::{CapabilityRequest, DecisionRecord};
 use crate::sandbox::error::TaskError;
 use wasmtime_wasi::FsPerms;
 

@@ -1,3 +1,7 @@
+//! What the sandbox asks before a capability is used, and the answers it gets: the one
+//! interface between the sandbox and whatever decides (the Cedar policy engine, or
+//! [`AllowAll`] for trusted local runs). It depends on neither side.
+
 use serde::Serialize;
 use std::net::IpAddr;
 use std::time::Instant;
