@@ -1,39 +1,16 @@
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use toolgate::policy::{
     PolicyEngine, PolicyOrigin, ResourceRequest, TaskIdentity, principal_entity,
 };
-use toolgate::sandbox::{Catalog, EngineConfig, Executor, Plugin, SandboxEngine, TaskRequest};
+use toolgate::sandbox::{Executor, Plugin, TaskRequest};
 use toolgate::task::{GatedOutcome, run_gated};
 
 pub fn repo_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
 
-pub fn artifact(name: &str) -> PathBuf {
-    PathBuf::from(env!("TOOLGATE_PLUGIN_ARTIFACTS")).join(format!("{name}.wasm"))
-}
-
-pub fn engine() -> Arc<SandboxEngine> {
-    static ENGINE: OnceLock<Arc<SandboxEngine>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| Arc::new(SandboxEngine::new(EngineConfig::default()).expect("engine")))
-        .clone()
-}
-
-fn shared_cache() -> PathBuf {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
-        .path()
-        .to_owned()
-}
-
-pub async fn plugin(name: &str) -> Plugin {
-    Catalog::new(engine(), Some(&shared_cache()))
-        .load_file(&artifact(name))
-        .await
-        .expect("plugin")
-}
+pub use crate::plugins::{artifact, engine, plugin};
 
 /// A policy directory: the shipped schema with the given policies and entities.
 pub fn policy_dir(policies: &str, entities: &str) -> tempfile::TempDir {

@@ -3,6 +3,8 @@
 
 mod common;
 mod gated;
+#[path = "../support/plugins.rs"]
+mod plugins;
 mod reload;
 mod secrets;
 #[path = "../support/server.rs"]

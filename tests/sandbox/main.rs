@@ -6,6 +6,8 @@ mod cli;
 mod common;
 mod hostile;
 mod network;
+#[path = "../support/plugins.rs"]
+mod plugins;
 #[path = "../support/server.rs"]
 mod server;
 mod tools;

@@ -2,8 +2,8 @@
 //! becomes a Cedar request for the task's principal, session and tool.
 
 use super::engine::{AuthzRequest, PolicyDecision, PolicyEngine};
-use crate::gate::{CapabilityRequest, Decision, Gate};
 use super::snapshot::Action;
+use crate::gate::{CapabilityRequest, Decision, Gate};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
