@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 /// The body is the component itself, `Content-Type: application/wasm`. 201 for a new
 /// plugin, 200 when it replaced one; 422 `invalid_plugin` when it is not a usable tool
-/// component (nothing changes then). The caller is known to be an admin before the body is
-/// read, and the body is read up to `plugin_limit_kb` only.
+/// component (nothing changes then). The caller, the name and the content type are checked
+/// before the body is read, and the body is read up to `plugin_limit_kb` only.
 pub async fn upload(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -27,6 +27,11 @@ pub async fn upload(
             "forbidden",
             "only admin keys may install plugins",
         ));
+    }
+    if !crate::sandbox::is_valid_plugin_name(&name) {
+        return Err(Problem::invalid(format!(
+            "`{name}` is not a valid plugin name (use [a-z0-9_-], 1-64 characters)"
+        )));
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
