@@ -234,6 +234,53 @@ async fn a_task_denied_by_policy_is_reported_with_its_decision() {
 }
 
 #[tokio::test]
+async fn a_client_that_goes_away_while_waiting_cancels_its_task() {
+    let server = Server::start().await;
+    let key = server.key("dora", "developer");
+    let session = server.session(&key).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let gone = impatient
+        .post(server.url(&format!("/v1/sessions/{session}/tasks")))
+        .bearer_auth(&key)
+        .json(&json!({"tool": "hostile.spin", "input": {}, "limits": {"fuel": 40000000000u64}}))
+        .send()
+        .await;
+    assert!(
+        gone.is_err_and(|e| e.is_timeout()),
+        "the call was still waiting"
+    );
+    drop(impatient);
+    let started = Instant::now();
+    let events = read_events(
+        server
+            .get(&key, &format!("/v1/sessions/{session}/events?after=0"))
+            .await,
+        |e| e.name == "task.failed",
+    )
+    .await;
+    let ended = events.last().unwrap();
+    assert_eq!(ended.name, "task.failed", "{events:?}");
+    assert_eq!(ended.data["state"], "cancelled", "{ended:?}");
+    assert_eq!(ended.data["error"]["kind"], "cancelled");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let id = ended.data["task"].as_str().unwrap();
+    let task: Value = server
+        .get(&key, &format!("/v1/sessions/{session}/tasks/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        task["state"], "cancelled",
+        "the store has the end too: {task}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn cancel_stops_a_running_component_promptly() {
     let server = Server::start().await;
     let key = server.key("erin", "developer");
