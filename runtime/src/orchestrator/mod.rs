@@ -70,11 +70,30 @@ pub struct OrchestratorConfig {
 /// A session that is open in this process.
 pub(crate) struct LiveSession {
     pub record: Mutex<SessionRecord>,
+    /// From the record's request, read once: every task of the session needs them.
+    pub profile: String,
+    pub resources: crate::policy::ResourceRequest,
+    pub secrets: Vec<String>,
     pub workspace: PathBuf,
     /// What the workspace held after the last look, and whether it changed since.
     pub files: WorkspaceTracker,
     /// Running tasks' cancellation, by task id.
     pub running: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl LiveSession {
+    fn new(record: SessionRecord, files: WorkspaceTracker) -> Self {
+        let request = &record.request;
+        Self {
+            profile: record.profile.clone(),
+            resources: serde_json::from_value(request["resources"].clone()).unwrap_or_default(),
+            secrets: serde_json::from_value(request["secrets"].clone()).unwrap_or_default(),
+            workspace: PathBuf::from(&record.workspace),
+            record: Mutex::new(record),
+            files,
+            running: Mutex::default(),
+        }
+    }
 }
 
 pub struct Orchestrator {
@@ -185,12 +204,7 @@ impl Orchestrator {
             let _ = std::fs::create_dir_all(&workspace);
             sessions.insert(
                 record.id.clone(),
-                Arc::new(LiveSession {
-                    record: Mutex::new(record),
-                    files: self.watcher.track(workspace.clone()),
-                    workspace,
-                    running: Mutex::default(),
-                }),
+                Arc::new(LiveSession::new(record, self.watcher.track(workspace))),
             );
         }
         if !interrupted.is_empty() {

@@ -229,7 +229,7 @@ impl Orchestrator {
         let Some((plugin_name, tool_name)) = tool.split_once('.') else {
             return Check::new("tool", false, "tools are named plugin.tool").named(tool);
         };
-        if !self.catalog.names().iter().any(|n| n == plugin_name) {
+        if !self.catalog.contains(plugin_name) {
             return Check::new("tool", false, format!("no plugin `{plugin_name}`")).named(tool);
         }
         let plugin = match self.catalog.get(plugin_name).await {

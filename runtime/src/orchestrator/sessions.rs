@@ -3,7 +3,7 @@ use crate::policy::ResourceRequest;
 use crate::store::SessionRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// `POST /v1/sessions`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -71,7 +71,7 @@ impl Orchestrator {
         for tool in &request.tools {
             let known = tool
                 .split_once('.')
-                .is_some_and(|(plugin, _)| self.catalog.names().iter().any(|n| n == plugin));
+                .is_some_and(|(plugin, _)| self.catalog.contains(plugin));
             if !known {
                 return Err(OrchestratorError::Invalid(format!(
                     "unknown tool `{tool}` (tools are named plugin.tool)"
@@ -148,12 +148,7 @@ impl Orchestrator {
             .unwrap_or_else(|e| e.into_inner())
             .insert(
                 id,
-                Arc::new(LiveSession {
-                    record: Mutex::new(record),
-                    files: self.watcher.track(workspace.clone()),
-                    workspace,
-                    running: Mutex::default(),
-                }),
+                Arc::new(LiveSession::new(record, self.watcher.track(workspace))),
             );
         Ok(view)
     }

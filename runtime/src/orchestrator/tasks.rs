@@ -1,7 +1,7 @@
 use super::workspace::FileChanges;
 use super::{Caller, LiveSession, Orchestrator, OrchestratorError, now_ms};
 use crate::events::EventHub;
-use crate::policy::{CapabilityRequest, Gate, ResourceRequest, TaskIdentity};
+use crate::policy::{CapabilityRequest, Gate, TaskIdentity};
 use crate::sandbox::{DirGrant, EventSink, Grants, TaskRequest, ToolEvent};
 use crate::store::TaskRecord;
 use serde::Deserialize;
@@ -91,7 +91,7 @@ impl Orchestrator {
         let (plugin_name, tool_name) = request.tool.split_once('.').ok_or_else(|| {
             OrchestratorError::Invalid(format!("tool `{}` is not named plugin.tool", request.tool))
         })?;
-        if !self.catalog.names().iter().any(|n| n == plugin_name) {
+        if !self.catalog.contains(plugin_name) {
             return Err(OrchestratorError::Invalid(format!(
                 "unknown tool `{}`",
                 request.tool
@@ -227,16 +227,7 @@ impl Orchestrator {
         }
         self.register_tools(&plugin);
 
-        let (profile, resources, secret_names) = {
-            let session_record = live.record.lock().unwrap_or_else(|e| e.into_inner());
-            let resources: ResourceRequest =
-                serde_json::from_value(session_record.request["resources"].clone())
-                    .unwrap_or_default();
-            let names: Vec<String> =
-                serde_json::from_value(session_record.request["secrets"].clone())
-                    .unwrap_or_default();
-            (session_record.profile.clone(), resources, names)
-        };
+        let (profile, resources) = (live.profile.clone(), live.resources);
         let mut grants = Grants {
             dirs: vec![DirGrant {
                 host: live.workspace.clone(),
@@ -244,7 +235,7 @@ impl Orchestrator {
                 writable: true,
             }],
             cwd: Some(WORKSPACE.into()),
-            secrets: self.secrets.select(secret_names.iter().map(String::as_str)),
+            secrets: self.secrets.select(live.secrets.iter().map(String::as_str)),
             ..Grants::default()
         };
         grants.network.http = true;
