@@ -281,6 +281,78 @@ async fn a_client_that_goes_away_while_waiting_cancels_its_task() {
 }
 
 #[tokio::test]
+async fn a_client_trickling_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server =
+        Server::start_with(|config| config.header_timeout = Duration::from_millis(300)).await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server closed the connection");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+
+    // A client that sends its headers in time is served as usual.
+    let mut quick = tokio::net::TcpStream::connect(&address).await.unwrap();
+    quick
+        .write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    quick.read_to_end(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_cancels_running_tasks_and_answers_their_waiting_clients() {
+    let server = Server::start().await;
+    let key = server.key("gus", "developer");
+    let session = server.session(&key).await;
+    let waiting = {
+        let request = server
+            .client
+            .post(server.url(&format!("/v1/sessions/{session}/tasks")))
+            .bearer_auth(&key)
+            .json(
+                &json!({"tool": "hostile.spin", "input": {}, "limits": {"fuel": 40000000000u64}}),
+            );
+        tokio::spawn(async move { request.send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let store = server.app.store.clone();
+    let started = Instant::now();
+    server.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped promptly"
+    );
+    let response = waiting
+        .await
+        .unwrap()
+        .expect("the waiting client got an answer");
+    let task: Value = response.json().await.unwrap();
+    assert_eq!(task["state"], "cancelled", "{task}");
+    let stored = store
+        .get_task(&session, task["id"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        stored.unwrap().state,
+        "cancelled",
+        "recorded before the store closed"
+    );
+}
+
+#[tokio::test]
 async fn cancel_stops_a_running_component_promptly() {
     let server = Server::start().await;
     let key = server.key("erin", "developer");

@@ -50,6 +50,7 @@ struct FileConfig {
     rate_burst: Option<u32>,
     max_sessions: Option<usize>,
     body_limit_kb: Option<usize>,
+    header_timeout_ms: Option<u64>,
     plugin_limit_kb: Option<usize>,
     request_timeout_ms: Option<u64>,
     max_concurrent_requests: Option<usize>,
@@ -72,6 +73,8 @@ pub struct ServeConfig {
     pub rate_burst: u32,
     pub max_sessions: usize,
     pub body_limit: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Duration,
     /// The largest plugin an admin may upload, in bytes.
     pub plugin_limit: usize,
     pub request_timeout: Duration,
@@ -126,6 +129,7 @@ impl ServeConfig {
             rate_burst: args.rate_burst.or(file.rate_burst).unwrap_or(100),
             max_sessions: args.max_sessions.or(file.max_sessions).unwrap_or(64),
             body_limit: file.body_limit_kb.unwrap_or(1024) * 1024,
+            header_timeout: Duration::from_millis(file.header_timeout_ms.unwrap_or(10_000).max(1)),
             plugin_limit: file.plugin_limit_kb.unwrap_or(64 * 1024) * 1024,
             request_timeout: Duration::from_millis(file.request_timeout_ms.unwrap_or(330_000)),
             max_concurrent_requests: file.max_concurrent_requests.unwrap_or(512),

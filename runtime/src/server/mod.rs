@@ -3,6 +3,7 @@
 
 mod auth;
 pub mod config;
+mod listener;
 pub mod problem;
 mod routes;
 
@@ -327,13 +328,15 @@ pub async fn run(
     let watcher = app.orchestrator.policy().watch(app.config.policy_poll);
     app.ready.store(true, Ordering::SeqCst);
     tracing::info!(addr = %listener.local_addr()?, "toolgate is listening");
-    let stopping = app.clone();
-    let serve = axum::serve(listener, router(app.clone())).with_graceful_shutdown(async move {
-        shutdown.await;
-        stopping.ready.store(false, Ordering::SeqCst);
-        stopping.shutdown.cancel();
-    });
-    let result = serve.await;
+    let draining = listener::accept_until(
+        listener,
+        router(app.clone()),
+        app.config.header_timeout,
+        shutdown,
+    )
+    .await;
+    // Stopped accepting. Event streams end, running tasks are cancelled and recorded (a
+    // waiting client gets its cancelled task), then the open connections finish.
     app.ready.store(false, Ordering::SeqCst);
     app.shutdown.cancel();
     reaper.abort();
@@ -341,6 +344,12 @@ pub async fn run(
         watcher.abort();
     }
     app.orchestrator.shutdown().await;
+    if !draining.finish(CONNECTION_GRACE).await {
+        tracing::warn!("connections still open after the grace period were closed");
+    }
     app.store.close();
-    result.map_err(Into::into)
+    Ok(())
 }
+
+/// How long open connections may take to finish once the server stops.
+const CONNECTION_GRACE: Duration = Duration::from_secs(10);
