@@ -756,6 +756,17 @@ async fn a_refused_policy_reload_shows_in_info_and_metrics() {
             .unwrap();
         (text, info)
     };
+    // The metrics and info once `toolgate_policy_reload_failing` reads `value` (5 s at most).
+    let failing_becomes = |value: &'static str| async move {
+        for _ in 0..100 {
+            let (text, info) = scrape().await;
+            if metric(&text, "toolgate_policy_reload_failing").as_deref() == Some(value) {
+                return Some((text, info));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    };
     let (text, info) = scrape().await;
     assert_eq!(
         metric(&text, "toolgate_policy_reload_failing").as_deref(),
@@ -770,16 +781,9 @@ async fn a_refused_policy_reload_shows_in_info_and_metrics() {
         "permit (principal, action, resource) when {",
     )
     .unwrap();
-    let mut seen = None;
-    for _ in 0..100 {
-        let (text, info) = scrape().await;
-        if metric(&text, "toolgate_policy_reload_failing").as_deref() == Some("1") {
-            seen = Some((text, info));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (text, info) = seen.expect("the refused reload shows in the metrics");
+    let (text, info) = failing_becomes("1")
+        .await
+        .expect("the refused reload shows in the metrics");
     assert_eq!(
         metric(&text, "toolgate_policy_reload_failures_total").as_deref(),
         Some("1"),
@@ -803,16 +807,9 @@ async fn a_refused_policy_reload_shows_in_info_and_metrics() {
         "@id(\"extra.none\")\nforbid (principal, action, resource) when { false };\n",
     )
     .unwrap();
-    let mut reloaded = None;
-    for _ in 0..100 {
-        let (text, info) = scrape().await;
-        if metric(&text, "toolgate_policy_reload_failing").as_deref() == Some("0") {
-            reloaded = Some((text, info));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (text, info) = reloaded.expect("the good set is reloaded");
+    let (text, info) = failing_becomes("0")
+        .await
+        .expect("the good set is reloaded");
     assert_eq!(
         metric(&text, "toolgate_policy_reloads_total").as_deref(),
         Some("1"),

@@ -39,6 +39,24 @@ fn start(
     (child, base)
 }
 
+/// `GET url` as `key`, the answer as JSON.
+async fn get_json(client: &reqwest::Client, key: &str, url: String) -> Value {
+    let response = client.get(url).bearer_auth(key).send().await.unwrap();
+    response.json().await.unwrap()
+}
+
+/// `POST url` with `body` as `key`, the answer as JSON.
+async fn post_json(client: &reqwest::Client, key: &str, url: String, body: Value) -> Value {
+    let response = client
+        .post(url)
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    response.json().await.unwrap()
+}
+
 #[tokio::test]
 async fn kill_9_mid_task_then_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -54,16 +72,7 @@ async fn kill_9_mid_task_then_restart() {
         .unwrap()
         .trim()
         .to_owned();
-    let session: Value = client
-        .post(format!("{base}/v1/sessions"))
-        .bearer_auth(&key)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session = post_json(&client, &key, format!("{base}/v1/sessions"), json!({})).await;
     let session = session["id"].as_str().unwrap().to_owned();
     // A plugin uploaded before the crash is there after it.
     let uploaded = client
@@ -75,27 +84,12 @@ async fn kill_9_mid_task_then_restart() {
         .await
         .unwrap();
     assert_eq!(uploaded.status(), reqwest::StatusCode::CREATED);
-    let done: Value = client
-        .post(format!("{base}/v1/sessions/{session}/tasks"))
-        .bearer_auth(&key)
-        .json(&json!({"tool": "fs.write", "input": {"path": "kept.txt", "content": "kept"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tasks = format!("{base}/v1/sessions/{session}/tasks");
+    let write = json!({"tool": "fs.write", "input": {"path": "kept.txt", "content": "kept"}});
+    let done = post_json(&client, &key, tasks.clone(), write).await;
     assert_eq!(done["state"], "completed");
-    let cut: Value = client
-        .post(format!("{base}/v1/sessions/{session}/tasks"))
-        .bearer_auth(&key)
-        .json(&json!({"tool": "hostile.sleep", "input": {"ms": 60000}, "wait": false}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sleep = json!({"tool": "hostile.sleep", "input": {"ms": 60000}, "wait": false});
+    let cut = post_json(&client, &key, tasks, sleep).await;
     let cut_id = cut["id"].as_str().unwrap().to_owned();
     // Read the stream up to the cut task's start: the client's last id.
     let stream = client
@@ -115,49 +109,24 @@ async fn kill_9_mid_task_then_restart() {
     child.wait().unwrap();
 
     let (mut child, base) = start(&data, &policies, &plugins);
-    let task: Value = client
-        .get(format!("{base}/v1/sessions/{session}/tasks/{cut_id}"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let task = get_json(
+        &client,
+        &key,
+        format!("{base}/v1/sessions/{session}/tasks/{cut_id}"),
+    )
+    .await;
     assert_eq!(task["state"], "interrupted", "{task}");
-    let kept: Value = client
-        .get(format!(
-            "{base}/v1/sessions/{}/tasks/{}",
-            session,
-            done["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let done_id = done["id"].as_str().unwrap();
+    let kept = get_json(
+        &client,
+        &key,
+        format!("{base}/v1/sessions/{session}/tasks/{done_id}"),
+    )
+    .await;
     assert_eq!(kept["state"], "completed");
-    let view: Value = client
-        .get(format!("{base}/v1/sessions/{session}"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = get_json(&client, &key, format!("{base}/v1/sessions/{session}")).await;
     assert_eq!(view["state"], "open");
-    let plugins: Value = client
-        .get(format!("{base}/v1/plugins"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plugins = get_json(&client, &key, format!("{base}/v1/plugins")).await;
     let echo2 = plugins["plugins"]
         .as_array()
         .unwrap()
