@@ -226,28 +226,9 @@ impl Orchestrator {
         identity: TaskIdentity,
         request: &CreateSession,
     ) -> Check {
-        let Some((plugin_name, tool_name)) = tool.split_once('.') else {
-            return Check::new("tool", false, "tools are named plugin.tool").named(tool);
-        };
-        if !self.catalog.contains(plugin_name) {
-            return Check::new("tool", false, format!("no plugin `{plugin_name}`")).named(tool);
+        if let Err(why) = self.plugin_with(tool).await {
+            return Check::new("tool", false, why).named(tool);
         }
-        let plugin = match self.catalog.get(plugin_name).await {
-            Ok(plugin) => plugin,
-            Err(e) => {
-                return Check::new("tool", false, format!("the plugin cannot load: {e}"))
-                    .named(tool);
-            }
-        };
-        if plugin.tool(tool_name).is_none() {
-            return Check::new(
-                "tool",
-                false,
-                format!("plugin `{plugin_name}` has no tool `{tool_name}`"),
-            )
-            .named(tool);
-        }
-        self.register_tools(&plugin);
         let decision =
             self.policy
                 .authorize_invoke(&identity, request.resources.unwrap_or_default(), "{}");

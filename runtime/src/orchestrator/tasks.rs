@@ -130,7 +130,6 @@ impl Orchestrator {
             caller: caller.clone(),
             live: live.clone(),
             record: record.clone(),
-            plugin: plugin_name.to_owned(),
             tool: tool_name.to_owned(),
             limits: request.limits,
             cancel: cancel.clone(),
@@ -190,7 +189,6 @@ impl Orchestrator {
             caller,
             live,
             mut record,
-            plugin,
             tool,
             limits,
             cancel,
@@ -217,15 +215,10 @@ impl Orchestrator {
             finish(&record);
             record
         };
-        let plugin = match self.catalog.get(&plugin).await {
+        let plugin = match self.plugin_with(&record.tool).await {
             Ok(plugin) => plugin,
-            Err(e) => return fail_early(record, e.to_string()),
+            Err(message) => return fail_early(record, message),
         };
-        if plugin.tool(&tool).is_none() {
-            let message = format!("unknown tool `{}`", record.tool);
-            return fail_early(record, message);
-        }
-        self.register_tools(&plugin);
 
         let (profile, resources) = (live.profile.clone(), live.resources);
         let mut grants = Grants {
@@ -381,6 +374,27 @@ impl Gate for PublishingGate {
 }
 
 impl Orchestrator {
+    /// The loaded plugin that has `qualified` (`plugin.tool`), its tools registered as
+    /// policy entities; else why not.
+    pub(super) async fn plugin_with(
+        &self,
+        qualified: &str,
+    ) -> Result<Arc<crate::sandbox::Plugin>, String> {
+        let Some((plugin_name, tool_name)) = qualified.split_once('.') else {
+            return Err(format!("tool `{qualified}` is not named plugin.tool"));
+        };
+        let plugin = self
+            .catalog
+            .get(plugin_name)
+            .await
+            .map_err(|e| e.to_string())?;
+        if plugin.tool(tool_name).is_none() {
+            return Err(format!("unknown tool `{qualified}`"));
+        }
+        self.register_tools(&plugin);
+        Ok(plugin)
+    }
+
     /// Makes a plugin's tools policy entities (`Tool::"p.t" in Plugin::"p"`),
     /// once per plugin digest: rebuilding the entities is not a per-task cost.
     pub(super) fn register_tools(&self, plugin: &crate::sandbox::Plugin) {
@@ -407,7 +421,7 @@ struct RunTask {
     caller: Caller,
     live: Arc<LiveSession>,
     record: TaskRecord,
-    plugin: String,
+    /// The tool's name within its plugin.
     tool: String,
     limits: Option<TaskLimitsRequest>,
     cancel: CancellationToken,
