@@ -77,6 +77,7 @@ fn in_workspace(ws: &std::path::Path, tool: &str, input: serde_json::Value) -> T
                 host: ws.into(),
                 guest: "/workspace".into(),
                 writable: true,
+                quota: None,
             }],
             ..Grants::default()
         },
@@ -307,11 +308,13 @@ async fn directories_outside_the_workspace_are_decided_per_task() {
                     host: s.shared.path().into(),
                     guest: "/shared".into(),
                     writable: false,
+                    quota: None,
                 },
                 DirGrant {
                     host: elsewhere.path().into(),
                     guest: "/elsewhere".into(),
                     writable: false,
+                    quota: None,
                 },
             ],
             ..Grants::default()

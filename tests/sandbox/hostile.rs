@@ -205,6 +205,7 @@ fn in_workspace(fixture: &Escape, tool: &str, input: serde_json::Value) -> TaskR
                 host: fixture.workspace.clone(),
                 guest: "/workspace".into(),
                 writable: true,
+                quota: None,
             }],
             ..Grants::default()
         },

@@ -26,6 +26,7 @@ impl Workspace {
                     host: self.dir.path().into(),
                     guest: "/workspace".into(),
                     writable: true,
+                    quota: None,
                 }],
                 ..Grants::default()
             },

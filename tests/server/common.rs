@@ -50,19 +50,41 @@ impl Server {
         let plugins = data.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
         std::fs::copy(artifact("hostile"), plugins.join("hostile.wasm")).unwrap();
+        Self::start_in(data, None, adjust).await
+    }
+
+    /// Stops the server and starts a new one on the same data directory.
+    pub async fn restart(mut self) -> Self {
+        let data = self.take_data();
+        let admin = self.admin.clone();
+        self.stop().await;
+        Self::start_in(data, Some(admin), |_| {}).await
+    }
+
+    fn take_data(&mut self) -> tempfile::TempDir {
+        std::mem::replace(&mut self._data, tempfile::tempdir().unwrap())
+    }
+
+    async fn start_in(
+        data: tempfile::TempDir,
+        admin: Option<String>,
+        adjust: impl FnOnce(&mut ServeConfig),
+    ) -> Self {
         let mut config = ServeConfig::for_data_dir(&data.path().join("data"));
         config.policies = Some(test_policies(data.path()));
-        config.plugins = Some(plugins);
+        config.plugins = Some(data.path().join("plugins"));
         adjust(&mut config);
         let app = toolgate::server::build(config)
             .await
             .expect("server builds");
-        let admin = std::fs::read_to_string(
-            app.admin_key_file
-                .as_ref()
-                .expect("first start makes a key"),
-        )
-        .unwrap();
+        let admin = admin.unwrap_or_else(|| {
+            std::fs::read_to_string(
+                app.admin_key_file
+                    .as_ref()
+                    .expect("first start makes a key"),
+            )
+            .unwrap()
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();

@@ -2,6 +2,7 @@
 //! the tasks run in them, from request to policy gate to sandbox to events
 //! and store.
 
+mod disk;
 mod plugins;
 mod preflight;
 mod sessions;
@@ -9,6 +10,7 @@ mod tasks;
 mod watch;
 mod workspace;
 
+pub use disk::DiskUsage;
 pub use plugins::InstalledPlugin;
 pub use preflight::{Check, Preflight};
 pub use sessions::{CreateSession, SessionView};
@@ -75,6 +77,8 @@ pub(crate) struct LiveSession {
     pub resources: crate::policy::ResourceRequest,
     pub secrets: Vec<String>,
     pub workspace: PathBuf,
+    /// How much of its disk quota the workspace uses; shared by the session's tasks.
+    pub disk: crate::sandbox::DiskQuota,
     /// What the workspace held after the last look, and whether it changed since.
     pub files: WorkspaceTracker,
     /// Running tasks' cancellation, by task id.
@@ -82,17 +86,32 @@ pub(crate) struct LiveSession {
 }
 
 impl LiveSession {
-    fn new(record: SessionRecord, files: WorkspaceTracker) -> Self {
+    fn new(
+        record: SessionRecord,
+        files: WorkspaceTracker,
+        disk: impl FnOnce(u64) -> crate::sandbox::DiskQuota,
+    ) -> Self {
         let request = &record.request;
+        let resources: crate::policy::ResourceRequest =
+            serde_json::from_value(request["resources"].clone()).unwrap_or_default();
         Self {
             profile: record.profile.clone(),
-            resources: serde_json::from_value(request["resources"].clone()).unwrap_or_default(),
+            resources,
+            disk: disk(disk::limit(&resources)),
             secrets: serde_json::from_value(request["secrets"].clone()).unwrap_or_default(),
             workspace: PathBuf::from(&record.workspace),
             record: Mutex::new(record),
             files,
             running: Mutex::default(),
         }
+    }
+
+    fn record_id(&self) -> String {
+        self.record
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .id
+            .clone()
     }
 }
 
@@ -202,10 +221,9 @@ impl Orchestrator {
         for record in open {
             let workspace = PathBuf::from(&record.workspace);
             let _ = std::fs::create_dir_all(&workspace);
-            sessions.insert(
-                record.id.clone(),
-                Arc::new(LiveSession::new(record, self.watcher.track(workspace))),
-            );
+            let files = self.watcher.track(workspace.clone());
+            let live = LiveSession::new(record, files, |limit| disk::rebuilt(&workspace, limit));
+            sessions.insert(live.record_id(), Arc::new(live));
         }
         if !interrupted.is_empty() {
             tracing::warn!(

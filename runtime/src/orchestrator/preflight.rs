@@ -31,8 +31,8 @@ pub struct Preflight {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    /// `policy_set`, `store`, `capacity`, `create_session`, `tool`, `domain`, `file`,
-    /// `secret` or `model_provider`.
+    /// `policy_set`, `store`, `capacity`, `create_session`, `disk`, `tool`, `domain`,
+    /// `file`, `secret` or `model_provider`.
     pub check: &'static str,
     /// What was checked, for per-item checks (a tool, a domain, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,6 +99,7 @@ impl Orchestrator {
             .clone()
             .unwrap_or_else(|| caller.profile.clone());
         let mut checks = self.server_checks().await;
+        checks.push(self.disk_check(request.resources.unwrap_or_default().disk_mb));
 
         let decision = self.policy.authorize_session(
             &caller.principal,
@@ -217,6 +218,40 @@ impl Orchestrator {
                 format!("{open} of {max} sessions open"),
             ),
         ]
+    }
+
+    /// The session's disk quota against the space the workspaces' filesystem has left,
+    /// beside what open sessions already use of theirs.
+    fn disk_check(&self, disk_mb: u64) -> Check {
+        let quota = super::disk::limit(&crate::policy::ResourceRequest {
+            disk_mb,
+            ..Default::default()
+        });
+        let (used, reserved) = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .fold((0u64, 0u64), |(used, reserved), s| {
+                (
+                    used.saturating_add(s.disk.used()),
+                    reserved.saturating_add(s.disk.limit()),
+                )
+            });
+        let open =
+            format!("open sessions use {used} bytes of their quotas ({reserved} bytes in all)");
+        match super::disk::free_space(&self.config.workspaces) {
+            Some(free) => Check::new(
+                "disk",
+                quota <= free,
+                format!("quota {quota} bytes; {free} bytes free where workspaces are kept; {open}"),
+            ),
+            None => Check::new(
+                "disk",
+                true,
+                format!("quota {quota} bytes; free space unknown; {open}"),
+            ),
+        }
     }
 
     /// The tool exists (its plugin loads and has it) and a task of it would be allowed.

@@ -1,5 +1,6 @@
 use super::{Caller, LiveSession, Orchestrator, OrchestratorError, now_ms};
 use crate::policy::ResourceRequest;
+use crate::sandbox::DiskQuota;
 use crate::store::SessionRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -40,10 +41,13 @@ pub struct SessionView {
     pub close_reason: Option<String>,
     pub request: Value,
     pub last_event_id: u64,
+    /// The workspace's use of its disk quota (open sessions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<super::DiskUsage>,
 }
 
 impl Orchestrator {
-    fn view(&self, record: &SessionRecord) -> SessionView {
+    fn view(&self, record: &SessionRecord, disk: Option<super::DiskUsage>) -> SessionView {
         SessionView {
             id: record.id.clone(),
             principal: record.principal.clone(),
@@ -55,6 +59,7 @@ impl Orchestrator {
             close_reason: record.close_reason.clone(),
             request: record.request.clone(),
             last_event_id: self.hub.last_seq(&record.id),
+            disk,
         }
     }
 
@@ -142,14 +147,15 @@ impl Orchestrator {
             "policy.decision",
             json!({ "action": "create_session", "decision": decision_json }),
         );
-        let view = self.view(&record);
+        let live = LiveSession::new(record, self.watcher.track(workspace), DiskQuota::new);
+        let view = self.view(
+            &live.record.lock().unwrap_or_else(|e| e.into_inner()),
+            Some((&live.disk).into()),
+        );
         self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                id,
-                Arc::new(LiveSession::new(record, self.watcher.track(workspace))),
-            );
+            .insert(id, Arc::new(live));
         Ok(view)
     }
 
@@ -161,11 +167,13 @@ impl Orchestrator {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
-            return Ok(self.view(&record));
+            return Ok(self.view(&record, Some((&live.disk).into())));
         }
         let _ = self.store.flush();
         match self.store.get_session(id) {
-            Ok(Some(record)) if record.principal == caller.principal => Ok(self.view(&record)),
+            Ok(Some(record)) if record.principal == caller.principal => {
+                Ok(self.view(&record, None))
+            }
             Ok(_) => Err(OrchestratorError::NotFound("session")),
             Err(e) => Err(OrchestratorError::Internal(e.to_string())),
         }
@@ -231,7 +239,7 @@ impl Orchestrator {
         self.hub.close(id);
         // Frees the in-memory events once the last subscriber has left.
         self.hub.forget(id);
-        self.view(&record)
+        self.view(&record, None)
     }
 
     /// Closes sessions idle past their idle timeout or older than their lifetime.

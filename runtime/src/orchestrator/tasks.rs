@@ -226,6 +226,7 @@ impl Orchestrator {
                 host: live.workspace.clone(),
                 guest: WORKSPACE.into(),
                 writable: true,
+                quota: Some(live.disk.clone()),
             }],
             cwd: Some(WORKSPACE.into()),
             secrets: self.secrets.select(live.secrets.iter().map(String::as_str)),

@@ -167,6 +167,11 @@ fn build_linker(engine: &Engine) -> anyhow::Result<Linker<TaskState>> {
     let link =
         |r: wasmtime::Result<()>, what: &str| r.map_err(|e| anyhow::anyhow!("linking {what}: {e}"));
     link(wasmtime_wasi::p2::add_to_linker_async(&mut linker), "WASI")?;
+    // wasi:filesystem again, over wasmtime-wasi's: the same, with disk quotas.
+    link(
+        super::quota_fs::add_to_linker(&mut linker),
+        "wasi:filesystem with quotas",
+    )?;
     link(
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker),
         "wasi:http",

@@ -1,3 +1,4 @@
+use super::quota::DiskQuota;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ pub struct DirGrant {
     pub host: PathBuf,
     pub guest: String,
     pub writable: bool,
+    /// The disk quota everything written beneath it counts against (a session's workspace).
+    pub quota: Option<DiskQuota>,
 }
 
 impl DirGrant {
@@ -49,6 +52,7 @@ impl DirGrant {
             host: host.into(),
             guest: guest.into(),
             writable,
+            quota: None,
         })
     }
 }

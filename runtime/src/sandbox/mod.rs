@@ -20,6 +20,8 @@ mod grants;
 mod host;
 mod limits;
 mod plugin;
+mod quota;
+mod quota_fs;
 mod state;
 
 pub use catalog::{Catalog, CatalogError, is_valid_plugin_name};
@@ -30,6 +32,7 @@ pub use grants::{DirGrant, Grants, NetworkGrant, Secret};
 pub use host::{EventSink, LogLevel, ToolEvent};
 pub use limits::Limits;
 pub use plugin::{ImportInfo, Plugin, ToolInfo};
+pub use quota::{DiskQuota, InodeKey, QuotaExceeded};
 
 /// The default tool plugins compiled into the binary.
 pub mod bundled {

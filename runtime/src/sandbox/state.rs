@@ -1,6 +1,7 @@
 use super::capabilities::OutboundHttp;
 use super::host::HostServices;
 use super::limits::TaskLimiter;
+use super::quota_fs::DiskState;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -15,6 +16,8 @@ pub struct TaskState {
     pub(crate) outbound: OutboundHttp,
     pub(crate) host: HostServices,
     pub(crate) limiter: TaskLimiter,
+    /// Which descriptors count against a disk quota.
+    pub(crate) disk: DiskState,
     pub(crate) deadline: Instant,
 }
 

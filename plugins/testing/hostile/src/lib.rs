@@ -3,6 +3,7 @@
 //! host's limits and sandbox can be tested against a real component. Never
 //! install it for agents.
 
+mod disk;
 mod probe;
 mod runaway;
 
@@ -26,6 +27,7 @@ const TOOLS: &[Tool] = &[
     probe::SOCKET,
     probe::FETCH,
     probe::SECRET,
+    disk::FILL,
 ];
 
 toolgate_plugin_sdk::export_tools!(Hostile, TOOLS);

@@ -4,6 +4,7 @@
 
 use super::{StoreParts, TaskSpec};
 use crate::sandbox::error::TaskError;
+use crate::sandbox::quota_fs::DiskState;
 use wasmtime_wasi::FsPerms;
 
 pub(crate) fn apply(spec: &TaskSpec<'_>, parts: &mut StoreParts) -> Result<(), TaskError> {
@@ -32,4 +33,16 @@ pub(crate) fn apply(spec: &TaskSpec<'_>, parts: &mut StoreParts) -> Result<(), T
         parts.wasi.initial_cwd(cwd);
     }
     Ok(())
+}
+
+/// The preopens whose writes count against a disk quota.
+pub(crate) fn quotas(spec: &TaskSpec<'_>) -> DiskState {
+    DiskState::new(
+        spec.grants
+            .dirs
+            .iter()
+            .filter_map(|dir| Some((dir.guest.clone(), dir.quota.clone()?)))
+            .collect(),
+        spec.events.cloned(),
+    )
 }

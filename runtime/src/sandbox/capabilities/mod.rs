@@ -100,6 +100,7 @@ pub(crate) fn build(
         outbound: parts.outbound,
         host: parts.host,
         limiter: TaskLimiter::new(spec.limits),
+        disk: filesystem::quotas(spec),
         deadline,
     };
     Ok((state, account))

@@ -1,0 +1,296 @@
+//! Disk quotas: how much of a workspace a session's tools may fill.
+//!
+//! Usage is counted the way `du` would: every file, directory and symlink costs
+//! its size rounded up to whole 4 KiB blocks, at least one block, and a file
+//! with several hard links is counted once. The sandbox's filesystem layer asks
+//! the quota before every operation that can grow the tree (a write, a size
+//! change, a new entry) and tells it after every one that shrinks it, so the
+//! write that would cross the limit fails inside the guest with
+//! `insufficient-space` and nothing is written.
+//!
+//! One quota is shared by every task of a session: charges are kept per inode
+//! under one lock, so concurrent tasks writing the same or different files are
+//! counted once. After a restart the usage is rebuilt from the workspace.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The accounting unit: what one block of a file or one entry costs.
+pub const BLOCK: u64 = 4096;
+
+/// What a file of `size` bytes costs: whole blocks, at least one.
+pub fn cost(size: u64) -> u64 {
+    size.div_ceil(BLOCK).max(1).saturating_mul(BLOCK)
+}
+
+/// Identifies an inode: (device, inode number).
+pub type InodeKey = (u64, u64);
+
+/// The quota was reached: the operation was not done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("disk quota exceeded: {needed} more bytes asked for, {used} of {limit} bytes used")]
+pub struct QuotaExceeded {
+    pub needed: u64,
+    pub used: u64,
+    pub limit: u64,
+}
+
+/// A session's disk quota, shared by its tasks (cloning shares it).
+#[derive(Clone)]
+pub struct DiskQuota(Arc<Inner>);
+
+struct Inner {
+    limit: u64,
+    state: Mutex<Usage>,
+}
+
+#[derive(Default)]
+struct Usage {
+    /// Bytes charged: every inode's cost plus the blocks reserved for entries being created.
+    used: u64,
+    /// The size each known inode is charged for.
+    inodes: HashMap<InodeKey, u64>,
+}
+
+impl Usage {
+    fn charged(&self, key: InodeKey) -> Option<u64> {
+        self.inodes.get(&key).copied()
+    }
+
+    /// Charges `key` for `size` bytes, whatever the limit (it is already on disk).
+    fn adopt(&mut self, key: InodeKey, size: u64) {
+        if self.inodes.contains_key(&key) {
+            return;
+        }
+        self.inodes.insert(key, size);
+        self.used = self.used.saturating_add(cost(size));
+    }
+}
+
+impl std::fmt::Debug for DiskQuota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskQuota")
+            .field("used", &self.used())
+            .field("limit", &self.limit())
+            .finish()
+    }
+}
+
+impl PartialEq for DiskQuota {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for DiskQuota {}
+
+impl DiskQuota {
+    /// An empty quota of `limit` bytes.
+    pub fn new(limit: u64) -> Self {
+        Self(Arc::new(Inner {
+            limit,
+            state: Mutex::default(),
+        }))
+    }
+
+    /// A quota of `limit` bytes charged for what a workspace already holds:
+    /// `entries` gives each inode with its size (directories and symlinks as 0).
+    pub fn rebuilt(limit: u64, entries: impl IntoIterator<Item = (InodeKey, u64)>) -> Self {
+        let quota = Self::new(limit);
+        {
+            let mut usage = quota.lock();
+            for (key, size) in entries {
+                usage.adopt(key, size);
+            }
+        }
+        quota
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.0.limit
+    }
+
+    /// Bytes charged now.
+    pub fn used(&self) -> u64 {
+        self.lock().used
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Usage> {
+        self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn exceeded(&self, usage: &Usage, needed: u64) -> QuotaExceeded {
+        QuotaExceeded {
+            needed,
+            used: usage.used,
+            limit: self.0.limit,
+        }
+    }
+
+    /// Before a write that ends at `end`: charges the file `key` (now `size` bytes
+    /// on disk) for growing to `end`, or refuses. A file not seen before is first
+    /// charged for what it already holds.
+    pub fn grow(&self, key: InodeKey, size: u64, end: u64) -> Result<(), QuotaExceeded> {
+        let mut usage = self.lock();
+        usage.adopt(key, size);
+        let charged = usage.charged(key).unwrap_or(size);
+        if end <= charged {
+            return Ok(());
+        }
+        let needed = cost(end) - cost(charged);
+        if usage.used.saturating_add(needed) > self.0.limit {
+            return Err(self.exceeded(&usage, needed));
+        }
+        usage.used += needed;
+        usage.inodes.insert(key, end);
+        Ok(())
+    }
+
+    /// After an operation that may have shrunk the file `key`: it is `size` bytes now.
+    pub fn resized(&self, key: InodeKey, size: u64) {
+        let mut usage = self.lock();
+        match usage.charged(key) {
+            Some(charged) if size < charged => {
+                usage.used = usage.used.saturating_sub(cost(charged) - cost(size));
+                usage.inodes.insert(key, size);
+            }
+            Some(_) => {}
+            None => usage.adopt(key, size),
+        }
+    }
+
+    /// Before creating an entry: reserves one block for it, or refuses.
+    pub fn reserve_entry(&self) -> Result<Reservation, QuotaExceeded> {
+        let mut usage = self.lock();
+        if usage.used.saturating_add(BLOCK) > self.0.limit {
+            return Err(self.exceeded(&usage, BLOCK));
+        }
+        usage.used += BLOCK;
+        Ok(Reservation {
+            quota: self.clone(),
+            settled: false,
+        })
+    }
+
+    /// After an entry was removed: `links` is how many names it had before.
+    pub fn removed(&self, key: InodeKey, links: u64) {
+        if links > 1 {
+            return;
+        }
+        let mut usage = self.lock();
+        if let Some(size) = usage.inodes.remove(&key) {
+            usage.used = usage.used.saturating_sub(cost(size));
+        }
+    }
+}
+
+/// One block held for an entry being created. Dropped unsettled (the creation
+/// failed), it is given back.
+#[must_use]
+pub struct Reservation {
+    quota: DiskQuota,
+    settled: bool,
+}
+
+impl Reservation {
+    /// The entry exists now as inode `key` of `size` bytes: the reserved block
+    /// becomes its charge, or is given back if the inode was already charged
+    /// (the entry existed, or is another link to a known file).
+    pub fn settle(mut self, key: InodeKey, size: u64) {
+        self.settled = true;
+        let mut usage = self.quota.lock();
+        usage.used = usage.used.saturating_sub(BLOCK);
+        usage.adopt(key, size);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.settled {
+            let mut usage = self.quota.lock();
+            usage.used = usage.used.saturating_sub(BLOCK);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_are_whole_blocks_at_least_one() {
+        assert_eq!(cost(0), BLOCK);
+        assert_eq!(cost(1), BLOCK);
+        assert_eq!(cost(BLOCK), BLOCK);
+        assert_eq!(cost(BLOCK + 1), 2 * BLOCK);
+    }
+
+    #[test]
+    fn growth_past_the_limit_is_refused_and_charges_nothing() {
+        let quota = DiskQuota::new(10 * BLOCK);
+        quota.reserve_entry().unwrap().settle((1, 1), 0);
+        quota.grow((1, 1), 0, 5 * BLOCK).unwrap();
+        assert_eq!(quota.used(), 5 * BLOCK);
+        let err = quota.grow((1, 1), 5 * BLOCK, 11 * BLOCK).unwrap_err();
+        assert_eq!(err.needed, 6 * BLOCK);
+        assert_eq!(quota.used(), 5 * BLOCK);
+        // Rewriting what is already charged costs nothing.
+        quota.grow((1, 1), 5 * BLOCK, 3 * BLOCK).unwrap();
+        assert_eq!(quota.used(), 5 * BLOCK);
+    }
+
+    #[test]
+    fn shrinking_and_removing_give_space_back() {
+        let quota = DiskQuota::new(10 * BLOCK);
+        quota.grow((1, 1), 0, 8 * BLOCK).unwrap();
+        quota.resized((1, 1), BLOCK);
+        assert_eq!(quota.used(), BLOCK);
+        quota.grow((1, 2), 0, 2 * BLOCK).unwrap();
+        quota.removed((1, 2), 2);
+        assert_eq!(quota.used(), 3 * BLOCK, "another link keeps the file");
+        quota.removed((1, 2), 1);
+        assert_eq!(quota.used(), BLOCK);
+    }
+
+    #[test]
+    fn reservations_are_given_back_unless_settled_on_a_new_inode() {
+        let quota = DiskQuota::new(2 * BLOCK);
+        drop(quota.reserve_entry().unwrap());
+        assert_eq!(quota.used(), 0);
+        quota.reserve_entry().unwrap().settle((1, 1), 0);
+        quota.reserve_entry().unwrap().settle((1, 1), 0);
+        assert_eq!(quota.used(), BLOCK, "the same inode twice is charged once");
+        let held = quota.reserve_entry().unwrap();
+        assert!(quota.reserve_entry().is_err());
+        drop(held);
+        assert!(quota.reserve_entry().is_ok());
+    }
+
+    #[test]
+    fn a_rebuilt_quota_charges_what_is_there() {
+        let quota = DiskQuota::rebuilt(100 * BLOCK, [((1, 1), 0), ((1, 2), 3 * BLOCK + 1)]);
+        assert_eq!(quota.used(), 5 * BLOCK);
+    }
+
+    #[test]
+    fn concurrent_growth_never_passes_the_limit() {
+        let quota = DiskQuota::new(100 * BLOCK);
+        let threads: Vec<_> = (0..8u64)
+            .map(|t| {
+                let quota = quota.clone();
+                std::thread::spawn(move || {
+                    let mut granted = 0;
+                    for i in 0..100u64 {
+                        if quota.grow((t, i), 0, BLOCK).is_ok() {
+                            granted += 1;
+                        }
+                    }
+                    granted
+                })
+            })
+            .collect();
+        let granted: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(granted, 100);
+        assert_eq!(quota.used(), 100 * BLOCK);
+    }
+}
