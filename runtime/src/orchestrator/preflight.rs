@@ -99,7 +99,6 @@ impl Orchestrator {
             .clone()
             .unwrap_or_else(|| caller.profile.clone());
         let mut checks = self.server_checks().await;
-        checks.push(self.disk_check(request.resources.unwrap_or_default().disk_mb));
 
         let decision = self.policy.authorize_session(
             &caller.principal,
@@ -119,6 +118,8 @@ impl Orchestrator {
             )
             .decided(serde_json::to_value(&decision).unwrap_or(Value::Null)),
         );
+
+        checks.push(self.disk_check(request.resources.unwrap_or_default().disk_mb));
 
         let identity = |tool: &str| TaskIdentity {
             principal: caller.principal.clone(),

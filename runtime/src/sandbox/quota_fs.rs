@@ -397,7 +397,9 @@ impl types::HostDescriptor for QuotaFsView<'_> {
             new_path,
         )
         .await?;
-        settle(reservation, dir, &name);
+        if let Some(entry) = dir.and_then(|dir| stat_at(&dir, &name)) {
+            reservation.settle_link(entry.key, entry.size);
+        }
         Ok(())
     }
 

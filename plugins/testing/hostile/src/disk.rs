@@ -1,6 +1,6 @@
 //! `hostile.fill`: fills the workspace every way WASI lets a tool grow a tree
 //! (std writes, raw descriptor writes, output streams, appends, set-size,
-//! a write far past the end, many files, many directories), and reports how
+//! a write far past the end, many files, many directories, many hard links), and reports how
 //! far it got and the error that stopped it, so the disk quota can be tested.
 
 use serde::Deserialize;
@@ -37,7 +37,7 @@ pub const FILL: Tool = Tool {
     schema: || {
         sdk::object_schema(
             json!({
-                "how": {"enum": ["std", "write", "stream", "append", "extend", "seek", "files", "dirs"]},
+                "how": {"enum": ["std", "write", "stream", "append", "extend", "seek", "files", "dirs", "links"]},
                 "path": {"type": "string"},
                 "bytes": {"type": "integer", "minimum": 0},
                 "count": {"type": "integer", "minimum": 1}
@@ -70,6 +70,12 @@ pub const FILL: Tool = Tool {
             "dirs" => entries(input.count, |i| {
                 std::fs::create_dir(format!("{}-{i}", input.path))
             }),
+            "links" => match std::fs::write(&input.path, b"linked") {
+                Ok(()) => entries(input.count, |i| {
+                    std::fs::hard_link(&input.path, format!("{}-{i}", input.path))
+                }),
+                Err(e) => (0, Some(io_error(e))),
+            },
             other => {
                 return Err(sdk::ToolError::InvalidInput(format!(
                     "unknown how `{other}`"
