@@ -173,18 +173,24 @@ impl DiskQuota {
     /// on disk) for growing to `end`, or refuses. A file not seen before is first
     /// charged for what it already holds.
     pub fn grow(&self, key: InodeKey, size: u64, end: u64) -> Result<(), QuotaExceeded> {
+        self.lock().adopt(key, size);
+        self.grow_known(key, end).unwrap_or(Ok(()))
+    }
+
+    /// [`DiskQuota::grow`] for a file already charged, without needing its size;
+    /// `None` when the inode is not known yet.
+    pub fn grow_known(&self, key: InodeKey, end: u64) -> Option<Result<(), QuotaExceeded>> {
         let mut usage = self.lock();
-        usage.adopt(key, size);
-        let charged = usage.charged(key).unwrap_or(size);
+        let charged = usage.charged(key)?;
         if end <= charged {
-            return Ok(());
+            return Some(Ok(()));
         }
         let needed = cost(end) - cost(charged);
         if usage.used.saturating_add(needed) > self.0.limit {
-            return Err(self.exceeded(&usage, needed));
+            return Some(Err(self.exceeded(&usage, needed)));
         }
         usage.set_size(key, end);
-        Ok(())
+        Some(Ok(()))
     }
 
     /// After an operation that may have shrunk the file `key`: it is `size` bytes now.

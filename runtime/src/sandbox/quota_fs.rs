@@ -609,6 +609,7 @@ fn wrap_stream(
         quota,
         notice,
         file,
+        key: None,
         end,
     });
     Ok(table.push(wrapped)?)
@@ -629,6 +630,8 @@ struct QuotaStream {
     quota: DiskQuota,
     notice: QuotaNotice,
     file: Arc<std::fs::File>,
+    /// The file's inode, once looked up.
+    key: Option<InodeKey>,
     end: StreamEnd,
 }
 
@@ -636,21 +639,33 @@ impl QuotaStream {
     /// Charges a write of `len` bytes, or refuses it with ENOSPC.
     fn charge(&mut self, len: usize) -> StreamResult<()> {
         let len = len as u64;
-        let (key, size) =
-            inode(&self.file).map_err(|e| StreamError::LastOperationFailed(e.into()))?;
-        let (start, next) = match self.end {
-            StreamEnd::At(offset) => (offset, StreamEnd::At(offset.saturating_add(len))),
+        let failed = |e: std::io::Error| StreamError::LastOperationFailed(e.into());
+        let (result, next) = match self.end {
+            // The file's inode is known once the first write is charged: later
+            // writes at a position need no syscall.
+            StreamEnd::At(offset) => {
+                let end = offset.saturating_add(len);
+                let result = match self.key.and_then(|key| self.quota.grow_known(key, end)) {
+                    Some(result) => result,
+                    None => {
+                        let (key, size) = inode(&self.file).map_err(failed)?;
+                        self.key = Some(key);
+                        self.quota.grow(key, size, end)
+                    }
+                };
+                (result, StreamEnd::At(end))
+            }
+            // Appends land after whatever any writer put there: ask the file.
             StreamEnd::Append(last) => {
-                let start = size.max(last);
-                (start, StreamEnd::Append(start.saturating_add(len)))
+                let (key, size) = inode(&self.file).map_err(failed)?;
+                let end = size.max(last).saturating_add(len);
+                (self.quota.grow(key, size, end), StreamEnd::Append(end))
             }
         };
-        self.quota
-            .grow(key, size, start.saturating_add(len))
-            .map_err(|error| {
-                self.notice.refused(error);
-                StreamError::LastOperationFailed(std::io::Error::from_raw_os_error(ENOSPC).into())
-            })?;
+        result.map_err(|error| {
+            self.notice.refused(error);
+            StreamError::LastOperationFailed(std::io::Error::from_raw_os_error(ENOSPC).into())
+        })?;
         self.end = next;
         Ok(())
     }
