@@ -3,5 +3,6 @@
 
 mod api;
 mod common;
+mod confinement;
 mod crash;
 mod events;

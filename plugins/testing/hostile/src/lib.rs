@@ -5,6 +5,7 @@
 
 mod probe;
 mod runaway;
+mod swap;
 
 use toolgate_plugin_sdk::Tool;
 
@@ -26,6 +27,7 @@ const TOOLS: &[Tool] = &[
     probe::SOCKET,
     probe::FETCH,
     probe::SECRET,
+    swap::SWAP,
 ];
 
 toolgate_plugin_sdk::export_tools!(Hostile, TOOLS);
