@@ -55,7 +55,9 @@ fn symlink(target: &str, link: &str) -> Result<(), ToolError> {
                 .map_err(|e| ToolError::Failed(format!("symlink: {e:?}")));
         }
     }
-    Err(ToolError::InvalidInput(format!("{link} is not in a preopened directory")))
+    Err(ToolError::InvalidInput(format!(
+        "{link} is not in a preopened directory"
+    )))
 }
 
 fn swap(input: &str) -> ToolResult {
