@@ -4,9 +4,11 @@
 //! - [`sandbox`]: the engine that compiles plugins once and runs each task in a
 //!   fresh, limited instance;
 //! - [`policy`]: Cedar decisions for every task and every capability use;
-//! - [`task`]: the path of one task through the policy gate into the sandbox.
+//! - [`task`]: the path of one task through the policy gate into the sandbox;
+//! - [`confined`]: host-side walks and deletions of a workspace, by file descriptor.
 
 pub mod cli;
+pub mod confined;
 pub mod events;
 pub mod gate;
 pub mod orchestrator;

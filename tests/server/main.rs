@@ -3,6 +3,7 @@
 
 mod api;
 mod common;
+mod confinement;
 mod crash;
 mod events;
 mod quota;

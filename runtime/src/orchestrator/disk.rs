@@ -1,10 +1,10 @@
 //! A session's disk quota: its size from the session's resources, and its usage
 //! rebuilt from the workspace when a session comes back after a restart.
 
+use crate::confined::EntryKind;
 use crate::policy::ResourceRequest;
 use crate::sandbox::{DiskQuota, InodeKey};
 use serde::Serialize;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// A session's quota in bytes (`disk_mb` of its resources).
@@ -12,23 +12,33 @@ pub(super) fn limit(resources: &ResourceRequest) -> u64 {
     resources.disk_mb.saturating_mul(1 << 20)
 }
 
-/// A quota charged for everything the workspace at `root` holds now. Runs before
-/// any task of the session does, so nothing moves while it walks; links are
-/// counted, never followed.
+/// Entries a rebuild looks at, at most; a workspace holding more is charged for
+/// what was seen (its quota is far smaller than that many blocks anyway).
+const MAX_REBUILD_ENTRIES: usize = 1_000_000;
+
+/// A quota charged for everything the workspace at `root` holds now, walked by
+/// file descriptor beneath the root, links counted and never followed.
 pub(super) fn rebuilt(root: &Path, limit: u64) -> DiskQuota {
     let mut entries: Vec<(InodeKey, u64)> = Vec::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let Ok(children) = std::fs::read_dir(&dir) else {
-            continue;
+    let walked = crate::confined::walk(root, MAX_REBUILD_ENTRIES, |entry, _| {
+        // The root itself is not charged.
+        if entry.path.is_empty() {
+            return;
+        }
+        let size = if entry.kind == EntryKind::File {
+            entry.size
+        } else {
+            0
         };
-        for child in children.flatten() {
-            let Ok(meta) = child.metadata() else { continue };
-            let size = if meta.is_file() { meta.len() } else { 0 };
-            entries.push(((meta.dev(), meta.ino()), size));
-            if meta.is_dir() {
-                stack.push(child.path());
-            }
+        entries.push(((entry.dev, entry.ino), size));
+    });
+    match walked {
+        Ok(outcome) if outcome.partial => {
+            tracing::warn!(workspace = %root.display(), "the workspace could not be walked whole; its disk use is undercounted")
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(workspace = %root.display(), %error, "cannot walk the workspace; its disk use starts at zero")
         }
     }
     DiskQuota::rebuilt(limit, entries)

@@ -228,7 +228,9 @@ impl Orchestrator {
             record.clone()
         };
         self.store.put_session(&record);
-        if let Err(e) = std::fs::remove_dir_all(&live.workspace) {
+        // By file descriptor, never following a link: a task still running may be swapping
+        // its directories for links to elsewhere.
+        if let Err(e) = crate::confined::remove_tree(&live.workspace) {
             tracing::warn!(session = id, error = %e, "cannot remove the session workspace");
         }
         self.hub.publish(

@@ -10,9 +10,13 @@
 //!
 //! A directory that cannot be watched (no inotify, the watch limit reached) makes its
 //! workspace walk on every snapshot, as it would without this module.
+//!
+//! Watches are placed on the directories the confined walk opened, by their file descriptor,
+//! never by a path a tool could have changed meanwhile (see [`Watches::watch`]).
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -102,9 +106,17 @@ impl ChangeWatcher {
 }
 
 impl Watches {
-    /// Watches `dir` for `owner`; `None` when it cannot be watched.
+    /// Watches the open directory `dir` for `owner`; `None` when it cannot be watched.
+    ///
+    /// inotify has no `*at` form, so the watch is added through `/proc/self/fd/<fd>`. That is
+    /// a "magic link": the kernel resolves it to the open file itself (the path the fd holds,
+    /// not its name looked up again), so the watch lands on exactly the directory the walk
+    /// opened beneath the workspace root, whatever a tool renamed or swapped since. It must be
+    /// followed, so no `DONT_FOLLOW` (that would stop at the link and `ONLYDIR` refuse it).
+    /// Without procfs nothing is watched, and the workspace is walked on every snapshot.
     #[cfg(target_os = "linux")]
-    fn watch(&mut self, dir: &Path, owner: &Arc<Tracked>) -> Option<i32> {
+    fn watch(&mut self, dir: BorrowedFd<'_>, owner: &Arc<Tracked>) -> Option<i32> {
+        use rustix::fd::AsRawFd;
         use rustix::fs::inotify::{WatchFlags, add_watch};
         let inotify = self.inotify.as_ref()?;
         let flags = WatchFlags::CREATE
@@ -116,22 +128,21 @@ impl Watches {
             | WatchFlags::DELETE_SELF
             | WatchFlags::MOVE_SELF
             | WatchFlags::ONLYDIR
-            | WatchFlags::DONT_FOLLOW
             | WatchFlags::EXCL_UNLINK;
-        match add_watch(inotify, dir, flags) {
+        match add_watch(inotify, format!("/proc/self/fd/{}", dir.as_raw_fd()), flags) {
             Ok(wd) => {
                 self.owners.insert(wd, Arc::downgrade(owner));
                 Some(wd)
             }
             Err(error) => {
-                tracing::debug!(%error, dir = %dir.display(), "cannot watch a workspace directory");
+                tracing::debug!(%error, "cannot watch a workspace directory");
                 None
             }
         }
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn watch(&mut self, _dir: &Path, _owner: &Arc<Tracked>) -> Option<i32> {
+    fn watch(&mut self, _dir: BorrowedFd<'_>, _owner: &Arc<Tracked>) -> Option<i32> {
         None
     }
 
@@ -395,6 +406,44 @@ mod tests {
         let walked = tracker.snapshot();
         assert!(Arc::ptr_eq(&walked, &tracker.snapshot()));
         assert_eq!(watcher.watched_directories(), 11);
+    }
+
+    #[test]
+    fn a_watch_lands_on_the_opened_directory_not_on_what_its_name_is_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("ws"), dir.path().join("outside"));
+        fs::create_dir_all(root.join("d")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        let watcher = ChangeWatcher::new();
+        let tracker = watcher.track(root.clone());
+        let opened = rustix::fs::open(
+            root.join("d"),
+            rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        // The name now leads outside; the open directory is `d.aside`.
+        fs::rename(root.join("d"), root.join("d.aside")).unwrap();
+        std::os::unix::fs::symlink("../outside", root.join("d")).unwrap();
+        let wd = watcher
+            .lock()
+            .watch(rustix::fd::AsFd::as_fd(&opened), &tracker.tracked)
+            .expect("watched");
+        tracker.descriptors.lock().unwrap().insert(wd);
+
+        fs::write(outside.join("x.txt"), "x").unwrap();
+        watcher.lock().drain();
+        assert_eq!(
+            tracker.tracked.changes.load(Ordering::Acquire),
+            0,
+            "outside is not watched"
+        );
+        fs::write(root.join("d.aside/y.txt"), "y").unwrap();
+        watcher.lock().drain();
+        assert!(
+            tracker.tracked.changes.load(Ordering::Acquire) > 0,
+            "the opened directory is"
+        );
     }
 
     #[test]

@@ -1,19 +1,22 @@
 //! Session workspaces and what a task changed in them.
 
+use crate::confined::{self, EntryKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::os::fd::BorrowedFd;
+use std::path::Path;
 use std::time::SystemTime;
 
 /// Entries (files and directories) the snapshot looks at, at most; past it the change list
 /// is partial. Directories count too, so a tree of empty directories cannot make a walk long.
 const MAX_ENTRIES: usize = 20_000;
 
-/// Size and modification time of every file under a directory.
+/// Size and modification time of every file (and link, not followed) under a directory.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Snapshot {
     files: BTreeMap<String, (u64, Option<SystemTime>)>,
-    /// The walk stopped at [`MAX_ENTRIES`]: some of the tree is not in it.
+    /// The walk did not see the whole tree: it stopped at [`MAX_ENTRIES`], or a directory
+    /// was too deep or changed while it was walked.
     partial: bool,
 }
 
@@ -22,39 +25,22 @@ impl Snapshot {
         Self::take_visiting(root, |_| {})
     }
 
-    /// Like [`Snapshot::take`], calling `visit` with each directory before reading it.
-    pub fn take_visiting(root: &Path, mut visit: impl FnMut(&Path)) -> Self {
+    /// Like [`Snapshot::take`], calling `visit` with each directory, open, before reading it.
+    /// The walk is confined beneath `root` by file descriptor (see [`confined::walk`]): a tool
+    /// that swaps a directory for a link while it runs cannot lead it outside.
+    pub fn take_visiting(root: &Path, mut visit: impl FnMut(BorrowedFd<'_>)) -> Self {
         let mut files = BTreeMap::new();
-        let mut stack: Vec<PathBuf> = vec![root.to_owned()];
-        let mut seen = 0usize;
-        while let Some(dir) = stack.pop() {
-            visit(&dir);
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                seen += 1;
-                if seen > MAX_ENTRIES {
-                    return Self {
-                        files,
-                        partial: true,
-                    };
-                }
-                let Ok(meta) = entry.metadata() else { continue };
-                let path = entry.path();
-                if meta.is_dir() {
-                    stack.push(path);
-                } else if let Ok(relative) = path.strip_prefix(root) {
-                    files.insert(
-                        relative.to_string_lossy().into_owned(),
-                        (meta.len(), meta.modified().ok()),
-                    );
-                }
+        let walked = confined::walk(root, MAX_ENTRIES, |entry, dir| match dir {
+            Some(dir) => visit(dir),
+            None if entry.kind != EntryKind::Dir => {
+                files.insert(entry.path.clone(), (entry.size, entry.modified));
             }
-        }
+            None => {}
+        });
         Self {
             files,
-            partial: false,
+            // A workspace that cannot be opened is as good as empty, and not to be trusted.
+            partial: walked.map_or(true, |outcome| outcome.partial),
         }
     }
 

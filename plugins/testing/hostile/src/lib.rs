@@ -6,6 +6,7 @@
 mod disk;
 mod probe;
 mod runaway;
+mod swap;
 
 use toolgate_plugin_sdk::Tool;
 
@@ -28,6 +29,7 @@ const TOOLS: &[Tool] = &[
     probe::FETCH,
     probe::SECRET,
     disk::FILL,
+    swap::SWAP,
 ];
 
 toolgate_plugin_sdk::export_tools!(Hostile, TOOLS);
