@@ -11,8 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use toolgate::policy::PolicySources;
 
-/// Tasks fired at once at a plugin no task has used yet.
-const FIRST_TASKS: usize = 64;
+/// Plugins no task has used yet, and tasks fired at each of them, all at once.
+const FIRST_USED: usize = 8;
+const FIRST_TASKS: usize = 32;
+/// Domains on the allow list of the first-use test.
+const ALLOWED_DOMAINS: usize = 5000;
 /// Plugins installed while the policies reload, and tasks fired at each.
 const INSTALLS: usize = 12;
 const TASKS_PER_INSTALL: usize = 8;
@@ -76,6 +79,22 @@ fn assert_all_completed(tasks: &[Value]) {
     );
 }
 
+/// Adds a long domain allow list to the policy set's entities, as a real deployment may
+/// have: rebuilding the entities then takes a while, as it does under load.
+fn long_allow_list(policies: &Path) {
+    let path = policies.join("entities.json");
+    let mut entities: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    entities.extend((0..ALLOWED_DOMAINS).map(|i| {
+        json!({
+            "uid": { "type": "Domain", "id": format!("d{i}.example.com") },
+            "attrs": {},
+            "parents": [{ "type": "DomainList", "id": "networked" }],
+        })
+    }));
+    std::fs::write(path, serde_json::to_string(&entities).unwrap()).unwrap();
+}
+
 fn unlimited(config: &mut toolgate::server::ServeConfig) {
     config.rate_limit = 100_000;
     config.rate_burst = 100_000;
@@ -83,22 +102,44 @@ fn unlimited(config: &mut toolgate::server::ServeConfig) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_first_tasks_of_a_plugin_are_never_denied_for_want_of_its_entities() {
+    // Plugins from the plugin directory that no task has used yet.
+    let names: Vec<String> = (0..FIRST_USED).map(|i| format!("fresh{i}")).collect();
     let server = Server::start_with(|config| {
         unlimited(config);
-        // `fresh`: a plugin from the plugin directory that no task has used yet.
         let plugins = config.plugins.clone().unwrap();
-        std::fs::copy(artifact("echo"), plugins.join("fresh.wasm")).unwrap();
-        allow_plugins(config.policies.as_ref().unwrap(), ["fresh".to_owned()]);
+        for name in &names {
+            std::fs::copy(artifact("echo"), plugins.join(format!("{name}.wasm"))).unwrap();
+        }
+        let policies = config.policies.as_ref().unwrap();
+        allow_plugins(policies, names.clone());
+        long_allow_list(policies);
     })
     .await;
     let key = server.key("pia", "developer");
     let session = server.session(&key).await;
+    // Listing the plugins loads them, so the first tasks do not queue behind a load.
+    let listed: Value = server.get(&key, "/v1/plugins").await.json().await.unwrap();
+    let listed = listed["plugins"].as_array().unwrap();
+    assert!(
+        names
+            .iter()
+            .all(|n| listed.iter().any(|p| p["name"] == n.as_str()))
+    );
 
-    let tasks = join_all((0..FIRST_TASKS).map(|n| echo(&server, &key, &session, "fresh", n))).await;
+    let tasks = join_all(names.iter().flat_map(|name| {
+        let (server, key, session) = (&server, &key, &session);
+        (0..FIRST_TASKS).map(move |n| echo(server, key, session, name, n))
+    }))
+    .await;
     assert_all_completed(&tasks);
-    for (n, task) in tasks.iter().enumerate() {
-        assert_eq!(task["output"]["n"], n, "{task}");
-        assert_eq!(task["decision"]["reasons"], json!(["gate.fresh"]), "{task}");
+    for task in &tasks {
+        let plugin = task["tool"].as_str().unwrap().trim_end_matches(".echo");
+        assert_eq!(
+            task["decision"]["reasons"],
+            json!([format!("gate.{plugin}")]),
+            "{task}"
+        );
+        assert_eq!(task["output"]["n"], task["input"]["n"], "{task}");
     }
     server.stop().await;
 }

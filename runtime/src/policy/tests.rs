@@ -4,8 +4,10 @@
 use super::sources::{PolicySources, SCHEMA_FILE};
 use super::{Action, AuthzRequest, PolicyEngine, PolicyOrigin, tool_entity};
 use serde_json::json;
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
 
 /// Plugins registered by each registering thread, and registering threads.
 const PER_THREAD: usize = 12;
@@ -65,10 +67,16 @@ fn invoke(tool: &str) -> AuthzRequest {
 fn reloads_and_entity_changes_from_many_threads_undo_nothing() {
     let dir = policy_dir();
     let engine = Arc::new(PolicyEngine::load(PolicyOrigin::Dir(dir.path().into())).unwrap());
-    let start = Arc::new(Barrier::new(REGISTRARS + 1));
+    // What has happened so far, for a watcher to check every active snapshot against:
+    // the round of each policy version, and the tools whose entity change has returned.
+    let rounds = Arc::new(Mutex::new(HashMap::from([(engine.version(), 0)])));
+    let added = Arc::new(Mutex::new(Vec::<String>::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let start = Arc::new(Barrier::new(REGISTRARS + 2));
+
     let mut threads = Vec::new();
     for thread in 0..REGISTRARS {
-        let (engine, start) = (engine.clone(), start.clone());
+        let (engine, start, added) = (engine.clone(), start.clone(), added.clone());
         threads.push(std::thread::spawn(move || {
             start.wait();
             for i in thread * PER_THREAD..(thread + 1) * PER_THREAD {
@@ -81,40 +89,63 @@ fn reloads_and_entity_changes_from_many_threads_undo_nothing() {
                         .register_entities(&format!("plugin:{p}"), || vec![tool_entity(&p, "t")])
                         .unwrap();
                 }
-                // Active at once, and stays so through every reload after.
-                let decision = engine.decide(&invoke(&format!("{p}.t")));
-                assert!(
-                    decision.allowed,
-                    "{p}.t right after it was added: {decision:?}"
-                );
+                added.lock().unwrap().push(format!("{p}.t"));
             }
         }));
     }
-    let reloader = {
-        let (engine, start, dir) = (engine.clone(), start.clone(), dir.path().to_owned());
-        std::thread::spawn(move || {
+    {
+        let (engine, start, rounds) = (engine.clone(), start.clone(), rounds.clone());
+        let dir = dir.path().to_owned();
+        threads.push(std::thread::spawn(move || {
             start.wait();
             for round in 1..=RELOADS {
                 write_churn(&dir, round);
+                let version = PolicySources::read_dir(&dir).unwrap().version();
+                rounds.lock().unwrap().insert(version, round);
                 assert!(engine.reload().unwrap(), "round {round} is a new version");
+            }
+        }));
+    }
+    // Every snapshot ever active: policies never older than the last seen, and every
+    // tool whose entity change returned still an entity.
+    let watcher = {
+        let (engine, start, done) = (engine.clone(), start.clone(), done.clone());
+        let (rounds, added) = (rounds.clone(), added.clone());
+        std::thread::spawn(move || {
+            start.wait();
+            let mut last_round = 0;
+            while !done.load(Ordering::Acquire) {
+                let added = added.lock().unwrap().clone();
+                let snapshot = engine.snapshot();
+                let round = rounds.lock().unwrap()[&snapshot.version];
+                assert!(
+                    round >= last_round,
+                    "policies of round {round} after {last_round}"
+                );
+                last_round = round;
+                for tool in &added {
+                    let uid = cedar_policy::EntityUid::from_type_name_and_id(
+                        "Tool".parse().unwrap(),
+                        cedar_policy::EntityId::new(tool),
+                    );
+                    assert!(
+                        snapshot.entities.get(&uid).is_some(),
+                        "{tool} lost at round {round}"
+                    );
+                }
             }
         })
     };
-    for thread in threads {
-        thread.join().unwrap();
+    let finished: Vec<_> = threads.into_iter().map(|t| t.join()).collect();
+    done.store(true, Ordering::Release);
+    watcher.join().unwrap();
+    for result in finished {
+        result.unwrap();
     }
-    reloader.join().unwrap();
 
     // The latest policies, every entity, and one revision per update.
     let latest = PolicySources::read_dir(dir.path()).unwrap().version();
     assert_eq!(engine.version(), latest);
-    let snapshot = engine.snapshot();
-    assert!(
-        snapshot
-            .policies
-            .policy(&cedar_policy::PolicyId::new(format!("churn-{RELOADS}")))
-            .is_some()
-    );
     for i in 0..PER_THREAD * REGISTRARS {
         let tool = format!("{}.t", plugin(i));
         let decision = engine.decide(&invoke(&tool));
