@@ -6,4 +6,5 @@ mod common;
 mod confinement;
 mod crash;
 mod events;
+mod gate;
 mod quota;

@@ -127,8 +127,6 @@ pub struct Orchestrator {
     /// Cancelled on shutdown: running tasks stop and are marked.
     shutdown: CancellationToken,
     metrics: std::sync::OnceLock<Arc<crate::telemetry::Metrics>>,
-    /// Plugins (name@digest) whose tools are already policy entities.
-    registered: Mutex<std::collections::HashSet<String>>,
     /// Watches every workspace, so an unchanged one is not walked around each task.
     watcher: Arc<ChangeWatcher>,
     /// Held while a plugin is installed.
@@ -163,7 +161,6 @@ impl Orchestrator {
             sessions: Mutex::default(),
             shutdown: CancellationToken::new(),
             metrics: std::sync::OnceLock::new(),
-            registered: Mutex::default(),
             watcher: ChangeWatcher::new(),
             installing: tokio::sync::Mutex::new(()),
         }

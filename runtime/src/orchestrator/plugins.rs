@@ -56,7 +56,7 @@ impl Orchestrator {
             .map_err(|e| OrchestratorError::Internal(e.to_string()))?
             .map_err(|e| OrchestratorError::Internal(format!("cannot store the plugin: {e}")))?;
         let plugin = Arc::new(plugin);
-        self.register_tools(&plugin);
+        self.register_tools(&plugin).await;
         let replaced = self.catalog.install(plugin.clone(), path);
         tracing::info!(plugin = name, digest = plugin.digest(), replaced, principal = %caller.principal, "plugin installed");
         Ok(describe(&plugin, replaced))

@@ -392,28 +392,43 @@ impl Orchestrator {
         if plugin.tool(tool_name).is_none() {
             return Err(format!("unknown tool `{qualified}`"));
         }
-        self.register_tools(&plugin);
+        self.register_tools(&plugin).await;
         Ok(plugin)
     }
 
     /// Makes a plugin's tools policy entities (`Tool::"p.t" in Plugin::"p"`),
     /// once per plugin digest: rebuilding the entities is not a per-task cost.
-    pub(super) fn register_tools(&self, plugin: &crate::sandbox::Plugin) {
-        let key = format!("{}@{}", plugin.name(), plugin.digest());
-        if !self
-            .registered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key)
-        {
+    /// Returns once the active policy snapshot has them, however many tasks
+    /// asked at the same time, so no task of the plugin is decided before.
+    pub(super) async fn register_tools(&self, plugin: &Arc<crate::sandbox::Plugin>) {
+        let key = format!("plugin:{}@{}", plugin.name(), plugin.digest());
+        if self.policy.snapshot().is_registered(&key) {
             return;
         }
-        let entities = plugin
-            .tools()
-            .iter()
-            .map(|t| crate::policy::tool_entity(plugin.name(), &t.name));
-        if let Err(e) = self.policy.upsert_entities(entities.collect::<Vec<_>>()) {
-            tracing::warn!(plugin = plugin.name(), error = %e, "cannot add the plugin's tools to the policy entities");
+        // The first registration rebuilds the entities, maybe after a reload in progress.
+        let (policy, plugin) = (self.policy.clone(), plugin.clone());
+        let registered = tokio::task::spawn_blocking(move || {
+            policy
+                .register_entities(&key, || {
+                    plugin
+                        .tools()
+                        .iter()
+                        .map(|t| crate::policy::tool_entity(plugin.name(), &t.name))
+                        .collect()
+                })
+                .map_err(|e| (plugin.name().to_owned(), e.to_string()))
+        })
+        .await;
+        match registered {
+            Ok(Ok(())) => {}
+            Ok(Err((plugin, error))) => {
+                tracing::warn!(
+                    plugin,
+                    error,
+                    "cannot add the plugin's tools to the policy entities"
+                )
+            }
+            Err(error) => tracing::warn!(error = %error, "registering a plugin's tools failed"),
         }
     }
 }

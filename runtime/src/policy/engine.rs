@@ -3,14 +3,15 @@
 
 use super::errors::PolicyLoadError;
 use super::limits::PolicyLimits;
+use super::runtime_entities::RuntimeEntities;
 use super::snapshot::{Action, PolicySnapshot};
 use super::sources::PolicySources;
+use arc_swap::ArcSwap;
 use cedar_policy::{Authorizer, Context, EntityUid, Request, RestrictedExpression};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Prefix of the error of a request that could not even be evaluated
@@ -83,6 +84,8 @@ impl PolicyDecision {
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyStatus {
     pub version: String,
+    /// Counts the snapshots made active (reloads and entity changes alike).
+    pub revision: u64,
     pub origin: String,
     pub policies: usize,
     /// When the active set was loaded, Unix milliseconds.
@@ -95,9 +98,13 @@ pub struct PolicyStatus {
 
 pub struct PolicyEngine {
     origin: PolicyOrigin,
-    current: RwLock<Arc<PolicySnapshot>>,
-    /// Runtime entities (principals from keys, tools from plugins), by uid.
-    extra: Mutex<BTreeMap<String, serde_json::Value>>,
+    /// The active snapshot: loaded without a lock by every decision, replaced whole.
+    current: ArcSwap<PolicySnapshot>,
+    /// Held by every rebuild of the snapshot (a reload or an entity change) from
+    /// reading what it builds from until the swap, so rebuilds happen one at a
+    /// time and each starts from the latest policies and the latest entities.
+    /// Owns the runtime entities (principals from keys, tools from plugins).
+    update: Mutex<RuntimeEntities>,
     authorizer: Authorizer,
     reload_state: Mutex<ReloadState>,
     /// Decisions of toolgate-built requests against the active snapshot.
@@ -128,12 +135,13 @@ struct ReloadState {
 impl PolicyEngine {
     /// Loads and validates the policies; an invalid set is an error with every problem located.
     pub fn load(origin: PolicyOrigin) -> Result<Self, PolicyLoadError> {
-        let snapshot = PolicySnapshot::compile(origin.read()?, &[])?;
+        let mut snapshot = PolicySnapshot::compile(origin.read()?, &[])?;
+        snapshot.revision = 1;
         tracing::info!(version = %snapshot.version, origin = %snapshot.origin, policies = snapshot.policy_count(), "policy set loaded");
         Ok(Self {
             origin,
-            current: RwLock::new(Arc::new(snapshot)),
-            extra: Mutex::default(),
+            current: ArcSwap::from_pointee(snapshot),
+            update: Mutex::default(),
             authorizer: Authorizer::new(),
             cache: Mutex::default(),
             reload_state: Mutex::default(),
@@ -141,14 +149,11 @@ impl PolicyEngine {
     }
 
     pub fn snapshot(&self) -> Arc<PolicySnapshot> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.load_full()
     }
 
     pub fn version(&self) -> String {
-        self.snapshot().version.clone()
+        self.current.load().version.clone()
     }
 
     pub fn status(&self) -> PolicyStatus {
@@ -156,6 +161,7 @@ impl PolicyEngine {
         let state = self.reload_state.lock().unwrap_or_else(|e| e.into_inner());
         PolicyStatus {
             version: snapshot.version.clone(),
+            revision: snapshot.revision,
             origin: snapshot.origin.clone(),
             policies: snapshot.policy_count(),
             loaded_at_ms: snapshot
@@ -168,28 +174,62 @@ impl PolicyEngine {
         }
     }
 
-    /// Adds or replaces runtime entities (Cedar JSON entity objects).
+    /// Adds or replaces runtime entities (Cedar JSON entity objects) by uid.
+    /// When it returns `Ok`, the active snapshot has them.
     pub fn upsert_entities(
         &self,
         entities: impl IntoIterator<Item = serde_json::Value>,
     ) -> Result<(), PolicyLoadError> {
-        let mut extra = self.extra.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = extra.clone();
-        for entity in entities {
-            let key = entity.get("uid").map(|u| u.to_string()).unwrap_or_default();
-            next.insert(key, entity);
+        self.change_entities(|runtime| runtime.upsert(entities))
+    }
+
+    /// Adds the entities of registration `key` (a plugin at one digest, say)
+    /// once. When it returns `Ok`, to this caller and to every caller that
+    /// asked for `key` at the same time, the active snapshot has them: a
+    /// registration is never seen before its entities are.
+    pub fn register_entities(
+        &self,
+        key: &str,
+        entities: impl FnOnce() -> Vec<serde_json::Value>,
+    ) -> Result<(), PolicyLoadError> {
+        if self.current.load().is_registered(key) {
+            return Ok(());
         }
-        let list: Vec<serde_json::Value> = next.values().cloned().collect();
-        let rebuilt = self.snapshot().with_extra_entities(&list)?;
-        *extra = next;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rebuilt);
+        self.change_entities(|runtime| runtime.register(key, entities()))
+    }
+
+    /// One entity change: applied to a copy of the runtime entities, built
+    /// with the active policies into a new snapshot and swapped in, all under
+    /// the update lock; a change whose entities do not validate changes nothing.
+    fn change_entities(
+        &self,
+        change: impl FnOnce(&mut RuntimeEntities) -> bool,
+    ) -> Result<(), PolicyLoadError> {
+        let mut runtime = self.update.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = runtime.clone();
+        if !change(&mut next) {
+            return Ok(());
+        }
+        // Under the lock the active snapshot holds the latest policies: every swap happens here.
+        let rebuilt = self.snapshot().with_extra_entities(&next.list())?;
+        self.activate(rebuilt, &next);
+        *runtime = next;
         Ok(())
     }
 
-    /// Re-reads the policy files. A valid changed set is swapped in atomically;
-    /// an invalid one is refused and the last good set stays in force.
-    /// Returns whether a new version became active.
+    /// Makes `snapshot`, built from `runtime`, the active one. Called with the update lock held.
+    fn activate(&self, mut snapshot: PolicySnapshot, runtime: &RuntimeEntities) {
+        snapshot.revision = self.current.load().revision + 1;
+        snapshot.registered = runtime.registered();
+        self.current.store(Arc::new(snapshot));
+    }
+
+    /// Re-reads the policy files. A valid changed set, with the current
+    /// runtime entities, is swapped in atomically; an invalid one is refused
+    /// and the last good set stays in force. Returns whether a new version
+    /// became active.
     pub fn reload(&self) -> Result<bool, PolicyLoadError> {
+        let runtime = self.update.lock().unwrap_or_else(|e| e.into_inner());
         let sources = match self.origin.read() {
             Ok(sources) => sources,
             Err(e) => return Err(self.reload_failed(None, e)),
@@ -201,17 +241,10 @@ impl PolicyEngine {
             state.failed_version = None;
             return Ok(false);
         }
-        let extra: Vec<serde_json::Value> = self
-            .extra
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        match PolicySnapshot::compile(sources, &extra) {
+        match PolicySnapshot::compile(sources, &runtime.list()) {
             Ok(snapshot) => {
                 tracing::info!(version = %snapshot.version, previous = %self.version(), policies = snapshot.policy_count(), "policy set reloaded");
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+                self.activate(snapshot, &runtime);
                 let mut state = self.reload_state.lock().unwrap_or_else(|e| e.into_inner());
                 state.reloads += 1;
                 state.last_error = None;
@@ -248,7 +281,8 @@ impl PolicyEngine {
                 let Some(engine) = engine.upgrade() else {
                     return;
                 };
-                let _ = engine.reload();
+                // Reading and compiling a set is blocking work, kept off the async workers.
+                let _ = tokio::task::spawn_blocking(move || engine.reload()).await;
             }
         }))
     }

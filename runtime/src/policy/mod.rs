@@ -8,10 +8,13 @@ mod engine;
 mod errors;
 mod index;
 mod limits;
+mod runtime_entities;
 mod snapshot;
 mod sources;
 mod task_gate;
 mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use engine::{AuthzRequest, PolicyDecision, PolicyEngine, PolicyOrigin, PolicyStatus};
 pub use errors::{PolicyLoadError, PolicyProblem};

@@ -9,7 +9,7 @@ use cedar_policy::{
     ActionConstraint, Effect, Entities, EntityUid, PolicyId, PolicySet, Schema, ValidationMode,
     Validator,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -68,7 +68,11 @@ impl Action {
 pub struct PolicySnapshot {
     /// Unique per snapshot built in this process (caches key on it).
     pub(crate) id: u64,
+    /// The policy-set version: a hash of the files.
     pub version: String,
+    /// Counts the snapshots an engine has made active (reloads and entity
+    /// changes alike); set when it becomes active.
+    pub revision: u64,
     pub origin: String,
     pub loaded_at: SystemTime,
     pub schema: Schema,
@@ -81,6 +85,8 @@ pub struct PolicySnapshot {
     file_entities: Vec<serde_json::Value>,
     limits: HashMap<PolicyId, PolicyLimits>,
     sources: PolicySources,
+    /// The runtime entity registrations this snapshot was built with.
+    pub(crate) registered: Arc<BTreeSet<String>>,
 }
 
 impl PolicySnapshot {
@@ -215,6 +221,7 @@ impl PolicySnapshot {
         Ok(Self {
             id: next_id(),
             version: sources.version(),
+            revision: 0,
             origin: sources.origin.clone(),
             loaded_at: SystemTime::now(),
             schema,
@@ -224,6 +231,7 @@ impl PolicySnapshot {
             file_entities,
             limits,
             sources,
+            registered: Arc::default(),
         })
     }
 
@@ -237,6 +245,7 @@ impl PolicySnapshot {
         Ok(Self {
             id: next_id(),
             version: self.version.clone(),
+            revision: self.revision,
             origin: self.origin.clone(),
             loaded_at: self.loaded_at,
             schema: self.schema.clone(),
@@ -246,7 +255,14 @@ impl PolicySnapshot {
             file_entities: self.file_entities.clone(),
             limits: self.limits.clone(),
             sources: self.sources.clone(),
+            registered: self.registered.clone(),
         })
+    }
+
+    /// Whether the entities of registration `key` (see
+    /// [`PolicyEngine::register_entities`](super::PolicyEngine::register_entities)) are in this snapshot.
+    pub fn is_registered(&self, key: &str) -> bool {
+        self.registered.contains(key)
     }
 
     pub fn sources(&self) -> &PolicySources {
