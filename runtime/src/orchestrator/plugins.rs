@@ -2,10 +2,10 @@
 //!
 //! An upload is validated and compiled like any plugin (off the async workers, what it
 //! describes within the describe bounds) before anything else happens; a bad one changes
-//! nothing, and the same bytes uploaded again are refused at once. A good one is written into the data directory's `plugins/` (loaded
-//! after the bundled plugins and `--plugins` at the next start, so it stays in force) and
-//! replaces the plugin of that name for the next task. Running tasks keep the plugin they
-//! started with.
+//! nothing, and the same bytes uploaded again are refused at once. A good one is written
+//! into the data directory's `plugins/` (loaded after the bundled plugins and `--plugins` at
+//! the next start, so it stays in force) and replaces the plugin of that name for the next
+//! task. Running tasks keep the plugin they started with.
 
 use super::{Caller, Orchestrator, OrchestratorError};
 use crate::sandbox::{Plugin, is_valid_plugin_name};
@@ -44,14 +44,12 @@ impl Orchestrator {
             )));
         }
         // Loading runs off the async workers and needs no lock: uploads load side by side.
-        let plugin = self
-            .catalog
-            .load_bytes(name, bytes.clone())
-            .await
-            .map_err(|e| OrchestratorError::InvalidPlugin {
+        let plugin = self.catalog.load_bytes(name, &bytes).await.map_err(|e| {
+            OrchestratorError::InvalidPlugin {
                 reason: e.code(),
                 detail: e.to_string(),
-            })?;
+            }
+        })?;
         // One install at a time, so the file on disk and the plugin in use are the same one.
         let _installing = self.installing.lock().await;
         let dir = self.config.uploaded_plugins.clone();

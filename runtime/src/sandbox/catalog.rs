@@ -213,13 +213,10 @@ impl Catalog {
     }
 
     /// Loads a plugin from bytes (an upload), named `name`.
-    pub async fn load_bytes(
-        &self,
-        name: &str,
-        bytes: impl Into<Bytes>,
-    ) -> Result<Plugin, CatalogError> {
+    pub async fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Plugin, CatalogError> {
         let origin = format!("plugin `{name}`");
-        Ok(self.load(name, origin, Input::Bytes(bytes.into())).await?)
+        let bytes = Bytes::copy_from_slice(bytes);
+        Ok(self.load(name, origin, Input::Bytes(bytes)).await?)
     }
 
     /// How many failed plugins (distinct bytes) are remembered.

@@ -171,7 +171,7 @@ pub(crate) enum DescribeFailure {
 }
 
 /// Asks a freshly validated plugin for its tools, with no grants and default limits, and
-/// checks them against the describe bounds before copying any of them.
+/// checks them against the describe bounds.
 pub(crate) async fn describe(
     engine: &SandboxEngine,
     pre: &ToolPre<TaskState>,
