@@ -20,6 +20,7 @@ const ARTIFACTS: &[&str] = &[
     "hostile",
     "not-a-tool",
     "http_hello",
+    "many_tools",
 ];
 
 fn main() {

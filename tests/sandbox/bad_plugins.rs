@@ -2,7 +2,7 @@
 //! error, and nothing of them is cached.
 
 use crate::common::*;
-use toolgate::sandbox::{Catalog, CatalogError, PluginError};
+use toolgate::sandbox::{Catalog, CatalogError, DescribeViolation, PluginError};
 
 fn cache_entries(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -160,4 +160,39 @@ async fn a_plugins_directory_adds_and_overrides_plugins() {
         matches!(missing, CatalogError::Directory { .. }),
         "{missing}"
     );
+}
+
+#[tokio::test]
+async fn a_plugin_describing_too_many_tools_is_refused_and_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("many.wasm");
+    let second = dir.path().join("same_bytes.wasm");
+    std::fs::copy(artifact("many_tools"), &first).unwrap();
+    std::fs::copy(artifact("many_tools"), &second).unwrap();
+    let cache_dir = dir.path().join("cache");
+    let catalog = Catalog::new(engine(), Some(&cache_dir));
+
+    let error = plugin_error(catalog.load_file(&first).await.map(|p| p.name().to_owned()));
+    match &error {
+        PluginError::BadToolInfo { violation, .. } => assert_eq!(
+            violation,
+            &DescribeViolation::TooManyTools { count: 400_000 }
+        ),
+        other => panic!("expected the tool bound, got {other}"),
+    }
+    assert_eq!(error.code(), "too_many_tools");
+    assert!(cache_entries(&cache_dir).is_empty(), "nothing cached");
+    assert_eq!(catalog.load_attempts(), 1);
+
+    // The same bytes, under another name: refused at once, told of the new file.
+    let again = plugin_error(
+        catalog
+            .load_file(&second)
+            .await
+            .map(|p| p.name().to_owned()),
+    );
+    assert_eq!(again.code(), "too_many_tools");
+    assert!(again.to_string().contains("same_bytes.wasm"), "{again}");
+    assert_eq!(catalog.load_attempts(), 1, "not loaded again");
+    assert_eq!(catalog.remembered_failures(), 1);
 }

@@ -7,4 +7,5 @@ mod confinement;
 mod crash;
 mod events;
 mod gate;
+mod plugins;
 mod quota;

@@ -2,6 +2,7 @@
 //! the tasks run in them, from request to policy gate to sandbox to events
 //! and store.
 
+mod disclosure;
 mod disk;
 mod plugins;
 mod preflight;
@@ -10,6 +11,7 @@ mod tasks;
 mod watch;
 mod workspace;
 
+pub use disclosure::policy_status;
 pub use disk::DiskUsage;
 pub use plugins::InstalledPlugin;
 pub use preflight::{Check, Preflight};
@@ -54,8 +56,12 @@ pub enum OrchestratorError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("not a usable plugin: {0}")]
-    InvalidPlugin(String),
+    /// `reason` is the plugin error's stable code; `detail` may hold host paths (admins only).
+    #[error("not a usable plugin: {detail}")]
+    InvalidPlugin {
+        reason: &'static str,
+        detail: String,
+    },
     #[error("{0}")]
     Internal(String),
 }

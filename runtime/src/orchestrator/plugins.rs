@@ -1,10 +1,11 @@
 //! Plugins installed by an admin while the server runs (`PUT /v1/plugins/{name}`).
 //!
-//! An upload is validated and compiled like any plugin before anything else happens; a bad
-//! one changes nothing. A good one is written into the data directory's `plugins/` (loaded
-//! after the bundled plugins and `--plugins` at the next start, so it stays in force) and
-//! replaces the plugin of that name for the next task. Running tasks keep the plugin they
-//! started with.
+//! An upload is validated and compiled like any plugin (off the async workers, what it
+//! describes within the describe bounds) before anything else happens; a bad one changes
+//! nothing, and the same bytes uploaded again are refused at once. A good one is written
+//! into the data directory's `plugins/` (loaded after the bundled plugins and `--plugins` at
+//! the next start, so it stays in force) and replaces the plugin of that name for the next
+//! task. Running tasks keep the plugin they started with.
 
 use super::{Caller, Orchestrator, OrchestratorError};
 use crate::sandbox::{Plugin, is_valid_plugin_name};
@@ -29,7 +30,7 @@ impl Orchestrator {
         &self,
         caller: &Caller,
         name: &str,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
     ) -> Result<InstalledPlugin, OrchestratorError> {
         if !caller.admin {
             return Err(OrchestratorError::Forbidden {
@@ -42,13 +43,15 @@ impl Orchestrator {
                 "`{name}` is not a valid plugin name (use [a-z0-9_-], 1-64 characters)"
             )));
         }
+        // Loading runs off the async workers and needs no lock: uploads load side by side.
+        let plugin = self.catalog.load_bytes(name, &bytes).await.map_err(|e| {
+            OrchestratorError::InvalidPlugin {
+                reason: e.code(),
+                detail: e.to_string(),
+            }
+        })?;
         // One install at a time, so the file on disk and the plugin in use are the same one.
         let _installing = self.installing.lock().await;
-        let plugin = self
-            .catalog
-            .load_bytes(name, &bytes)
-            .await
-            .map_err(|e| OrchestratorError::InvalidPlugin(e.to_string()))?;
         let dir = self.config.uploaded_plugins.clone();
         let file_name = format!("{name}.wasm");
         let path = tokio::task::spawn_blocking(move || write_atomically(&dir, &file_name, &bytes))

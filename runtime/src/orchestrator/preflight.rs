@@ -98,7 +98,7 @@ impl Orchestrator {
             .profile
             .clone()
             .unwrap_or_else(|| caller.profile.clone());
-        let mut checks = self.server_checks().await;
+        let mut checks = self.server_checks(caller).await;
 
         let decision = self.policy.authorize_session(
             &caller.principal,
@@ -183,8 +183,8 @@ impl Orchestrator {
     }
 
     /// The policy set in force, the store's writer, the session capacity.
-    async fn server_checks(&self) -> Vec<Check> {
-        let status = self.policy.status();
+    async fn server_checks(&self, caller: &Caller) -> Vec<Check> {
+        let status = super::policy_status(self.policy.status(), caller);
         let mut policy_detail = format!(
             "version {} ({} policies, from {})",
             status.version, status.policies, status.origin

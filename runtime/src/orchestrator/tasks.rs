@@ -384,11 +384,12 @@ impl Orchestrator {
         let Some((plugin_name, tool_name)) = qualified.split_once('.') else {
             return Err(format!("tool `{qualified}` is not named plugin.tool"));
         };
+        // Callers see the plugin's name and a stable code; the log has the detail.
         let plugin = self
             .catalog
             .get(plugin_name)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.public_message(plugin_name))?;
         if plugin.tool(tool_name).is_none() {
             return Err(format!("unknown tool `{qualified}`"));
         }

@@ -1,14 +1,19 @@
 //! The plugins a process knows: the bundled defaults, the `.wasm` files of
 //! plugin directories and plugins installed while running (an admin's upload).
-//! Each is validated and compiled on first use, once.
+//! Each is validated and compiled on first use, once, on the blocking pool (compiling and
+//! describing a component is long work; the runtime's workers keep answering meanwhile). A
+//! plugin that fails is remembered by digest and not tried again until its bytes change.
 
 use super::bundled;
 use super::cache::ArtifactCache;
 use super::engine::SandboxEngine;
 use super::error::PluginError;
+use super::failures::FailedLoads;
 use super::plugin::Plugin;
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::OnceCell;
 
@@ -30,6 +35,27 @@ pub enum CatalogError {
     Plugin(#[from] PluginError),
 }
 
+impl CatalogError {
+    /// The stable, machine-readable name of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownPlugin { .. } => "unknown_plugin",
+            Self::Directory { .. } => "plugins_directory",
+            Self::BadName { .. } => "bad_plugin_name",
+            Self::Plugin(error) => error.code(),
+        }
+    }
+
+    /// What a caller who is not an admin may see of why `plugin` cannot be used: its name
+    /// and the error's code, never a host path or what the component said.
+    pub fn public_message(&self, plugin: &str) -> String {
+        match self {
+            Self::UnknownPlugin { .. } => self.to_string(),
+            _ => format!("plugin `{plugin}` cannot be used ({})", self.code()),
+        }
+    }
+}
+
 enum Source {
     Bundled(&'static [u8]),
     File(PathBuf),
@@ -42,9 +68,18 @@ struct Entry {
 
 pub struct Catalog {
     engine: Arc<SandboxEngine>,
-    cache: Option<ArtifactCache>,
+    cache: Option<Arc<ArtifactCache>>,
     /// Read on every task, written only when a plugin is installed.
     entries: RwLock<BTreeMap<String, Arc<Entry>>>,
+    failures: Arc<FailedLoads>,
+    /// Loads that compiled or described a component (remembered failures not counted).
+    attempts: Arc<AtomicU64>,
+}
+
+/// Where the bytes of a plugin to load are.
+enum Input {
+    Bytes(Bytes),
+    File(PathBuf),
 }
 
 impl Catalog {
@@ -52,7 +87,7 @@ impl Catalog {
     /// across runs; `None` compiles in memory only.
     pub fn new(engine: Arc<SandboxEngine>, cache_dir: Option<&Path>) -> Self {
         let cache = cache_dir.and_then(|dir| match ArtifactCache::open(dir, engine.engine()) {
-            Ok(cache) => Some(cache),
+            Ok(cache) => Some(Arc::new(cache)),
             Err(err) => {
                 tracing::warn!(dir = %dir.display(), error = %err, "cannot use the compilation cache; compiling in memory");
                 None
@@ -74,6 +109,8 @@ impl Catalog {
             engine,
             cache,
             entries: RwLock::new(entries),
+            failures: Arc::default(),
+            attempts: Arc::default(),
         }
     }
 
@@ -155,13 +192,14 @@ impl Catalog {
         let plugin = entry
             .loaded
             .get_or_try_init(|| async {
-                let (origin, bytes) = match &entry.source {
-                    Source::Bundled(bytes) => (format!("bundled plugin `{name}`"), bytes.to_vec()),
-                    Source::File(path) => (path.display().to_string(), read(path)?),
+                let (origin, input) = match &entry.source {
+                    Source::Bundled(bytes) => (
+                        format!("bundled plugin `{name}`"),
+                        Input::Bytes(Bytes::from_static(bytes)),
+                    ),
+                    Source::File(path) => (path.display().to_string(), Input::File(path.clone())),
                 };
-                Plugin::load(&self.engine, self.cache.as_ref(), name, &origin, &bytes)
-                    .await
-                    .map(Arc::new)
+                self.load(name, origin, input).await.map(Arc::new)
             })
             .await?;
         Ok(plugin.clone())
@@ -170,34 +208,77 @@ impl Catalog {
     /// Loads a plugin from a file outside the catalog (named after the file).
     pub async fn load_file(&self, path: &Path) -> Result<Plugin, CatalogError> {
         let name = plugin_name(path)?;
-        let bytes = read(path)?;
-        Ok(Plugin::load(
-            &self.engine,
-            self.cache.as_ref(),
-            &name,
-            &path.display().to_string(),
-            &bytes,
-        )
-        .await?)
+        let origin = path.display().to_string();
+        Ok(self.load(&name, origin, Input::File(path.into())).await?)
     }
 
     /// Loads a plugin from bytes (an upload), named `name`.
     pub async fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Plugin, CatalogError> {
-        Ok(Plugin::load(
-            &self.engine,
-            self.cache.as_ref(),
-            name,
-            &format!("plugin `{name}`"),
-            bytes,
-        )
-        .await?)
+        let origin = format!("plugin `{name}`");
+        let bytes = Bytes::copy_from_slice(bytes);
+        Ok(self.load(name, origin, Input::Bytes(bytes)).await?)
+    }
+
+    /// How many failed plugins (distinct bytes) are remembered.
+    pub fn remembered_failures(&self) -> usize {
+        self.failures.len()
+    }
+
+    /// How many times a component was loaded (validated, compiled, described) so far.
+    pub fn load_attempts(&self) -> u64 {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
+    /// Reads, hashes, compiles and describes a plugin on the blocking pool. `describe` runs
+    /// on wasmtime's async support, driven there by the runtime's handle.
+    async fn load(&self, name: &str, origin: String, input: Input) -> Result<Plugin, PluginError> {
+        let engine = self.engine.clone();
+        let cache = self.cache.clone();
+        let failures = self.failures.clone();
+        let attempts = self.attempts.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let plugin = name.to_owned();
+        let work_origin = origin.clone();
+        let work = move || -> Result<Plugin, PluginError> {
+            let bytes = match input {
+                Input::Bytes(bytes) => bytes,
+                Input::File(path) => Bytes::from(read(&path)?),
+            };
+            let digest = super::cache::digest(&bytes);
+            if let Some(failure) = failures.get(&digest, &work_origin) {
+                tracing::debug!(plugin, digest, "plugin failed before; not loading it again");
+                return Err(failure);
+            }
+            attempts.fetch_add(1, Ordering::Relaxed);
+            let loaded = runtime.block_on(Plugin::load(
+                &engine,
+                cache.as_deref(),
+                &plugin,
+                &work_origin,
+                &bytes,
+                digest.clone(),
+            ));
+            if let Err(error) = &loaded {
+                // The whole story, host paths included, goes to the log; callers who are
+                // not admins only see the plugin's name and the error's code.
+                tracing::warn!(plugin, digest, code = error.code(), %error, "plugin cannot be loaded");
+                failures.remember(&digest, error);
+            }
+            loaded
+        };
+        tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+            Err(PluginError::Unavailable {
+                origin,
+                message: format!("loading was interrupted: {e}"),
+            })
+        })
     }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PluginError> {
     std::fs::read(path).map_err(|source| PluginError::Read {
         path: path.into(),
-        source,
+        source: Arc::new(source),
     })
 }
 

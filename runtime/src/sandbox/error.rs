@@ -1,5 +1,7 @@
+use super::describe_bounds::DescribeViolation;
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Why a task did not produce output. `kind` is stable: clients match on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -56,13 +58,17 @@ impl TaskError {
     }
 }
 
-/// Why a plugin was not accepted. Nothing is cached for a rejected plugin.
-#[derive(Debug, thiserror::Error)]
+/// Why a plugin was not accepted. A plugin that failed for what its bytes are (everything
+/// but [`Read`](Self::Read) and [`Unavailable`](Self::Unavailable)) is remembered by digest and
+/// refused again without being loaded; nothing is cached on disk for it.
+///
+/// `origin` may be a host path: show [`code`](Self::code) to callers who are not admins.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PluginError {
     #[error("cannot read plugin {path}: {source}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     #[error("{origin} is not a WebAssembly file (it does not start with the `\\0asm` magic bytes)")]
     NotWasm { origin: String },
@@ -85,6 +91,54 @@ pub enum PluginError {
     UnsupportedImport { origin: String, message: String },
     #[error("{origin} failed while describing its tools: {message}")]
     Describe { origin: String, message: String },
-    #[error("{origin} describes an invalid tool: {message}")]
-    BadToolInfo { origin: String, message: String },
+    #[error("{origin} is refused: {violation}")]
+    BadToolInfo {
+        origin: String,
+        violation: DescribeViolation,
+    },
+    /// The host could not finish loading it (shutting down, ...): not the plugin's fault.
+    #[error("{origin} could not be loaded now: {message}")]
+    Unavailable { origin: String, message: String },
+}
+
+impl PluginError {
+    /// The stable, machine-readable name of this error; it never contains a host path.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "unreadable",
+            Self::NotWasm { .. } => "not_wasm",
+            Self::CoreModule { .. } => "core_module",
+            Self::Invalid { .. } => "invalid_component",
+            Self::WrongWorld { .. } => "wrong_world",
+            Self::WrongSignature { .. } => "wrong_signature",
+            Self::UnsupportedImport { .. } => "unsupported_import",
+            Self::Describe { .. } => "describe_failed",
+            Self::BadToolInfo { violation, .. } => violation.code(),
+            Self::Unavailable { .. } => "unavailable",
+        }
+    }
+
+    /// Whether the failure follows from the component's bytes alone, so that loading the
+    /// same bytes again would fail again.
+    pub(crate) fn is_lasting(&self) -> bool {
+        !matches!(self, Self::Read { .. } | Self::Unavailable { .. })
+    }
+
+    /// The same failure, told of the plugin from `origin` (remembered failures are shared
+    /// by every plugin with the same bytes).
+    pub(crate) fn with_origin(mut self, new: &str) -> Self {
+        match &mut self {
+            Self::Read { .. } => {}
+            Self::NotWasm { origin }
+            | Self::CoreModule { origin }
+            | Self::Invalid { origin, .. }
+            | Self::WrongWorld { origin, .. }
+            | Self::WrongSignature { origin, .. }
+            | Self::UnsupportedImport { origin, .. }
+            | Self::Describe { origin, .. }
+            | Self::BadToolInfo { origin, .. }
+            | Self::Unavailable { origin, .. } => *origin = new.into(),
+        }
+        self
+    }
 }

@@ -3,19 +3,21 @@
 //! it used. Whatever the component does, the outcome is output or a typed
 //! [`TaskError`]; the engine goes on serving the next task.
 
-use super::bindings::{ToolPre, WitToolError, WitToolInfo};
+use super::bindings::{Tool, ToolPre, WitToolError, WitToolInfo};
 use super::capabilities::{self, OutputLimitExceeded, TaskAccount, TaskSpec};
+use super::describe_bounds::{DescribeViolation, MAX_DESCRIBE_COPY_BYTES, ToolsCheck};
 use super::engine::SandboxEngine;
 use super::error::TaskError;
 use super::grants::Grants;
 use super::host::EventSink;
 use super::limits::{Limits, MemoryLimitExceeded, TableLimitExceeded};
-use super::plugin::Plugin;
+use super::plugin::{Plugin, ToolInfo};
 use super::state::TaskState;
 use crate::gate::{AllowAll, DecisionRecord, Gate};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::SemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
@@ -140,6 +142,7 @@ impl Executor {
             &spec,
             call,
             request.cancel.as_ref(),
+            None,
         )
         .await;
         let result = match run.result {
@@ -159,11 +162,27 @@ impl Executor {
     }
 }
 
-/// Asks a freshly validated plugin for its tools, with no grants and default limits.
+/// Why `describe` gave no usable tool list.
+pub(crate) enum DescribeFailure {
+    /// It did not return (trap, fuel, memory, deadline, ...).
+    Failed(TaskError),
+    /// It returned tools beyond the bounds or not well formed.
+    Refused(DescribeViolation),
+}
+
+/// Asks a freshly validated plugin for its tools, with no grants and default limits, and
+/// checks them against the describe bounds.
 pub(crate) async fn describe(
     engine: &SandboxEngine,
     pre: &ToolPre<TaskState>,
-) -> Result<Vec<WitToolInfo>, TaskError> {
+) -> Result<Vec<ToolInfo>, DescribeFailure> {
+    // Wait for a free instance slot as long as it takes: the deadline starts once the plugin
+    // has one, so a busy engine never makes a good plugin fail (and be remembered as failed).
+    let permit = engine.slots().acquire().await.map_err(|_| {
+        DescribeFailure::Failed(TaskError::Internal {
+            message: "the engine is shutting down".into(),
+        })
+    })?;
     let gate: Arc<dyn Gate> = Arc::new(AllowAll);
     let grants = Grants::default();
     let limits = engine.config().default_limits;
@@ -173,13 +192,31 @@ pub(crate) async fn describe(
         gate: &gate,
         events: None,
     };
-    match execute(engine, pre, &spec, Export::Describe, None)
-        .await
-        .result?
-    {
-        Returned::Tools(tools) => Ok(tools),
+    let run = execute(engine, pre, &spec, Export::Describe, None, Some(permit)).await;
+    match run.result.map_err(DescribeFailure::Failed)? {
+        Returned::Tools(tools) => tools.map_err(DescribeFailure::Refused),
         _ => unreachable!("describe returns a tool list"),
     }
+}
+
+/// Calls `describe` and checks what it returned. wasmtime copies the answer out of the guest
+/// within [`MAX_DESCRIBE_COPY_BYTES`] (else the call fails); the bounds then decide, the count
+/// first, in one pass.
+async fn describe_tools(
+    store: &mut Store<TaskState>,
+    tool: &Tool,
+) -> wasmtime::Result<Result<Vec<ToolInfo>, DescribeViolation>> {
+    store.set_hostcall_fuel(MAX_DESCRIBE_COPY_BYTES);
+    let tools = tool.call_describe(&mut *store).await?;
+    Ok(check_tools(tools))
+}
+
+fn check_tools(tools: Vec<WitToolInfo>) -> Result<Vec<ToolInfo>, DescribeViolation> {
+    let mut check = ToolsCheck::new(tools.len())?;
+    for tool in tools {
+        check.add(&tool.name, &tool.description, &tool.input_schema)?;
+    }
+    Ok(check.finish())
 }
 
 enum Export<'a> {
@@ -188,7 +225,7 @@ enum Export<'a> {
 }
 
 enum Returned {
-    Tools(Vec<WitToolInfo>),
+    Tools(Result<Vec<ToolInfo>, DescribeViolation>),
     Output(String),
     ToolError(WitToolError),
 }
@@ -216,6 +253,7 @@ async fn execute(
     spec: &TaskSpec<'_>,
     export: Export<'_>,
     cancel: Option<&CancellationToken>,
+    slot: Option<SemaphorePermit<'_>>,
 ) -> Run {
     let limits = spec.limits;
     let no_run = |result: Result<Returned, TaskError>| Run {
@@ -228,7 +266,7 @@ async fn execute(
     let deadline = Instant::now() + limits.timeout;
 
     // Take a free instance slot, or wait for one within the task's own deadline.
-    let _permit = match engine.slots().try_acquire() {
+    let _permit = match slot.map_or_else(|| engine.slots().try_acquire(), Ok) {
         Ok(permit) => permit,
         Err(_) => tokio::select! {
         permit = engine.slots().acquire() => match permit {
@@ -283,7 +321,7 @@ async fn execute(
             let tool = tool?;
             let started = Instant::now();
             let returned = match export {
-                Export::Describe => tool.call_describe(&mut store).await.map(Returned::Tools),
+                Export::Describe => describe_tools(&mut store, &tool).await.map(Returned::Tools),
                 Export::Call { name, input } => {
                     tool.call_call(&mut store, name, input)
                         .await

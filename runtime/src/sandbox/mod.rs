@@ -3,7 +3,8 @@
 //! what it used.
 //!
 //! The path of a task through this module:
-//! [`Catalog`] finds the [`Plugin`] (compiled once, cached on disk) →
+//! [`Catalog`] finds the [`Plugin`] (compiled once off the async workers, cached on disk,
+//! what it describes bounded by [`describe_bounds`]) →
 //! [`Executor`] builds a store whose state comes from the task's [`Grants`]
 //! (one small builder per capability, see [`capabilities`]) and [`Limits`] →
 //! instantiates from the plugin's `InstancePre` → calls the tool → classifies
@@ -13,9 +14,11 @@ mod bindings;
 mod cache;
 pub mod capabilities;
 mod catalog;
+pub mod describe_bounds;
 mod engine;
 mod error;
 mod executor;
+mod failures;
 mod grants;
 mod host;
 mod limits;
@@ -25,6 +28,7 @@ mod quota_fs;
 mod state;
 
 pub use catalog::{Catalog, CatalogError, is_valid_plugin_name};
+pub use describe_bounds::DescribeViolation;
 pub use engine::{EngineConfig, SandboxEngine};
 pub use error::{PluginError, TaskError};
 pub use executor::{Executor, TaskOutcome, TaskRequest, Usage};

@@ -1,8 +1,8 @@
 use super::bindings::ToolPre;
-use super::cache::{self, ArtifactCache};
+use super::cache::ArtifactCache;
 use super::engine::SandboxEngine;
-use super::error::PluginError;
-use super::executor;
+use super::error::{PluginError, TaskError};
+use super::executor::{self, DescribeFailure};
 use super::state::TaskState;
 use serde::Serialize;
 use wasmtime::component::Component;
@@ -36,18 +36,19 @@ pub struct Plugin {
 const REQUIRED_EXPORTS: [&str; 2] = ["describe", "call"];
 
 impl Plugin {
-    /// Validates `bytes` as a component of the `tool` world, compiles it (or
-    /// takes it from the cache), asks it for its tools, and caches the
-    /// compilation only once all of that succeeded.
+    /// Validates `bytes` (whose SHA-256 is `digest`) as a component of the `tool` world,
+    /// compiles it (or takes it from the cache), asks it for its tools within the describe
+    /// bounds, and caches the compilation only once all of that succeeded. Compiling is
+    /// long work: callers run this off the async workers (see `Catalog`).
     pub(crate) async fn load(
         engine: &SandboxEngine,
         cache: Option<&ArtifactCache>,
         name: &str,
         origin: &str,
         bytes: &[u8],
+        digest: String,
     ) -> Result<Plugin, PluginError> {
         check_header(origin, bytes)?;
-        let digest = cache::digest(bytes);
         let cached = cache.and_then(|c| c.load(engine.engine(), &digest));
         let from_cache = cached.is_some();
         let component = match cached {
@@ -86,11 +87,22 @@ impl Plugin {
 
         let tools = executor::describe(engine, &pre)
             .await
-            .map_err(|e| PluginError::Describe {
-                origin: origin.into(),
-                message: e.to_string(),
+            .map_err(|failure| match failure {
+                DescribeFailure::Refused(violation) => PluginError::BadToolInfo {
+                    origin: origin.into(),
+                    violation,
+                },
+                DescribeFailure::Failed(
+                    error @ (TaskError::Internal { .. } | TaskError::Cancelled),
+                ) => PluginError::Unavailable {
+                    origin: origin.into(),
+                    message: error.to_string(),
+                },
+                DescribeFailure::Failed(error) => PluginError::Describe {
+                    origin: origin.into(),
+                    message: error.to_string(),
+                },
             })?;
-        let tools = validate_tools(origin, tools)?;
         let imports = imports_of(engine, &component);
         if !from_cache && let Some(cache) = cache {
             cache.store(&digest, &component);
@@ -143,51 +155,6 @@ fn check_header(origin: &str, bytes: &[u8]) -> Result<(), PluginError> {
         });
     }
     Ok(())
-}
-
-fn validate_tools(
-    origin: &str,
-    tools: Vec<super::bindings::WitToolInfo>,
-) -> Result<Vec<ToolInfo>, PluginError> {
-    let bad = |message: String| PluginError::BadToolInfo {
-        origin: origin.into(),
-        message,
-    };
-    if tools.is_empty() {
-        return Err(bad("it provides no tools".into()));
-    }
-    let mut out: Vec<ToolInfo> = Vec::with_capacity(tools.len());
-    for tool in tools {
-        let valid_name = !tool.name.is_empty()
-            && tool.name.len() <= 64
-            && tool
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !valid_name {
-            return Err(bad(format!(
-                "tool name {:?} must be 1-64 of [a-z0-9_-]",
-                tool.name
-            )));
-        }
-        if out.iter().any(|t| t.name == tool.name) {
-            return Err(bad(format!("tool `{}` is described twice", tool.name)));
-        }
-        let input_schema: serde_json::Value = serde_json::from_str(&tool.input_schema)
-            .map_err(|e| bad(format!("input schema of `{}` is not JSON: {e}", tool.name)))?;
-        if !input_schema.is_object() {
-            return Err(bad(format!(
-                "input schema of `{}` is not a JSON object",
-                tool.name
-            )));
-        }
-        out.push(ToolInfo {
-            name: tool.name,
-            description: tool.description,
-            input_schema,
-        });
-    }
-    Ok(out)
 }
 
 fn imports_of(engine: &SandboxEngine, component: &Component) -> Vec<ImportInfo> {

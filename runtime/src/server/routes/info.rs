@@ -34,12 +34,13 @@ pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     )
 }
 
-pub async fn info(State(app): State<Arc<App>>, Authed(_caller): Authed) -> impl IntoResponse {
+pub async fn info(State(app): State<Arc<App>>, Authed(caller): Authed) -> impl IntoResponse {
+    let policy = crate::orchestrator::policy_status(app.orchestrator.policy().status(), &caller);
     Json(json!({
         "name": "toolgate",
         "version": env!("CARGO_PKG_VERSION"),
         "mode": "api",
-        "policy": app.orchestrator.policy().status(),
+        "policy": policy,
         "pooling_allocator": app.pooling,
     }))
 }
@@ -61,9 +62,11 @@ pub async fn tools(
     Ok(Json(json!({ "tools": tools })))
 }
 
+/// The plugins, or why one cannot be used: its name and a stable `error_code` for anyone, the
+/// full story (which may name host paths) in `error_detail` for admins only.
 pub async fn plugins(
     State(app): State<Arc<App>>,
-    Authed(_caller): Authed,
+    Authed(caller): Authed,
 ) -> Result<impl IntoResponse, Problem> {
     let catalog = app.orchestrator.catalog();
     let mut plugins = Vec::new();
@@ -71,7 +74,13 @@ pub async fn plugins(
         let entry = match catalog.get(&name).await {
             Ok(p) => json!({ "name": name, "digest": format!("sha256:{}", p.digest()),
                 "tools": p.tools().iter().map(|t| format!("{name}.{}", t.name)).collect::<Vec<_>>() }),
-            Err(e) => json!({ "name": name, "error": e.to_string() }),
+            Err(e) => {
+                let mut entry = json!({ "name": name, "error": e.public_message(&name), "error_code": e.code() });
+                if caller.admin {
+                    entry["error_detail"] = e.to_string().into();
+                }
+                entry
+            }
         };
         plugins.push(entry);
     }

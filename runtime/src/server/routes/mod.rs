@@ -30,8 +30,9 @@ impl From<OrchestratorError> for Problem {
                 Problem::new(StatusCode::CONFLICT, "conflict", detail)
             }
             OrchestratorError::Invalid(_) => Problem::invalid(detail),
-            OrchestratorError::InvalidPlugin(_) => {
+            OrchestratorError::InvalidPlugin { reason, .. } => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", detail)
+                    .with(json!({ "reason": reason }))
             }
             OrchestratorError::Internal(_) => Problem::internal(detail),
         }

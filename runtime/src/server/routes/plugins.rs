@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 /// The body is the component itself, `Content-Type: application/wasm`. 201 for a new
 /// plugin, 200 when it replaced one; 422 `invalid_plugin` when it is not a usable tool
-/// component (nothing changes then). The caller, the name and the content type are checked
+/// component or describes more than the describe bounds allow (nothing changes then; `reason`
+/// is the stable code, `detail` says which bound). The caller, the name and the content type are checked
 /// before the body is read, and the body is read up to `plugin_limit_kb` only.
 pub async fn upload(
     State(app): State<Arc<App>>,
@@ -65,7 +66,7 @@ pub async fn upload(
         })?;
     let installed = app
         .orchestrator
-        .install_plugin(&caller, &name, bytes.to_vec())
+        .install_plugin(&caller, &name, bytes)
         .await?;
     let status = if installed.replaced {
         StatusCode::OK
