@@ -3,6 +3,7 @@
 //! host's limits and sandbox can be tested against a real component. Never
 //! install it for agents.
 
+mod floods;
 mod probe;
 mod runaway;
 
@@ -26,6 +27,9 @@ const TOOLS: &[Tool] = &[
     probe::SOCKET,
     probe::FETCH,
     probe::SECRET,
+    floods::LOG_EMPTY,
+    floods::PROGRESS_FLOOD,
+    floods::FETCH_FLOOD,
 ];
 
 toolgate_plugin_sdk::export_tools!(Hostile, TOOLS);
