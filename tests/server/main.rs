@@ -3,5 +3,7 @@
 
 mod api;
 mod common;
+mod connections;
 mod crash;
 mod events;
+mod floods;
