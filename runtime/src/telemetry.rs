@@ -14,6 +14,10 @@ pub trait Gauges: Send + Sync + 'static {
     fn active_sessions(&self) -> u64;
     fn sse_subscribers(&self) -> u64;
     fn events_dropped(&self) -> u64;
+    /// HTTP connections open now.
+    fn connections_open(&self) -> u64;
+    /// Connections closed at once because `max_connections` were open.
+    fn connections_refused(&self) -> u64;
     /// Policy sets reloaded since the start.
     fn policy_reloads(&self) -> u64;
     /// Reloads refused since the start (the last good set stayed in force).
@@ -69,6 +73,11 @@ impl Metrics {
                 "Policy reloads refused (the last good set stayed in force)",
                 |g| g.policy_reload_failures(),
             ),
+            observed_counter(
+                "toolgate.connections.refused",
+                "Connections closed at once because max_connections were open",
+                |g| g.connections_refused(),
+            ),
         ];
         let gauges = vec![
             gauge(
@@ -84,6 +93,9 @@ impl Metrics {
                 "Connected SSE subscribers",
                 |g| g.sse_subscribers(),
             ),
+            gauge("toolgate.connections.open", "Open HTTP connections", |g| {
+                g.connections_open()
+            }),
             gauge(
                 "toolgate.events.dropped",
                 "Events slow subscribers missed from their queue",

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use toolgate::policy::{CapabilityRequest, Decision, Gate};
-use toolgate::sandbox::{DirGrant, Grants, Limits, Secret, TaskRequest};
+use toolgate::sandbox::{DirGrant, Grants, Limits, OutputBound, Secret, TaskError, TaskRequest};
 
 fn limited(tool: &str, input: &str, limits: Limits) -> TaskRequest {
     TaskRequest {
@@ -112,6 +112,103 @@ async fn log_flood_exceeds_the_output_budget() {
     };
     let outcome = run(&hostile, limited("flood_log", "{}", limits)).await;
     assert_eq!(error_kind(&outcome), "output_too_large");
+    assert_engine_healthy().await;
+}
+
+/// Counts the events a task emits.
+#[derive(Default)]
+struct CountEvents(std::sync::atomic::AtomicUsize);
+
+impl toolgate::sandbox::EventSink for CountEvents {
+    fn emit(&self, _event: toolgate::sandbox::ToolEvent) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl CountEvents {
+    fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[tokio::test]
+async fn empty_log_records_cost_a_fixed_amount_each() {
+    let hostile = plugin("hostile").await;
+    // The bytes of 100 empty records, and room for many more records than that.
+    let limits = Limits {
+        log_bytes: 64 * 100,
+        log_records: 1_000_000,
+        ..Limits::default()
+    };
+    let events = std::sync::Arc::new(CountEvents::default());
+    let request = TaskRequest {
+        events: Some(events.clone()),
+        ..limited("log_empty", r#"{"count": 1000000}"#, limits)
+    };
+    let outcome = run(&hostile, request).await;
+    assert_eq!(
+        outcome.result,
+        Err(TaskError::OutputTooLarge {
+            what: "log output".into(),
+            limit: OutputBound::Bytes(64 * 100)
+        })
+    );
+    assert_eq!(events.count(), 100, "the records before the budget ran out");
+    assert_engine_healthy().await;
+}
+
+#[tokio::test]
+async fn a_task_has_a_cap_on_records_as_well_as_bytes() {
+    let hostile = plugin("hostile").await;
+    let limits = Limits {
+        log_records: 50,
+        ..Limits::default()
+    };
+    for tool in ["log_empty", "progress_flood"] {
+        let events = std::sync::Arc::new(CountEvents::default());
+        let request = TaskRequest {
+            events: Some(events.clone()),
+            ..limited(tool, r#"{"count": 1000000}"#, limits)
+        };
+        let outcome = run(&hostile, request).await;
+        let error = outcome.result.unwrap_err();
+        assert_eq!(error.kind(), "output_too_large", "{tool}");
+        assert_eq!(
+            error.to_json()["limit_records"],
+            50,
+            "{tool}: {}",
+            error.to_json()
+        );
+        assert_eq!(
+            error.to_string(),
+            "log output exceeded its limit of 50 records"
+        );
+        assert_eq!(events.count(), 50, "{tool}");
+    }
+    assert_engine_healthy().await;
+}
+
+#[tokio::test]
+async fn a_task_that_ignores_its_refusals_still_fails_at_the_record_cap() {
+    let hostile = plugin("hostile").await;
+    // No network granted: every request is refused, recorded, and ignored by the tool.
+    let limits = Limits {
+        log_records: 20,
+        timeout: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    let outcome = run(
+        &hostile,
+        limited("fetch_flood", r#"{"count": 1000000}"#, limits),
+    )
+    .await;
+    assert_eq!(
+        error_kind(&outcome),
+        "output_too_large",
+        "{:?}",
+        outcome.result
+    );
+    assert_eq!(outcome.decisions.len(), 20);
     assert_engine_healthy().await;
 }
 

@@ -4,8 +4,10 @@
 mod api;
 mod common;
 mod confinement;
+mod connections;
 mod crash;
 mod events;
+mod floods;
 mod gate;
 mod plugins;
 mod quota;

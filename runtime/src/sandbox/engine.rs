@@ -34,6 +34,7 @@ impl Default for EngineConfig {
                 timeout: Duration::from_secs(300),
                 output_bytes: 16 << 20,
                 log_bytes: 16 << 20,
+                log_records: 100_000,
                 max_instances: 64,
                 max_tables: 64,
                 max_table_elements: 1_000_000,

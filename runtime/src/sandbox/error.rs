@@ -18,8 +18,12 @@ pub enum TaskError {
     Timeout { timeout_ms: u64 },
     #[error("the component trapped: {message}")]
     Trap { message: String },
-    #[error("{what} exceeded its limit of {limit_bytes} bytes")]
-    OutputTooLarge { what: String, limit_bytes: u64 },
+    #[error("{what} exceeded its limit of {limit}")]
+    OutputTooLarge {
+        what: String,
+        #[serde(flatten)]
+        limit: OutputBound,
+    },
     #[error("invalid input: {message}")]
     InvalidInput { message: String },
     #[error("the tool failed: {message}")]
@@ -31,6 +35,24 @@ pub enum TaskError {
     /// The host could not run the task (no free instance slot, ...). Not the tool's fault.
     #[error("internal error: {message}")]
     Internal { message: String },
+}
+
+/// The bound an output crossed: `limit_bytes` or `limit_records` in the error's JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum OutputBound {
+    #[serde(rename = "limit_bytes")]
+    Bytes(u64),
+    #[serde(rename = "limit_records")]
+    Records(u64),
+}
+
+impl std::fmt::Display for OutputBound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bytes(n) => write!(f, "{n} bytes"),
+            Self::Records(n) => write!(f, "{n} records"),
+        }
+    }
 }
 
 impl TaskError {

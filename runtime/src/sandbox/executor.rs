@@ -7,7 +7,7 @@ use super::bindings::{Tool, ToolPre, WitToolError, WitToolInfo};
 use super::capabilities::{self, OutputLimitExceeded, TaskAccount, TaskSpec};
 use super::describe_bounds::{DescribeViolation, MAX_DESCRIBE_COPY_BYTES, ToolsCheck};
 use super::engine::SandboxEngine;
-use super::error::TaskError;
+use super::error::{OutputBound, TaskError};
 use super::grants::Grants;
 use super::host::EventSink;
 use super::limits::{Limits, MemoryLimitExceeded, TableLimitExceeded};
@@ -294,13 +294,16 @@ async fn execute(
             message: format!("cannot set fuel: {e}"),
         }));
     }
-    // On every tick: stop if cancelled or past the deadline, otherwise yield,
-    // so a busy task never holds a runtime thread for more than one tick.
+    // On every tick: stop if cancelled, past the deadline or out of output budget (a
+    // guest may ignore a refused request and carry on), otherwise yield, so a busy task
+    // never holds a runtime thread for more than one tick.
     store.set_epoch_deadline(1);
     let stop = cancel.cloned();
     store.epoch_deadline_callback(move |ctx| {
-        let stopped = Instant::now() >= ctx.data().deadline
-            || stop.as_ref().is_some_and(|c| c.is_cancelled());
+        let state = ctx.data();
+        let stopped = Instant::now() >= state.deadline
+            || stop.as_ref().is_some_and(|c| c.is_cancelled())
+            || state.host.budget.is_exceeded();
         Ok(if stopped {
             UpdateDeadline::Interrupt
         } else {
@@ -363,10 +366,13 @@ async fn execute(
         stdout_bytes: stdout.len() as u64,
         stderr_bytes: stderr.len() as u64,
     };
-    let result = outcome.map_err(|failure| match budget.exceeded() {
-        Some(exceeded) => output_too_large(&exceeded),
-        None => classify(failure, limits, cancel),
-    });
+    // Past its output budget a task has failed, whatever it returned: what it
+    // wrote and logged until then is kept.
+    let result = match (outcome, budget.exceeded()) {
+        (_, Some(exceeded)) => Err(exceeded.into()),
+        (Ok(returned), None) => Ok(returned),
+        (Err(failure), None) => Err(classify(failure, limits, cancel)),
+    };
     Run {
         result,
         usage,
@@ -389,13 +395,6 @@ fn timeout(limits: &Limits) -> TaskError {
     }
 }
 
-fn output_too_large(exceeded: &OutputLimitExceeded) -> TaskError {
-    TaskError::OutputTooLarge {
-        what: exceeded.what.into(),
-        limit_bytes: exceeded.limit,
-    }
-}
-
 /// Turns a wasmtime failure into the typed error the caller sees.
 fn classify(failure: Failure, limits: &Limits, cancel: Option<&CancellationToken>) -> TaskError {
     let (error, instantiating) = match failure {
@@ -412,7 +411,7 @@ fn classify(failure: Failure, limits: &Limits, cancel: Option<&CancellationToken
         };
     }
     if let Some(e) = error.downcast_ref::<OutputLimitExceeded>() {
-        return output_too_large(e);
+        return e.clone().into();
     }
     if let Some(e) = error.downcast_ref::<TableLimitExceeded>() {
         return TaskError::Trap {
@@ -447,7 +446,7 @@ fn check_output(output: String, limits: &Limits) -> Result<String, TaskError> {
     if output.len() as u64 > limits.output_bytes {
         return Err(TaskError::OutputTooLarge {
             what: "result".into(),
-            limit_bytes: limits.output_bytes,
+            limit: OutputBound::Bytes(limits.output_bytes),
         });
     }
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&output) {

@@ -5,7 +5,7 @@ use super::bindings::{self, SecretError, WitLogLevel};
 use super::capabilities::{DecisionLog, OutputBudget};
 use super::grants::Secret;
 use super::state::TaskState;
-use crate::gate::{CapabilityRequest, DecisionRecord, Gate};
+use crate::gate::{CapabilityRequest, Gate};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,10 +42,6 @@ pub trait EventSink: Send + Sync {
     fn emit(&self, event: ToolEvent);
 }
 
-/// Fixed cost charged to the output budget for each progress report, so that
-/// a flood of empty reports is bounded too.
-const PROGRESS_COST: u64 = 64;
-
 /// The state behind the host interface for one task.
 pub(crate) struct HostServices {
     pub(crate) events: Option<Arc<dyn EventSink>>,
@@ -67,9 +63,7 @@ impl bindings::toolgate::plugin::types::Host for TaskState {}
 
 impl bindings::toolgate::plugin::host::Host for TaskState {
     fn log(&mut self, level: WitLogLevel, message: String) -> wasmtime::Result<()> {
-        self.host
-            .budget
-            .charge(message.len() as u64, "log output")?;
+        self.host.budget.charge_record(message.len() as u64)?;
         let level = match level {
             WitLogLevel::Trace => LogLevel::Trace,
             WitLogLevel::Debug => LogLevel::Debug,
@@ -87,8 +81,8 @@ impl bindings::toolgate::plugin::host::Host for TaskState {
         total: Option<u64>,
         message: Option<String>,
     ) -> wasmtime::Result<()> {
-        let cost = PROGRESS_COST + message.as_ref().map_or(0, |m| m.len() as u64);
-        self.host.budget.charge(cost, "log output")?;
+        let payload = message.as_ref().map_or(0, |m| m.len() as u64);
+        self.host.budget.charge_record(payload)?;
         self.host.emit(ToolEvent::Progress {
             done,
             total,
@@ -99,12 +93,10 @@ impl bindings::toolgate::plugin::host::Host for TaskState {
 
     fn get_secret(&mut self, name: String) -> wasmtime::Result<Result<String, SecretError>> {
         let host = &mut self.host;
-        let record = DecisionRecord::ask(
+        let decision = host.decisions.ask(
             &*host.gate,
             CapabilityRequest::ReadSecret { name: name.clone() },
-        );
-        let decision = record.decision.clone();
-        host.decisions.push(record);
+        )?;
         if !decision.allowed {
             return Ok(Err(SecretError::Denied(decision.reasons.join("; "))));
         }

@@ -17,6 +17,10 @@ pub struct Limits {
     pub output_bytes: u64,
     /// stdout, stderr and host log records together.
     pub log_bytes: u64,
+    /// Host records: log and progress reports and capability decisions, each of which
+    /// becomes an event of the session (and costs at least 64 of `log_bytes`).
+    #[serde(default = "default_log_records")]
+    pub log_records: u64,
     /// Core and component instances, tables and table elements.
     pub max_instances: usize,
     pub max_tables: usize,
@@ -31,11 +35,16 @@ impl Default for Limits {
             timeout: Duration::from_secs(10),
             output_bytes: 1 << 20,
             log_bytes: 1 << 20,
+            log_records: default_log_records(),
             max_instances: 64,
             max_tables: 64,
             max_table_elements: 100_000,
         }
     }
+}
+
+fn default_log_records() -> u64 {
+    10_000
 }
 
 impl Limits {
@@ -65,6 +74,7 @@ impl Limits {
             timeout: self.timeout.min(ceiling.timeout),
             output_bytes: self.output_bytes.min(ceiling.output_bytes),
             log_bytes: self.log_bytes.min(ceiling.log_bytes),
+            log_records: self.log_records.min(ceiling.log_records),
             max_instances: self.max_instances.min(ceiling.max_instances),
             max_tables: self.max_tables.min(ceiling.max_tables),
             max_table_elements: self.max_table_elements.min(ceiling.max_table_elements),

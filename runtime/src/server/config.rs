@@ -51,6 +51,7 @@ struct FileConfig {
     max_sessions: Option<usize>,
     body_limit_kb: Option<usize>,
     header_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
     plugin_limit_kb: Option<usize>,
     request_timeout_ms: Option<u64>,
     max_concurrent_requests: Option<usize>,
@@ -73,8 +74,11 @@ pub struct ServeConfig {
     pub rate_burst: u32,
     pub max_sessions: usize,
     pub body_limit: usize,
-    /// How long a client may take to send a request's headers.
+    /// How long a connection may go without a request in flight (from its accept on):
+    /// the time a client has to send a request's headers.
     pub header_timeout: Duration,
+    /// Connections open at once; further ones are closed as soon as they are accepted.
+    pub max_connections: usize,
     /// The largest plugin an admin may upload, in bytes.
     pub plugin_limit: usize,
     pub request_timeout: Duration,
@@ -89,6 +93,8 @@ pub struct ServeConfig {
     /// Events of each session kept in the store; older ones are pruned and a
     /// client asking for them gets a `gap` event.
     pub event_retention: u64,
+    /// How often the reaper closes expired sessions and prunes old events.
+    pub reap_interval: Duration,
 }
 
 impl ServeConfig {
@@ -130,6 +136,7 @@ impl ServeConfig {
             max_sessions: args.max_sessions.or(file.max_sessions).unwrap_or(64),
             body_limit: file.body_limit_kb.unwrap_or(1024) * 1024,
             header_timeout: Duration::from_millis(file.header_timeout_ms.unwrap_or(10_000).max(1)),
+            max_connections: file.max_connections.unwrap_or(1024),
             plugin_limit: file.plugin_limit_kb.unwrap_or(64 * 1024) * 1024,
             request_timeout: Duration::from_millis(file.request_timeout_ms.unwrap_or(330_000)),
             max_concurrent_requests: file.max_concurrent_requests.unwrap_or(512),
@@ -139,12 +146,17 @@ impl ServeConfig {
             heartbeat: Duration::from_secs(15),
             event_buffer: file.event_buffer.unwrap_or(1024).max(1),
             event_retention: file.event_retention.unwrap_or(100_000).max(1),
+            reap_interval: Duration::from_secs(5),
         };
         anyhow::ensure!(
             config.rate_limit > 0 && config.rate_burst > 0,
             "rate_limit and rate_burst must be at least 1"
         );
         anyhow::ensure!(config.max_sessions > 0, "max_sessions must be at least 1");
+        anyhow::ensure!(
+            config.max_connections > 0,
+            "max_connections must be at least 1"
+        );
         Ok(config)
     }
 }

@@ -3,11 +3,13 @@
 
 mod auth;
 pub mod config;
+mod fd_limit;
 mod listener;
 pub mod problem;
 mod routes;
 
 pub use config::{ServeArgs, ServeConfig};
+pub use listener::ConnectionStats;
 
 use crate::events::{Event, EventHub, EventPersistence, HubConfig};
 use crate::orchestrator::{Caller, Orchestrator, OrchestratorConfig};
@@ -45,6 +47,7 @@ pub struct App {
     known_principals: Mutex<HashSet<String>>,
     /// Where the first admin key was written, if this start created one.
     pub admin_key_file: Option<PathBuf>,
+    pub connections: Arc<ConnectionStats>,
 }
 
 impl App {
@@ -102,6 +105,7 @@ impl EventPersistence for StorePersistence {
 
 struct AppGauges {
     hub: Arc<EventHub>,
+    connections: Arc<ConnectionStats>,
     orchestrator: std::sync::OnceLock<std::sync::Weak<Orchestrator>>,
 }
 
@@ -117,6 +121,12 @@ impl Gauges for AppGauges {
     }
     fn events_dropped(&self) -> u64 {
         self.hub.dropped()
+    }
+    fn connections_open(&self) -> u64 {
+        self.connections.open()
+    }
+    fn connections_refused(&self) -> u64 {
+        self.connections.refused()
     }
     fn policy_reloads(&self) -> u64 {
         self.policy_status().map_or(0, |s| s.reloads)
@@ -193,8 +203,10 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         secrets,
     ));
     orchestrator.recover()?;
+    let connections = Arc::new(ConnectionStats::default());
     let gauges = Arc::new(AppGauges {
         hub,
+        connections: connections.clone(),
         orchestrator: std::sync::OnceLock::new(),
     });
     let _ = gauges.orchestrator.set(Arc::downgrade(&orchestrator));
@@ -213,6 +225,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         shutdown: CancellationToken::new(),
         known_principals: Mutex::default(),
         admin_key_file,
+        connections,
     }))
 }
 
@@ -301,7 +314,7 @@ pub async fn run(
         let limiter_app = app.clone();
         let retention = app.config.event_retention;
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut tick = tokio::time::interval(limiter_app.config.reap_interval);
             let mut first = true;
             loop {
                 tick.tick().await;
@@ -328,10 +341,15 @@ pub async fn run(
     let watcher = app.orchestrator.policy().watch(app.config.policy_poll);
     app.ready.store(true, Ordering::SeqCst);
     tracing::info!(addr = %listener.local_addr()?, "toolgate is listening");
+    let limits = listener::ConnectionLimits {
+        header_timeout: app.config.header_timeout,
+        max_connections: fd_limit::fit_connection_cap(app.config.max_connections),
+    };
     let draining = listener::accept_until(
         listener,
         router(app.clone()),
-        app.config.header_timeout,
+        limits,
+        app.connections.clone(),
         shutdown,
     )
     .await;

@@ -4,6 +4,7 @@
 //! install it for agents.
 
 mod disk;
+mod floods;
 mod probe;
 mod runaway;
 mod swap;
@@ -30,6 +31,9 @@ const TOOLS: &[Tool] = &[
     probe::SECRET,
     disk::FILL,
     swap::SWAP,
+    floods::LOG_EMPTY,
+    floods::PROGRESS_FLOOD,
+    floods::FETCH_FLOOD,
 ];
 
 toolgate_plugin_sdk::export_tools!(Hostile, TOOLS);

@@ -63,8 +63,11 @@ pub(crate) fn build(
     spec: &TaskSpec<'_>,
     deadline: Instant,
 ) -> Result<(TaskState, TaskAccount), TaskError> {
-    let budget = Arc::new(OutputBudget::new(spec.limits.log_bytes));
-    let decisions = DecisionLog::default();
+    let budget = Arc::new(OutputBudget::new(
+        spec.limits.log_bytes,
+        spec.limits.log_records,
+    ));
+    let decisions = DecisionLog::new(budget.clone());
     let mut parts = StoreParts {
         wasi: WasiCtxBuilder::new(),
         outbound: OutboundHttp::denied(spec.gate.clone(), decisions.clone()),

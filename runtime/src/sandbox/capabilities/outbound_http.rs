@@ -5,7 +5,7 @@
 
 use super::address::classify;
 use super::decisions::DecisionLog;
-use crate::gate::{CapabilityRequest, ConnectRequest, DecisionRecord, Gate};
+use crate::gate::{CapabilityRequest, ConnectRequest, Gate};
 use http::uri::Scheme;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
@@ -101,28 +101,16 @@ impl Target {
 }
 
 /// Asks the gate, records the decision, and turns a denial into the error the guest sees.
+/// A task out of budget is refused without asking (the executor then fails it).
 fn check(
     gate: &dyn Gate,
     decisions: &DecisionLog,
     request: CapabilityRequest,
 ) -> Result<(), Error> {
-    let record = DecisionRecord::ask(gate, request);
-    let allowed = record.decision.allowed;
-    decisions.push(record);
-    if allowed {
-        Ok(())
-    } else {
-        Err(Error::HttpRequestDenied)
+    match decisions.ask(gate, request) {
+        Ok(decision) if decision.allowed => Ok(()),
+        _ => Err(Error::HttpRequestDenied),
     }
-}
-
-fn refuse(decisions: &DecisionLog, request: CapabilityRequest, reason: String) {
-    let decision = crate::gate::Decision::deny(reason);
-    decisions.push(DecisionRecord {
-        request,
-        decision,
-        elapsed_us: 0,
-    });
 }
 
 impl WasiHttpHooks for OutboundHttp {
@@ -137,8 +125,7 @@ impl WasiHttpHooks for OutboundHttp {
             Err(e) => return Box::new(async move { Err(e) }),
         };
         if !self.granted {
-            refuse(
-                &self.decisions,
+            let _ = self.decisions.refuse(
                 target.request(None),
                 "outbound HTTP was not granted to this task".into(),
             );
@@ -164,7 +151,7 @@ impl WasiHttpHooks for OutboundHttp {
                     addr.ip(),
                     class.describe()
                 );
-                refuse(&decisions, target.request(Some(addr.ip())), reason);
+                let _ = decisions.refuse(target.request(Some(addr.ip())), reason);
                 return Err(Error::DestinationIpProhibited);
             }
             check(&*gate, &decisions, target.request(Some(addr.ip())))?;

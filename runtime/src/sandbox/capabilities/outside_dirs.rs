@@ -3,28 +3,25 @@
 //! preopened read-write, read-only, or not at all, as decided.
 
 use super::{StoreParts, TaskSpec};
-use crate::gate::{CapabilityRequest, DecisionRecord};
+use crate::gate::CapabilityRequest;
 use crate::sandbox::error::TaskError;
 use wasmtime_wasi::FsPerms;
 
 pub(crate) fn apply(spec: &TaskSpec<'_>, parts: &mut StoreParts) -> Result<(), TaskError> {
     for dir in &spec.grants.outside {
         let path = dir.host.display().to_string();
-        let read = DecisionRecord::ask(
+        let decisions = &parts.host.decisions;
+        let read = decisions.ask(
             &**spec.gate,
             CapabilityRequest::ReadFile { path: path.clone() },
-        );
-        let may_read = read.decision.allowed;
-        parts.host.decisions.push(read);
-        if !may_read {
+        )?;
+        if !read.allowed {
             continue;
         }
-        let may_write = dir.writable && {
-            let write = DecisionRecord::ask(&**spec.gate, CapabilityRequest::WriteFile { path });
-            let allowed = write.decision.allowed;
-            parts.host.decisions.push(write);
-            allowed
-        };
+        let may_write = dir.writable
+            && decisions
+                .ask(&**spec.gate, CapabilityRequest::WriteFile { path })?
+                .allowed;
         let perms = if may_write {
             FsPerms::ReadWrite
         } else {
