@@ -453,7 +453,15 @@ impl types::HostDescriptor for QuotaFsView<'_> {
     }
 
     fn drop(&mut self, fd: Fd) -> wasmtime::Result<()> {
-        self.disk.tracked.remove(&fd.rep());
+        // A file unlinked while open was charged again by its later writes; when
+        // its last name is gone, closing it gives that back.
+        if let Some(quota) = self.disk.tracked.remove(&fd.rep())
+            && let Some(file) = self.file(&fd)
+            && let Ok(meta) = file.metadata()
+            && meta.nlink() == 0
+        {
+            quota.removed((meta.dev(), meta.ino()), 1);
+        }
         types::HostDescriptor::drop(&mut self.fs, fd)
     }
 
