@@ -58,6 +58,9 @@ struct Charge {
     size: u64,
     /// Names beyond the first, one block each.
     extra_links: u64,
+    /// Writes charged but maybe not on disk yet: while any is, what the file's
+    /// size says is no reason to lower its charge.
+    writing: u32,
 }
 
 impl Charge {
@@ -81,6 +84,7 @@ impl Usage {
             Charge {
                 size,
                 extra_links: 0,
+                writing: 0,
             },
         );
         self.used = self.used.saturating_add(cost(size));
@@ -193,13 +197,34 @@ impl DiskQuota {
         Some(Ok(()))
     }
 
-    /// After an operation that may have shrunk the file `key`: it is `size` bytes now.
+    /// After an operation that shrank the file `key` (a truncation, a smaller
+    /// size): it is `size` bytes now. Ignored while a write to it may still land,
+    /// so a write charged before the shrink is never left uncharged after it.
     pub fn resized(&self, key: InodeKey, size: u64) {
         let mut usage = self.lock();
-        match usage.charged(key) {
-            Some(charged) if size < charged => usage.set_size(key, size),
+        match usage.inodes.get(&key).copied() {
+            Some(charge) if size < charge.size && charge.writing == 0 => usage.set_size(key, size),
             Some(_) => {}
             None => usage.adopt(key, size),
+        }
+    }
+
+    /// Makes sure the file `key` (now `size` bytes) is charged.
+    pub fn observe(&self, key: InodeKey, size: u64) {
+        self.lock().adopt(key, size);
+    }
+
+    /// A charged write to `key` is on its way to the disk; [`DiskQuota::written`] when it is there.
+    pub fn writing(&self, key: InodeKey) {
+        if let Some(charge) = self.lock().inodes.get_mut(&key) {
+            charge.writing += 1;
+        }
+    }
+
+    /// A write announced by [`DiskQuota::writing`] is done (or failed).
+    pub fn written(&self, key: InodeKey) {
+        if let Some(charge) = self.lock().inodes.get_mut(&key) {
+            charge.writing = charge.writing.saturating_sub(1);
         }
     }
 
@@ -311,6 +336,18 @@ mod tests {
         quota.removed((1, 2), 2);
         assert_eq!(quota.used(), 3 * BLOCK, "another link keeps the file");
         quota.removed((1, 2), 1);
+        assert_eq!(quota.used(), BLOCK);
+    }
+
+    #[test]
+    fn a_shrink_while_a_write_may_still_land_gives_nothing_back() {
+        let quota = DiskQuota::new(100 * BLOCK);
+        quota.grow((1, 1), 0, 10 * BLOCK).unwrap();
+        quota.writing((1, 1));
+        quota.resized((1, 1), 0);
+        assert_eq!(quota.used(), 10 * BLOCK);
+        quota.written((1, 1));
+        quota.resized((1, 1), 0);
         assert_eq!(quota.used(), BLOCK);
     }
 

@@ -304,17 +304,14 @@ impl types::HostDescriptor for QuotaFsView<'_> {
                 quota
                     .grow(key, now, end)
                     .map_err(|e| no_space(self.disk.notice.refused(e)))?;
-                Some((quota, file, key))
+                quota.writing(key);
+                Some((quota, key))
             }
             _ => None,
         };
         let result = types::HostDescriptor::write(&mut self.fs, fd, buf, offset).await;
-        // A failed write gives back what it did not use.
-        if result.is_err()
-            && let Some((quota, file, key)) = charged
-            && let Ok((_, now)) = inode(&file)
-        {
-            quota.resized(key, now);
+        if let Some((quota, key)) = charged {
+            quota.written(key);
         }
         result
     }
@@ -443,10 +440,13 @@ impl types::HostDescriptor for QuotaFsView<'_> {
         if let Some(file) = self.file(&opened)
             && let Ok((key, size)) = inode(&file)
         {
-            // Settles a new file's block, or accounts for a truncation.
+            // Settles a new file's block, or accounts for a truncation; any other
+            // open only makes sure the file is charged (its size may not show
+            // writes still on their way, so it is no reason to lower the charge).
             match reservation {
                 Some(reservation) => reservation.settle(key, size),
-                None => quota.resized(key, size),
+                None if oflags.contains(types::OpenFlags::TRUNCATE) => quota.resized(key, size),
+                None => quota.observe(key, size),
             }
         }
         Ok(opened)
@@ -619,6 +619,7 @@ fn wrap_stream(
         file,
         key: None,
         end,
+        in_flight: false,
     });
     Ok(table.push(wrapped)?)
 }
@@ -641,6 +642,8 @@ struct QuotaStream {
     /// The file's inode, once looked up.
     key: Option<InodeKey>,
     end: StreamEnd,
+    /// A write was handed to the inner stream and may not be on disk yet.
+    in_flight: bool,
 }
 
 impl QuotaStream {
@@ -666,6 +669,7 @@ impl QuotaStream {
             // Appends land after whatever any writer put there: ask the file.
             StreamEnd::Append(last) => {
                 let (key, size) = inode(&self.file).map_err(failed)?;
+                self.key = Some(key);
                 let end = size.max(last).saturating_add(len);
                 (self.quota.grow(key, size, end), StreamEnd::Append(end))
             }
@@ -694,12 +698,18 @@ impl Pollable for QuotaStream {
 impl OutputStream for QuotaStream {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
         self.charge(bytes.len())?;
-        self.inner.write(bytes)
+        self.inner.write(bytes)?;
+        // The write runs in the background until the stream is ready again.
+        self.begin_write();
+        Ok(())
     }
 
     async fn blocking_write_and_flush(&mut self, bytes: Bytes) -> StreamResult<()> {
         self.charge(bytes.len())?;
-        self.inner.blocking_write_and_flush(bytes).await
+        self.begin_write();
+        let result = self.inner.blocking_write_and_flush(bytes).await;
+        self.end_write();
+        result
     }
 
     fn flush(&mut self) -> StreamResult<()> {
@@ -707,10 +717,42 @@ impl OutputStream for QuotaStream {
     }
 
     fn check_write(&mut self) -> StreamResult<usize> {
-        self.inner.check_write()
+        let permit = self.inner.check_write();
+        // A permit (or an error) means the last write is no longer under way.
+        if !matches!(permit, Ok(0)) {
+            self.end_write();
+        }
+        permit
     }
 
     async fn cancel(&mut self) {
-        self.inner.cancel().await
+        self.inner.cancel().await;
+        self.end_write();
+    }
+}
+
+impl QuotaStream {
+    fn begin_write(&mut self) {
+        if let Some(key) = self.key
+            && !self.in_flight
+        {
+            self.quota.writing(key);
+            self.in_flight = true;
+        }
+    }
+
+    fn end_write(&mut self) {
+        if let Some(key) = self.key
+            && self.in_flight
+        {
+            self.quota.written(key);
+            self.in_flight = false;
+        }
+    }
+}
+
+impl Drop for QuotaStream {
+    fn drop(&mut self) {
+        self.end_write();
     }
 }

@@ -1,6 +1,7 @@
 //! `hostile.fill`: fills the workspace every way WASI lets a tool grow a tree
 //! (std writes, raw descriptor writes, output streams, appends, set-size,
-//! a write far past the end, many files, many directories, many hard links), and reports how
+//! a write far past the end, many files, many directories, many hard links,
+//! reopening a file while a stream write to it is still under way), and reports how
 //! far it got and the error that stopped it, so the disk quota can be tested.
 
 use serde::Deserialize;
@@ -37,7 +38,7 @@ pub const FILL: Tool = Tool {
     schema: || {
         sdk::object_schema(
             json!({
-                "how": {"enum": ["std", "write", "stream", "append", "extend", "seek", "files", "dirs", "links"]},
+                "how": {"enum": ["std", "write", "stream", "append", "extend", "seek", "files", "dirs", "links", "race"]},
                 "path": {"type": "string"},
                 "bytes": {"type": "integer", "minimum": 0},
                 "count": {"type": "integer", "minimum": 1}
@@ -70,6 +71,7 @@ pub const FILL: Tool = Tool {
             "dirs" => entries(input.count, |i| {
                 std::fs::create_dir(format!("{}-{i}", input.path))
             }),
+            "race" => race(&input.path, input.count),
             "links" => match std::fs::write(&input.path, b"linked") {
                 Ok(()) => entries(input.count, |i| {
                     std::fs::hard_link(&input.path, format!("{}-{i}", input.path))
@@ -92,6 +94,18 @@ fn io_error(e: std::io::Error) -> Value {
 
 fn wasi_error(e: ErrorCode) -> Value {
     json!({ "kind": e.name(), "message": e.message() })
+}
+
+fn stream_error(e: wasi::io::streams::StreamError) -> Value {
+    match e {
+        wasi::io::streams::StreamError::LastOperationFailed(e) => {
+            match wasi::filesystem::types::filesystem_error_code(&e) {
+                Some(code) => wasi_error(code),
+                None => json!({ "kind": "Io", "message": e.to_debug_string() }),
+            }
+        }
+        wasi::io::streams::StreamError::Closed => json!({ "kind": "Closed" }),
+    }
 }
 
 fn std_write(path: &str, bytes: u64) -> (u64, Option<Value>) {
@@ -167,16 +181,7 @@ fn stream(file: &Descriptor, append: bool, bytes: u64) -> (u64, Option<Value>) {
     while done < bytes {
         let n = (bytes - done).min(STREAM_CHUNK as u64) as usize;
         if let Err(e) = out.blocking_write_and_flush(&chunk[..n]) {
-            let error = match e {
-                wasi::io::streams::StreamError::LastOperationFailed(e) => {
-                    match wasi::filesystem::types::filesystem_error_code(&e) {
-                        Some(code) => wasi_error(code),
-                        None => json!({ "kind": "Io", "message": e.to_debug_string() }),
-                    }
-                }
-                wasi::io::streams::StreamError::Closed => json!({ "kind": "Closed" }),
-            };
-            return (done, Some(error));
+            return (done, Some(stream_error(e)));
         }
         done += n as u64;
     }
@@ -187,6 +192,41 @@ fn entries(count: u64, mut make: impl FnMut(u64) -> std::io::Result<()>) -> (u64
     for i in 0..count {
         if let Err(e) = make(i) {
             return (i, Some(io_error(e)));
+        }
+    }
+    (count, None)
+}
+
+/// For each of `count` files: a stream write handed over without waiting,
+/// the file opened again while it may still be landing, then the flush. A
+/// reopen must never make the quota forget the write under way.
+fn race(path: &str, count: u64) -> (u64, Option<Value>) {
+    let chunk = vec![4u8; CHUNK];
+    for i in 0..count {
+        let name = format!("{path}-{i}");
+        let step = with_file(&name, |file| {
+            let out = match file.write_via_stream(0) {
+                Ok(out) => out,
+                Err(e) => return (0, Some(wasi_error(e))),
+            };
+            let n = match out.check_write() {
+                Ok(n) => (n as usize).min(CHUNK),
+                Err(e) => return (0, Some(stream_error(e))),
+            };
+            if let Err(e) = out.write(&chunk[..n]) {
+                return (0, Some(stream_error(e)));
+            }
+            let again = with_file(&name, |_| (0, None));
+            if again.1.is_some() {
+                return again;
+            }
+            match out.blocking_flush() {
+                Ok(()) => (1, None),
+                Err(e) => (0, Some(stream_error(e))),
+            }
+        });
+        if step.1.is_some() {
+            return (i, step.1);
         }
     }
     (count, None)
