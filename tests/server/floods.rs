@@ -196,3 +196,39 @@ async fn the_server_prunes_a_sessions_oldest_events_past_event_retention() {
     assert_eq!(replayed.last().unwrap().id, Some(last));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn thousands_of_long_names_make_a_bounded_change_event() {
+    let server = Server::start().await;
+    let key = server.key("dev", "developer");
+    let session = server.session(&key).await;
+    let name = "n".repeat(200);
+    let response = server
+        .post(
+            &key,
+            &format!("/v1/sessions/{session}/tasks"),
+            json!({"tool": "hostile.fill", "input": {"how": "files", "path": name, "count": 3000}}),
+        )
+        .await;
+    let task: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(task["state"], "completed", "{task}");
+    let events = server
+        .get(&key, &format!("/v1/sessions/{session}/events?after=0"))
+        .await;
+    let events = read_events(events, |e| e.name == "task.completed").await;
+    let changed = events
+        .iter()
+        .find(|e| e.name == "file.changed")
+        .expect("a file.changed event");
+    let size = changed.data.to_string().len();
+    assert!(size < 100 << 10, "file.changed is {size} bytes");
+    let changes = &changed.data["changes"];
+    let listed = changes["created"].as_array().unwrap().len() as u64;
+    assert!(listed > 0);
+    assert_eq!(
+        listed + changes["omitted"].as_u64().unwrap(),
+        3000,
+        "{changes}"
+    );
+    server.stop().await;
+}
