@@ -170,3 +170,53 @@ async fn scrape_metrics(address: &str) -> String {
     stream.read_to_end(&mut answer).await.unwrap();
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+#[tokio::test]
+async fn one_key_trickling_bodies_cannot_take_every_request_slot() {
+    let server = Server::start_with(|config| {
+        config.max_concurrent_requests = 8;
+        config.max_requests_per_principal = 4;
+    })
+    .await;
+    let hog = server.key("hog", "developer");
+    let other = server.key("other", "developer");
+    let address = address(&server);
+    // Twelve requests that send their headers and one byte of a large body, then stall.
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        let request = format!(
+            "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {hog}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        held.push(stream);
+    }
+    // The hog's requests past its share are refused at once...
+    let mut refused = 0;
+    for stream in &mut held {
+        let mut buf = [0u8; 512];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await
+            && String::from_utf8_lossy(&buf[..n]).contains("429")
+        {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 8, "4 of 12 requests may wait for their bodies");
+    // ...while health, metrics and other principals are answered.
+    assert!(livez(&address).await.contains("200 OK"));
+    let info = server.get(&other, "/v1/info").await;
+    assert_eq!(info.status(), reqwest::StatusCode::OK);
+    let again = server
+        .post(&hog, "/v1/sessions", serde_json::json!({}))
+        .await;
+    problem(
+        again,
+        reqwest::StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
+    drop(held);
+    server.stop().await;
+}

@@ -3,10 +3,13 @@
 use super::App;
 use super::problem::Problem;
 use crate::orchestrator::Caller;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
 /// An authenticated caller within its rate limit.
@@ -16,14 +19,7 @@ impl FromRequestParts<Arc<App>> for Authed {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Problem> {
-        let key = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(Problem::unauthorized)?;
+        let key = bearer(&parts.headers).ok_or_else(Problem::unauthorized)?;
         let record = app
             .store
             .authenticate(key)
@@ -54,4 +50,43 @@ impl FromRequestParts<Arc<App>> for Authed {
         app.ensure_principal(&caller);
         Ok(Authed(caller))
     }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+}
+
+/// Holds one of the caller's request slots while its request is handled (body read,
+/// answer made), so one principal cannot take every slot of the server. Requests
+/// without a valid key pass through to be refused by [`Authed`].
+pub async fn hold_request_slot(
+    State(app): State<Arc<App>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let principal = bearer(request.headers())
+        .and_then(|key| app.store.authenticate(key).ok().flatten())
+        .map(|record| record.principal);
+    let Some(principal) = principal else {
+        return next.run(request).await;
+    };
+    let Some(_slot) = app.in_flight.try_take(&principal) else {
+        app.metrics.rate_limited();
+        let mut problem = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "`{principal}` has {} requests in flight, the most a principal may; retry when one is answered",
+                app.in_flight.per_principal()
+            ),
+        );
+        problem.retry_after = Some(1);
+        return problem.into_response();
+    };
+    next.run(request).await
 }

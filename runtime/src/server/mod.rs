@@ -4,6 +4,7 @@
 mod auth;
 pub mod config;
 mod fd_limit;
+mod in_flight;
 mod listener;
 pub mod problem;
 mod routes;
@@ -48,6 +49,8 @@ pub struct App {
     /// Where the first admin key was written, if this start created one.
     pub admin_key_file: Option<PathBuf>,
     pub connections: Arc<ConnectionStats>,
+    /// Requests each principal has in flight.
+    pub in_flight: in_flight::InFlight,
 }
 
 impl App {
@@ -152,6 +155,7 @@ const UPLOADED_PLUGINS: &str = "plugins";
 
 /// Opens the store, loads policies and plugins, recovers from the last stop.
 pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
+    let per_principal = config.max_requests_per_principal;
     let store = Store::open(&config.data_dir)?;
     let admin_key_file = bootstrap_admin_key(&store, &config)?;
     let origin = config
@@ -220,6 +224,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         store,
         metrics,
         limiter: RateLimiter::keyed(quota),
+        in_flight: in_flight::InFlight::new(per_principal),
         ready: AtomicBool::new(false),
         pooling,
         shutdown: CancellationToken::new(),
@@ -265,9 +270,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/sessions/{id}/tasks", post(tasks::create))
         .route("/v1/sessions/{id}/tasks/{task}", get(tasks::get))
         .route("/v1/sessions/{id}/tasks/{task}/cancel", post(tasks::cancel))
-        .route("/livez", get(info::livez))
-        .route("/readyz", get(info::readyz))
-        .route("/metrics", get(info::metrics))
         .route("/openapi.json", get(info::openapi))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -275,7 +277,20 @@ pub fn router(app: Arc<App>) -> Router {
         ));
     // Event streams live long: no request timeout for them.
     let streams = Router::new().route("/v1/sessions/{id}/events", get(events::stream));
+    // Health and metrics answer even when every request slot is taken.
+    let health = Router::new()
+        .route("/livez", get(info::livez))
+        .route("/readyz", get(info::readyz))
+        .route("/metrics", get(info::metrics));
     api.merge(streams)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::hold_request_slot,
+        ))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            app.config.max_concurrent_requests,
+        ))
+        .merge(health)
         .fallback(|| async { problem::Problem::not_found("route") })
         .method_not_allowed_fallback(|| async {
             problem::Problem::new(
@@ -288,9 +303,6 @@ pub fn router(app: Arc<App>) -> Router {
             problem::plain_errors_as_problems,
         ))
         .layer(DefaultBodyLimit::max(app.config.body_limit))
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            app.config.max_concurrent_requests,
-        ))
         // Every request gets an id (or keeps the caller's `x-request-id`), logged
         // on its span and returned in the response.
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
