@@ -237,6 +237,28 @@ async fn preflight_shows_the_disk_a_session_would_get() {
         detail.contains(&format!("quota {} bytes", 64 * MIB)),
         "{detail}"
     );
+    // Figures of the host are for admins.
+    assert!(!detail.contains("free"), "{detail}");
+    let admin: Value = server
+        .post(&server.admin, "/v1/preflight", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let admin_check = admin["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "disk")
+        .unwrap()
+        .clone();
+    assert!(
+        admin_check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("bytes free"),
+        "{admin_check}"
+    );
     server.stop().await;
 }
 

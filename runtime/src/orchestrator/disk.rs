@@ -44,11 +44,14 @@ pub(super) fn rebuilt(root: &Path, limit: u64) -> DiskQuota {
     DiskQuota::rebuilt(limit, entries)
 }
 
-/// Bytes free for unprivileged users on the filesystem holding `dir`.
+/// Bytes free for unprivileged users on the filesystem that holds (or will hold) `dir`.
 pub(super) fn free_space(dir: &Path) -> Option<u64> {
     #[cfg(target_os = "linux")]
     {
-        let stat = rustix::fs::statvfs(dir).ok()?;
+        // Before the first session the directory may not exist yet: ask its nearest ancestor.
+        let stat = dir
+            .ancestors()
+            .find_map(|dir| rustix::fs::statvfs(dir).ok())?;
         Some(stat.f_bavail.saturating_mul(stat.f_frsize))
     }
     #[cfg(not(target_os = "linux"))]

@@ -119,7 +119,7 @@ impl Orchestrator {
             .decided(serde_json::to_value(&decision).unwrap_or(Value::Null)),
         );
 
-        checks.push(self.disk_check(request.resources.unwrap_or_default().disk_mb));
+        checks.push(self.disk_check(caller, request.resources.unwrap_or_default().disk_mb));
 
         let identity = |tool: &str| TaskIdentity {
             principal: caller.principal.clone(),
@@ -222,12 +222,22 @@ impl Orchestrator {
     }
 
     /// The session's disk quota against the space the workspaces' filesystem has left,
-    /// beside what open sessions already use of theirs.
-    fn disk_check(&self, disk_mb: u64) -> Check {
+    /// beside what open sessions already use of theirs (figures of the host for admins only).
+    fn disk_check(&self, caller: &Caller, disk_mb: u64) -> Check {
         let quota = super::disk::limit(&crate::policy::ResourceRequest {
             disk_mb,
             ..Default::default()
         });
+        let free = super::disk::free_space(&self.config.workspaces);
+        let fits = free.is_none_or(|free| quota <= free);
+        if !caller.admin {
+            let detail = if fits {
+                format!("quota {quota} bytes; the server has room for it")
+            } else {
+                format!("quota {quota} bytes; the server has not that much free space")
+            };
+            return Check::new("disk", fits, detail);
+        }
         let (used, reserved) = self
             .sessions
             .lock()
@@ -239,20 +249,16 @@ impl Orchestrator {
                     reserved.saturating_add(s.disk.limit()),
                 )
             });
-        let open =
-            format!("open sessions use {used} bytes of their quotas ({reserved} bytes in all)");
-        match super::disk::free_space(&self.config.workspaces) {
-            Some(free) => Check::new(
-                "disk",
-                quota <= free,
-                format!("quota {quota} bytes; {free} bytes free where workspaces are kept; {open}"),
+        let free = free.map_or("free space unknown".into(), |free| {
+            format!("{free} bytes free where workspaces are kept")
+        });
+        Check::new(
+            "disk",
+            fits,
+            format!(
+                "quota {quota} bytes; {free}; open sessions use {used} bytes of their quotas ({reserved} bytes in all)"
             ),
-            None => Check::new(
-                "disk",
-                true,
-                format!("quota {quota} bytes; free space unknown; {open}"),
-            ),
-        }
+        )
     }
 
     /// The tool exists (its plugin loads and has it) and a task of it would be allowed.
