@@ -3,6 +3,7 @@
 use super::App;
 use super::problem::Problem;
 use crate::orchestrator::Caller;
+use crate::store::KeyRecord;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
@@ -19,12 +20,17 @@ impl FromRequestParts<Arc<App>> for Authed {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Problem> {
-        let key = bearer(&parts.headers).ok_or_else(Problem::unauthorized)?;
-        let record = app
-            .store
-            .authenticate(key)
-            .map_err(|e| Problem::internal(format!("cannot check the key: {e}")))?
-            .ok_or_else(Problem::unauthorized)?;
+        // Authenticated already when the request took its slot.
+        let record = match parts.extensions.remove::<KeyRecord>() {
+            Some(record) => record,
+            None => {
+                let key = bearer(&parts.headers).ok_or_else(Problem::unauthorized)?;
+                app.store
+                    .authenticate(key)
+                    .map_err(|e| Problem::internal(format!("cannot check the key: {e}")))?
+                    .ok_or_else(Problem::unauthorized)?
+            }
+        };
         let caller = Caller {
             principal: record.principal,
             profile: record.profile,
@@ -66,15 +72,16 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// without a valid key pass through to be refused by [`Authed`].
 pub async fn hold_request_slot(
     State(app): State<Arc<App>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let principal = bearer(request.headers())
-        .and_then(|key| app.store.authenticate(key).ok().flatten())
-        .map(|record| record.principal);
-    let Some(principal) = principal else {
+    let record =
+        bearer(request.headers()).and_then(|key| app.store.authenticate(key).ok().flatten());
+    let Some(record) = record else {
         return next.run(request).await;
     };
+    let principal = record.principal.clone();
+    request.extensions_mut().insert(record);
     let Some(_slot) = app.in_flight.try_take(&principal) else {
         app.metrics.rate_limited();
         let mut problem = Problem::new(
