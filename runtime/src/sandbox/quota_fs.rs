@@ -126,14 +126,15 @@ fn inode(file: &std::fs::File) -> std::io::Result<(InodeKey, u64)> {
     Ok(((meta.dev(), meta.ino()), meta.len()))
 }
 
-/// What is at `path` beneath `dir`, without following a final symlink (resolved
-/// the capability way, like the operation it accompanies).
+/// An entry found by [`stat_at`].
 struct Existing {
     key: InodeKey,
     size: u64,
     links: u64,
 }
 
+/// What is at `path` beneath `dir`, without following a final symlink (resolved
+/// the capability way, like the operation it accompanies).
 fn stat_at(dir: &std::fs::File, path: &str) -> Option<Existing> {
     use cap_primitives::fs::{FollowSymlinks, MetadataExt as _, stat};
     let meta = stat(dir, Path::new(path), FollowSymlinks::No).ok()?;
@@ -534,7 +535,7 @@ impl types::HostDescriptor for QuotaFsView<'_> {
         fd: Fd,
         offset: types::Filesize,
     ) -> FsResult<Resource<DynOutputStream>> {
-        let charged = self.quota(&fd).zip(self.file(&fd));
+        let charged = self.quota(&fd).zip(self.writable_file(&fd));
         let stream = types::HostDescriptor::write_via_stream(&mut self.fs, fd, offset)?;
         match charged {
             Some((quota, file)) => wrap_stream(
@@ -549,7 +550,7 @@ impl types::HostDescriptor for QuotaFsView<'_> {
     }
 
     fn append_via_stream(&mut self, fd: Fd) -> FsResult<Resource<DynOutputStream>> {
-        let charged = self.quota(&fd).zip(self.file(&fd));
+        let charged = self.quota(&fd).zip(self.writable_file(&fd));
         let stream = types::HostDescriptor::append_via_stream(&mut self.fs, fd)?;
         match charged {
             Some((quota, file)) => wrap_stream(
