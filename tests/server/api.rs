@@ -775,12 +775,14 @@ async fn a_refused_policy_reload_shows_in_info_and_metrics() {
     );
     let version = info["policy"]["version"].clone();
 
-    // A broken set is refused; the last good one stays in force.
+    // A broken set is refused; the last good one stays in force. Written aside and renamed
+    // in, so the 50 ms poll never reads it half-written (an empty file is a good set).
     std::fs::write(
-        policies.join("broken.cedar"),
+        policies.join("broken.part"),
         "permit (principal, action, resource) when {",
     )
     .unwrap();
+    std::fs::rename(policies.join("broken.part"), policies.join("broken.cedar")).unwrap();
     let (text, info) = failing_becomes("1")
         .await
         .expect("the refused reload shows in the metrics");
@@ -803,10 +805,11 @@ async fn a_refused_policy_reload_shows_in_info_and_metrics() {
 
     // A good set again: reloaded, no longer failing.
     std::fs::write(
-        policies.join("broken.cedar"),
+        policies.join("broken.part"),
         "@id(\"extra.none\")\nforbid (principal, action, resource) when { false };\n",
     )
     .unwrap();
+    std::fs::rename(policies.join("broken.part"), policies.join("broken.cedar")).unwrap();
     let (text, info) = failing_becomes("0")
         .await
         .expect("the good set is reloaded");
