@@ -211,6 +211,16 @@ async fn usage_survives_a_restart() {
     server.stop().await;
 }
 
+fn disk_check(preflight: &Value) -> Value {
+    preflight["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "disk")
+        .expect("a disk check")
+        .clone()
+}
+
 #[tokio::test]
 async fn preflight_shows_the_disk_a_session_would_get() {
     let server = Server::start().await;
@@ -224,13 +234,7 @@ async fn preflight_shows_the_disk_a_session_would_get() {
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     let preflight: Value = response.json().await.unwrap();
-    let check = preflight["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["check"] == "disk")
-        .expect("a disk check")
-        .clone();
+    let check = disk_check(&preflight);
     assert_eq!(check["ok"], true, "{check}");
     let detail = check["detail"].as_str().unwrap();
     assert!(
@@ -245,13 +249,7 @@ async fn preflight_shows_the_disk_a_session_would_get() {
         .json()
         .await
         .unwrap();
-    let admin_check = admin["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["check"] == "disk")
-        .unwrap()
-        .clone();
+    let admin_check = disk_check(&admin);
     assert!(
         admin_check["detail"]
             .as_str()

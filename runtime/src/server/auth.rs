@@ -80,20 +80,20 @@ pub async fn hold_request_slot(
     let Some(record) = record else {
         return next.run(request).await;
     };
-    let principal = record.principal.clone();
-    request.extensions_mut().insert(record);
-    let Some(_slot) = app.in_flight.try_take(&principal) else {
+    let Some(_slot) = app.in_flight.try_take(&record.principal) else {
         app.metrics.rate_limited();
         let mut problem = Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!(
-                "`{principal}` has {} requests in flight, the most a principal may; retry when one is answered",
+                "`{}` has {} requests in flight, the most a principal may; retry when one is answered",
+                record.principal,
                 app.in_flight.per_principal()
             ),
         );
         problem.retry_after = Some(1);
         return problem.into_response();
     };
+    request.extensions_mut().insert(record);
     next.run(request).await
 }

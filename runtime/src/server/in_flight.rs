@@ -30,13 +30,17 @@ impl InFlight {
 
     /// A slot for `principal`, or `None` when all of its slots are taken.
     pub fn try_take(&self, principal: &str) -> Option<Slot> {
-        let semaphore = self
-            .principals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(principal.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_principal)))
-            .clone();
+        let semaphore = {
+            let mut principals = self.principals.lock().unwrap_or_else(|e| e.into_inner());
+            // Every request asks: the name is copied only the first time a principal is seen.
+            match principals.get(principal) {
+                Some(semaphore) => semaphore.clone(),
+                None => principals
+                    .entry(principal.to_owned())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_principal)))
+                    .clone(),
+            }
+        };
         semaphore.try_acquire_owned().ok().map(Slot)
     }
 }
