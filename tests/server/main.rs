@@ -11,3 +11,4 @@ mod floods;
 mod gate;
 mod plugins;
 mod quota;
+mod shutdown;

@@ -75,6 +75,15 @@ pub async fn hold_request_slot(
     mut request: Request,
     next: Next,
 ) -> Response {
+    // Stopping: the connections still open finish what they started, nothing new begins.
+    if app.shutdown.is_cancelled() {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the server is shutting down",
+        )
+        .into_response();
+    }
     let record =
         bearer(request.headers()).and_then(|key| app.store.authenticate(key).ok().flatten());
     let Some(record) = record else {

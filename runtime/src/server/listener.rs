@@ -1,6 +1,7 @@
 //! Accepting connections: HTTP/1.1 and HTTP/2 on hyper, a cap on open connections, a
-//! deadline for every connection to start a request, and a stop in two steps: stop
-//! accepting, then let the open connections finish.
+//! deadline for every connection to start a request, and a stop in two steps: the open
+//! connections take no new requests and finish theirs, while the listener still answers
+//! new connections one request each (so `/readyz` is seen to answer 503); then it closes.
 //!
 //! The deadline (`header_timeout`) runs whenever a connection has no request in flight:
 //! from the accept, through protocol detection, the HTTP/2 preface, SETTINGS and the
@@ -54,25 +55,72 @@ impl ConnectionStats {
     }
 }
 
-/// Connections still open after the listener stopped.
+/// Connections still open when the server began to stop. The listener stays open meanwhile,
+/// so health checks (`/readyz` answering 503) reach the server until they are done.
 pub(crate) struct Draining {
     slots: Arc<Semaphore>,
     max: u32,
     /// Drops every connection still open.
     force: CancellationToken,
+    /// Accepts one-request connections while the others drain.
+    acceptor: tokio::task::JoinHandle<()>,
 }
 
 impl Draining {
     /// Waits for the open connections to finish their requests; false if some were still
-    /// open after `within` (they are dropped).
+    /// open after `within` (they are dropped). The listener closes then.
     pub(crate) async fn finish(self, within: Duration) -> bool {
         // Every slot free again: every connection is gone.
         let all_closed = self.slots.acquire_many(self.max);
         let finished = tokio::time::timeout(within, all_closed).await.is_ok();
-        if !finished {
-            self.force.cancel();
-        }
+        self.acceptor.abort();
+        self.force.cancel();
         finished
+    }
+}
+
+/// Connections accepted while the server drains, at most, each for one request.
+const DRAIN_CONNECTIONS: usize = 64;
+
+/// While draining: every new connection gets one request (no keep-alive), under its own
+/// small cap, so a client polling `/readyz` sees the 503 and the drain is not prolonged.
+async fn accept_while_draining(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    force: CancellationToken,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(false);
+    builder.http2().timer(TokioTimer::new());
+    let slots = Arc::new(Semaphore::new(DRAIN_CONNECTIONS));
+    let stats = Arc::new(ConnectionStats::default());
+    loop {
+        let Ok((stream, _peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_nodelay(true);
+        let connection = Connection {
+            stream,
+            router: router.clone(),
+            limits,
+            stopping: CancellationToken::new(),
+            force: force.clone(),
+            _slot: Slot {
+                _permit: permit,
+                stats: stats.clone(),
+            },
+        };
+        tokio::spawn(connection.serve(builder.clone()));
     }
 }
 
@@ -141,7 +189,18 @@ pub(crate) async fn accept_until(
         tokio::spawn(connection.serve(builder.clone()));
     }
     stopping.cancel();
-    Draining { slots, max, force }
+    let acceptor = tokio::spawn(accept_while_draining(
+        listener,
+        router,
+        limits,
+        force.clone(),
+    ));
+    Draining {
+        slots,
+        max,
+        force,
+        acceptor,
+    }
 }
 
 /// One accepted connection and what bounds it.

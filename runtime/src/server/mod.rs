@@ -357,24 +357,39 @@ pub async fn run(
         header_timeout: app.config.header_timeout,
         max_connections: fd_limit::fit_connection_cap(app.config.max_connections),
     };
+    // From the moment the stop is asked for, `/readyz` answers 503 and new API requests are
+    // refused, while the connections open then finish.
+    let stopping = {
+        let app = app.clone();
+        async move {
+            shutdown.await;
+            app.ready.store(false, Ordering::SeqCst);
+            app.shutdown.cancel();
+            tracing::info!(
+                connections = app.connections.open(),
+                grace_s = CONNECTION_GRACE.as_secs(),
+                "shutting down: /readyz answers 503 while open connections drain"
+            );
+        }
+    };
     let draining = listener::accept_until(
         listener,
         router(app.clone()),
         limits,
         app.connections.clone(),
-        shutdown,
+        stopping,
     )
     .await;
-    // Stopped accepting. Event streams end, running tasks are cancelled and recorded (a
-    // waiting client gets its cancelled task), then the open connections finish.
-    app.ready.store(false, Ordering::SeqCst);
-    app.shutdown.cancel();
+    // Event streams end, running tasks are cancelled and recorded (a waiting client gets its
+    // cancelled task), then the open connections finish.
     reaper.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
     }
     app.orchestrator.shutdown().await;
-    if !draining.finish(CONNECTION_GRACE).await {
+    if draining.finish(CONNECTION_GRACE).await {
+        tracing::info!("connections drained; the listener is closed");
+    } else {
         tracing::warn!("connections still open after the grace period were closed");
     }
     app.store.close();
