@@ -1,10 +1,12 @@
-//! Metrics in Prometheus text format, through OpenTelemetry. No per-session
-//! labels: cardinality stays bounded however many sessions come and go.
+//! Metrics in Prometheus text format, through OpenTelemetry. No per-session or
+//! per-principal labels: cardinality stays bounded however many sessions and keys come
+//! and go (HTTP requests are labelled by route template, never by the path asked for).
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{
     Counter, Histogram, MeterProvider, ObservableCounter, ObservableGauge,
 };
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use std::sync::Arc;
 pub trait Gauges: Send + Sync + 'static {
     fn active_sessions(&self) -> u64;
     fn sse_subscribers(&self) -> u64;
+    /// Events slow subscribers missed from their queue since the start.
     fn events_dropped(&self) -> u64;
     /// HTTP connections open now.
     fn connections_open(&self) -> u64;
@@ -34,6 +37,7 @@ pub struct Metrics {
     decision_seconds: Histogram<f64>,
     fuel: Counter<u64>,
     rate_limited: Counter<u64>,
+    http_requests: Counter<u64>,
     /// Observed on every scrape; kept alive with the provider.
     _gauges: Vec<ObservableGauge<u64>>,
     _observed_counters: Vec<ObservableCounter<u64>>,
@@ -45,7 +49,15 @@ impl Metrics {
         let exporter = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
             .build()?;
-        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        // `target_info{service_name="toolgate",...}` rather than `unknown_service`.
+        let resource = Resource::builder()
+            .with_service_name("toolgate")
+            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+            .build();
+        let provider = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_reader(exporter)
+            .build();
         let meter = provider.meter("toolgate");
         let gauge = |name: &'static str, help: &'static str, read: fn(&dyn Gauges) -> u64| {
             let gauges = gauges.clone();
@@ -74,6 +86,11 @@ impl Metrics {
                 |g| g.policy_reload_failures(),
             ),
             observed_counter(
+                "toolgate.events.dropped",
+                "Events slow subscribers missed from their queue",
+                |g| g.events_dropped(),
+            ),
+            observed_counter(
                 "toolgate.connections.refused",
                 "Connections closed at once because max_connections were open",
                 |g| g.connections_refused(),
@@ -96,11 +113,6 @@ impl Metrics {
             gauge("toolgate.connections.open", "Open HTTP connections", |g| {
                 g.connections_open()
             }),
-            gauge(
-                "toolgate.events.dropped",
-                "Events slow subscribers missed from their queue",
-                |g| g.events_dropped(),
-            ),
         ];
         Ok(Self {
             _gauges: gauges,
@@ -125,7 +137,13 @@ impl Metrics {
                 .build(),
             rate_limited: meter
                 .u64_counter("toolgate.rate_limited")
-                .with_description("Requests refused by rate limits")
+                .with_description(
+                    "Requests refused by rate limits (`limit`: rate or in_flight)",
+                )
+                .build(),
+            http_requests: meter
+                .u64_counter("toolgate.http.requests")
+                .with_description("HTTP requests answered, by route template, method and status class")
                 .build(),
             registry,
             _provider: provider,
@@ -144,8 +162,41 @@ impl Metrics {
             .record(seconds, &[KeyValue::new("action", action)]);
     }
 
-    pub fn rate_limited(&self) {
-        self.rate_limited.add(1, &[]);
+    /// A request refused by the principal's request rate (`rate`) or its requests in flight
+    /// (`in_flight`).
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.rate_limited.add(1, &[KeyValue::new("limit", limit)]);
+    }
+
+    /// One answered request: `route` is the route template (`/v1/sessions/{id}`), or
+    /// `unmatched` for a path no route has.
+    pub fn http_request(&self, route: &str, method: &http::Method, status: http::StatusCode) {
+        let method = match *method {
+            http::Method::GET => "GET",
+            http::Method::POST => "POST",
+            http::Method::PUT => "PUT",
+            http::Method::DELETE => "DELETE",
+            http::Method::HEAD => "HEAD",
+            http::Method::PATCH => "PATCH",
+            http::Method::OPTIONS => "OPTIONS",
+            // Anything a client makes up is one label value, not one each.
+            _ => "other",
+        };
+        let class = match status.as_u16() {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.http_requests.add(
+            1,
+            &[
+                KeyValue::new("route", route.to_owned()),
+                KeyValue::new("method", method),
+                KeyValue::new("status_class", class),
+            ],
+        );
     }
 
     /// The Prometheus text exposition of every metric.

@@ -9,6 +9,7 @@ mod crash;
 mod events;
 mod floods;
 mod gate;
+mod metrics;
 mod plugins;
 mod quota;
 mod shutdown;

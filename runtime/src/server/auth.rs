@@ -37,7 +37,7 @@ impl FromRequestParts<Arc<App>> for Authed {
             admin: record.admin,
         };
         if let Err(not_until) = app.limiter.check_key(&caller.principal) {
-            app.metrics.rate_limited();
+            app.metrics.rate_limited("rate");
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
             ));
@@ -90,7 +90,7 @@ pub async fn hold_request_slot(
         return next.run(request).await;
     };
     let Some(_slot) = app.in_flight.try_take(&record.principal) else {
-        app.metrics.rate_limited();
+        app.metrics.rate_limited("in_flight");
         let mut problem = Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",

@@ -4,6 +4,7 @@
 mod auth;
 pub mod config;
 mod fd_limit;
+mod http_metrics;
 mod in_flight;
 mod listener;
 pub mod problem;
@@ -301,6 +302,10 @@ pub fn router(app: Arc<App>) -> Router {
         })
         .layer(axum::middleware::map_response(
             problem::plain_errors_as_problems,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            http_metrics::count,
         ))
         .layer(DefaultBodyLimit::max(app.config.body_limit))
         // Every request gets an id (or keeps the caller's `x-request-id`), logged
