@@ -35,7 +35,8 @@ pub(crate) enum PolicyCommand {
         /// A Cedar entity reference, e.g. `Tool::"fs.read"`.
         #[arg(long)]
         resource: String,
-        /// The request context as JSON (Cedar's JSON form).
+        /// The request context, a JSON object (Cedar's JSON form) checked against the
+        /// action's context in the schema; `@FILE` reads it from a file, `-` from stdin.
         #[arg(long, default_value = "{}")]
         context: String,
         /// Policy directory [default: the policies built into the binary].
@@ -45,7 +46,8 @@ pub(crate) enum PolicyCommand {
         #[arg(long)]
         entities: Option<PathBuf>,
     },
-    /// Format the *.cedar files of DIR in place (or only check them).
+    /// Format the *.cedar files of DIR in place (or only check them), exactly as the
+    /// official `cedar format --line-width 100 --indent-width 4` does.
     Fmt {
         #[arg(default_value = "policies")]
         dir: PathBuf,
@@ -134,10 +136,12 @@ fn explain(
         bail!("unknown action `{action}` (one of: {})", names.join(", "));
     };
     let resource = parse_entity_ref(resource).map_err(anyhow::Error::msg)?;
-    let context: serde_json::Value =
-        serde_json::from_str(context).context("--context must be JSON")?;
+    let context = read_context(context)?;
     let origin = policies.map_or(PolicyOrigin::Embedded, PolicyOrigin::Dir);
     let engine = PolicyEngine::load(origin)?;
+    engine
+        .check_context(action, &context)
+        .map_err(|e| anyhow::anyhow!("--context is not a context of `{}`: {e}", action.as_str()))?;
     if let Some(path) = entities {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
@@ -162,11 +166,33 @@ fn explain(
     })
 }
 
-fn fmt(dir: &Path, check: bool) -> anyhow::Result<ExitCode> {
-    let config = cedar_policy_formatter::Config {
-        line_width: 100,
-        indent_width: 4,
+/// `--context`: a JSON object, `@FILE` or `-` (stdin).
+fn read_context(arg: &str) -> anyhow::Result<serde_json::Value> {
+    let (text, from) = if arg == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("reading --context from stdin")?;
+        (text, "stdin".to_owned())
+    } else if let Some(path) = arg.strip_prefix('@') {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --context from {path}"))?;
+        (text, path.to_owned())
+    } else {
+        (arg.to_owned(), "--context".to_owned())
     };
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{from} is not JSON"))?;
+    anyhow::ensure!(value.is_object(), "{from} must be a JSON object");
+    Ok(value)
+}
+
+/// The settings of `cedar format -l 100 -i 4`: the shipped files are in that form.
+pub(crate) const FORMAT: cedar_policy_formatter::Config = cedar_policy_formatter::Config {
+    line_width: 100,
+    indent_width: 4,
+};
+
+fn fmt(dir: &Path, check: bool) -> anyhow::Result<ExitCode> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -177,7 +203,7 @@ fn fmt(dir: &Path, check: bool) -> anyhow::Result<ExitCode> {
     for path in files {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        let pretty = cedar_policy_formatter::policies_str_to_pretty(&text, &config)
+        let pretty = cedar_policy_formatter::policies_str_to_pretty(&text, &FORMAT)
             .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
         if pretty != text {
             unformatted += 1;

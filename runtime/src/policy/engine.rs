@@ -287,6 +287,22 @@ impl PolicyEngine {
         }))
     }
 
+    /// Whether `context` (Cedar's JSON form) is what the schema says `action` takes.
+    pub fn check_context(&self, action: Action, context: &serde_json::Value) -> Result<(), String> {
+        let snapshot = self.snapshot();
+        Context::from_json_value(context.clone(), Some((&snapshot.schema, &action.uid())))
+            .map(drop)
+            .map_err(|e| {
+                let mut message = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    message = format!("{message}: {cause}");
+                    source = cause.source();
+                }
+                message
+            })
+    }
+
     /// Decides one request against the active set, checking its context
     /// against the schema. Never panics: a malformed request is a deny with
     /// the error recorded.

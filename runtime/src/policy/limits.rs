@@ -21,14 +21,16 @@ pub struct PolicyLimits {
 
 impl PolicyLimits {
     /// Reads `@fuel("N")`, `@memory_mb("N")`, `@timeout_ms("N")`, `@output_kb("N")`.
-    pub fn from_annotations(policy: &Policy) -> Result<Self, String> {
-        let read = |key: &str| -> Result<Option<u64>, String> {
+    /// On a bad value: which annotation, and why.
+    pub fn from_annotations(policy: &Policy) -> Result<Self, (&'static str, String)> {
+        let read = |key: &'static str| -> Result<Option<u64>, (&'static str, String)> {
             match policy.annotation(key) {
                 None => Ok(None),
                 Some(text) => match text.trim().parse::<u64>() {
                     Ok(n) if n > 0 => Ok(Some(n)),
-                    _ => Err(format!(
-                        "@{key}(\"{text}\") must be a positive whole number"
+                    _ => Err((
+                        key,
+                        format!("@{key}(\"{text}\") must be a positive whole number"),
                     )),
                 },
             }

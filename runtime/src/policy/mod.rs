@@ -8,6 +8,7 @@ mod engine;
 mod errors;
 mod index;
 mod limits;
+mod locations;
 mod runtime_entities;
 mod snapshot;
 mod sources;

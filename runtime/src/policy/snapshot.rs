@@ -1,7 +1,8 @@
 //! A parsed, validated, immutable policy set: what a decision is made against.
 //! Built whole and swapped in whole, so a decision never sees half a reload.
 
-use super::errors::{PolicyLoadError, PolicyProblem, problems_from};
+use super::errors::{PolicyLoadError, PolicyProblem, line_column, problems_from};
+use super::locations::{PolicyLocations, array_elements};
 use super::index::ActionIndex;
 use super::limits::{LIMIT_ANNOTATIONS, PolicyLimits};
 use super::sources::PolicySources;
@@ -108,6 +109,8 @@ impl PolicySnapshot {
 
         let mut policies = PolicySet::new();
         let mut origin_of: BTreeMap<String, usize> = BTreeMap::new();
+        // Where each id was first given, for the message about a second use.
+        let mut first_use: HashMap<String, String> = HashMap::new();
         let mut limits = HashMap::new();
         for (index, file) in sources.policies.iter().enumerate() {
             let located = sources.locate(&file.name);
@@ -127,40 +130,64 @@ impl PolicySnapshot {
                     "policy templates are not supported; write static policies",
                 ));
             }
+            let spans = PolicyLocations::of(&file.text);
+            let at = |offset: Option<usize>, id: &str, message: &str| {
+                let mut problem = problem(&located, Some(id), message);
+                if let Some(offset) = offset {
+                    let (line, column) = line_column(&file.text, offset);
+                    (problem.line, problem.column) = (Some(line), Some(column));
+                }
+                problem
+            };
             let stem = file.name.trim_end_matches(".cedar");
             for (n, policy) in parsed.policies().enumerate() {
+                let parsed_id = policy.id().to_string();
                 let id = policy
                     .annotation("id")
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("{stem}.{n}"));
-                if let Some(&first) = origin_of.get(&id) {
-                    let other = &sources.policies[first].name;
-                    problems.push(problem(
-                        &located,
-                        Some(&id),
-                        &format!("policy id `{id}` is also used in {other}"),
+                let id_at = spans.annotation(&parsed_id, "id");
+                if let Some(first) = first_use.get(&id) {
+                    problems.push(at(
+                        id_at,
+                        &id,
+                        &format!("policy id `{id}` is also used at {first}"),
                     ));
                     continue;
                 }
+                let here = match id_at.map(|offset| line_column(&file.text, offset)) {
+                    Some((line, column)) => format!("{located}:{line}:{column}"),
+                    None => located.clone(),
+                };
+                first_use.insert(id.clone(), here);
                 let policy = policy.new_id(PolicyId::new(&id));
                 match PolicyLimits::from_annotations(&policy) {
                     Ok(found) if found.is_empty() => {}
-                    Ok(_) if policy.effect() == Effect::Forbid => problems.push(problem(
-                        &located,
-                        Some(&id),
-                        &format!(
-                            "limit annotations ({}) only apply to permit policies",
-                            LIMIT_ANNOTATIONS.join(", ")
-                        ),
-                    )),
+                    Ok(_) if policy.effect() == Effect::Forbid => {
+                        let first_limit = LIMIT_ANNOTATIONS
+                            .iter()
+                            .find(|key| policy.annotation(key).is_some())
+                            .copied()
+                            .unwrap_or("fuel");
+                        problems.push(at(
+                            spans.annotation(&parsed_id, first_limit),
+                            &id,
+                            &format!(
+                                "limit annotations ({}) only apply to permit policies",
+                                LIMIT_ANNOTATIONS.join(", ")
+                            ),
+                        ))
+                    }
                     Ok(found) => {
                         limits.insert(policy.id().clone(), found);
                     }
-                    Err(message) => problems.push(problem(&located, Some(&id), &message)),
+                    Err((key, message)) => {
+                        problems.push(at(spans.annotation(&parsed_id, key), &id, &message))
+                    }
                 }
                 origin_of.insert(id.clone(), index);
                 if let Err(e) = policies.add(policy) {
-                    problems.push(problem(&located, Some(&id), &e.to_string()));
+                    problems.push(at(spans.policy(&parsed_id), &id, &e.to_string()));
                 }
             }
         }
@@ -202,11 +229,16 @@ impl PolicySnapshot {
         let entities = match build_entities(&file_entities, extra_entities, &schema) {
             Ok(entities) => Some(entities),
             Err(message) => {
-                let file = sources
-                    .entities
-                    .as_ref()
-                    .map_or("entities".to_owned(), |f| sources.locate(&f.name));
-                problems.push(problem(&file, None, &message));
+                match &sources.entities {
+                    Some(file) => problems.extend(entity_problems(
+                        &sources.locate(&file.name),
+                        &file.text,
+                        &file_entities,
+                        &schema,
+                        message,
+                    )),
+                    None => problems.push(problem("entities", None, &message)),
+                }
                 None
             }
         };
@@ -334,13 +366,65 @@ fn build_entities(
             None => merged.push(entity.clone()),
         }
     }
-    Entities::from_json_value(serde_json::Value::Array(merged), Some(schema)).map_err(|e| {
-        let mut message = e.to_string();
-        if let Some(help) = miette::Diagnostic::help(&e) {
-            message = format!("{message} (help: {help})");
-        }
-        message
-    })
+    Entities::from_json_value(serde_json::Value::Array(merged), Some(schema))
+        .map_err(|e| entities_error(&e))
+}
+
+/// An entities error with its causes (Cedar's own message is only "error during entity
+/// deserialization"; the cause names the entity and the attribute).
+fn entities_error(error: &cedar_policy::entities_errors::EntitiesError) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    if let Some(help) = miette::Diagnostic::help(error) {
+        message = format!("{message} (help: {help})");
+    }
+    message
+}
+
+/// Locates what is wrong in `entities.json`: each entity that is invalid on its own gets a
+/// problem at its place in the file; if none is (the set as a whole is wrong, e.g. the same
+/// entity twice), the whole set's error is reported.
+fn entity_problems(
+    file: &str,
+    text: &str,
+    entities: &[serde_json::Value],
+    schema: &Schema,
+    whole: String,
+) -> Vec<PolicyProblem> {
+    let offsets = array_elements(text);
+    let located: Vec<PolicyProblem> = entities
+        .iter()
+        .enumerate()
+        .filter_map(|(i, entity)| {
+            let alone = serde_json::Value::Array(vec![entity.clone()]);
+            let error = Entities::from_json_value(alone, Some(schema)).err()?;
+            let (line, column) = offsets
+                .get(i)
+                .map(|&offset| line_column(text, offset))
+                .unzip();
+            let uid = &entity["uid"];
+            let name = match (uid["type"].as_str(), uid["id"].as_str()) {
+                (Some(kind), Some(id)) => format!("entity {kind}::{id:?}"),
+                _ => format!("entity #{}", i + 1),
+            };
+            Some(PolicyProblem {
+                file: file.into(),
+                line,
+                column,
+                policy_id: None,
+                message: format!("{name}: {}", entities_error(&error)),
+            })
+        })
+        .collect();
+    if located.is_empty() {
+        vec![problem(file, None, &whole)]
+    } else {
+        located
+    }
 }
 
 /// The policies whose action scope can match `action`, indexed.
