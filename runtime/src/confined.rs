@@ -77,10 +77,25 @@ pub fn walk(
     max_entries: usize,
     mut visit: impl FnMut(&Entry, Option<BorrowedFd<'_>>),
 ) -> io::Result<WalkOutcome> {
+    walk_while(root, max_entries, |entry, fd| {
+        visit(entry, fd);
+        true
+    })
+}
+
+/// [`walk`], stopped (partial) as soon as `visit` returns false.
+pub fn walk_while(
+    root: &Path,
+    max_entries: usize,
+    mut visit: impl FnMut(&Entry, Option<BorrowedFd<'_>>) -> bool,
+) -> io::Result<WalkOutcome> {
     let root = open_root(root)?;
     let stat = rustix::fs::fstat(&root)?;
-    visit(&entry(String::new(), &stat), Some(root.as_fd()));
     let mut outcome = WalkOutcome::default();
+    if !visit(&entry(String::new(), &stat), Some(root.as_fd())) {
+        outcome.partial = true;
+        return Ok(outcome);
+    }
     // One frame per open directory on the way down: its listing and its relative path.
     let mut stack: Vec<(Dir, String)> = vec![(Dir::new(root)?, String::new())];
     while let Some((dir, _)) = stack.last_mut() {
@@ -112,12 +127,17 @@ pub fn walk(
             continue;
         };
         if kind(&stat) != EntryKind::Dir {
-            visit(&entry(path, &stat), None);
+            if !visit(&entry(path, &stat), None) {
+                outcome.partial = true;
+                break;
+            }
             continue;
         }
         if depth > MAX_DEPTH {
             outcome.partial = true;
-            visit(&entry(path, &stat), None);
+            if !visit(&entry(path, &stat), None) {
+                break;
+            }
             continue;
         }
         let opened = open_dir_beneath(parent, &name)
@@ -125,7 +145,10 @@ pub fn walk(
         match opened {
             Ok((stat, child)) => {
                 // What was opened, which may differ from what was listed.
-                visit(&entry(path.clone(), &stat), Some(child.as_fd()));
+                if !visit(&entry(path.clone(), &stat), Some(child.as_fd())) {
+                    outcome.partial = true;
+                    break;
+                }
                 stack.push((Dir::new(child)?, path));
             }
             Err(_) => {
@@ -134,8 +157,9 @@ pub fn walk(
                 if let Ok(now) =
                     rustix::fs::statat(parent, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
                     && kind(&now) != EntryKind::Dir
+                    && !visit(&entry(path, &now), None)
                 {
-                    visit(&entry(path, &now), None);
+                    break;
                 }
             }
         }
@@ -247,7 +271,7 @@ fn empty_dir(root: OwnedFd, moved: &mut u64) -> io::Result<()> {
 }
 
 /// Opens the root of a tree: a directory, not a link to one.
-fn open_root(root: &Path) -> io::Result<OwnedFd> {
+pub fn open_root(root: &Path) -> io::Result<OwnedFd> {
     Ok(rustix::fs::open(
         root,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -257,30 +281,78 @@ fn open_root(root: &Path) -> io::Result<OwnedFd> {
 
 /// Opens the directory `name` (one component, as listed) of the open directory `parent`,
 /// failing on a link (`ELOOP`) or a non-directory (`ENOTDIR`) rather than following it.
-fn open_dir_beneath(parent: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> {
-    let flags =
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+pub fn open_dir_beneath(parent: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY;
+    if let Some(opened) = openat2_beneath(parent, name, flags, Mode::empty()) {
+        return opened;
+    }
+    // One listed name (never `..`, never containing `/`) with O_NOFOLLOW: no link is followed.
+    rustix::fs::openat(parent, name, flags | NO_FOLLOW, Mode::empty())
+}
+
+/// Opens `path` (relative, plain names only: the caller has refused `..`, `.` and absolute
+/// paths) beneath the open directory `root`, following no link on the way or at its end:
+/// a link anywhere on it fails with `ELOOP`.
+pub fn open_beneath(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: OFlags,
+    mode: Mode,
+) -> Result<OwnedFd, Errno> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::INVAL)?;
+    if let Some(opened) = openat2_beneath(root, &c_path, flags, mode) {
+        return opened;
+    }
+    // Without openat2: one name at a time, each directory opened without following.
+    let names: Vec<&OsStr> = path.iter().collect();
+    let Some((last, dirs)) = names.split_last() else {
+        return Err(Errno::INVAL);
+    };
+    let mut current: Option<OwnedFd> = None;
+    for name in dirs {
+        let name = c_name(name).map_err(|_| Errno::INVAL)?;
+        let parent = current.as_ref().map_or(root, |fd| fd.as_fd());
+        current = Some(open_dir_beneath(parent, &name)?);
+    }
+    let parent = current.as_ref().map_or(root, |fd| fd.as_fd());
+    let last = c_name(last).map_err(|_| Errno::INVAL)?;
+    rustix::fs::openat(parent, last.as_c_str(), flags | NO_FOLLOW, mode)
+}
+
+const NO_FOLLOW: OFlags = OFlags::NOFOLLOW
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NOCTTY);
+
+/// `openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`; `None` when
+/// the kernel has none (before Linux 5.6), so the caller goes one name at a time.
+fn openat2_beneath(
+    parent: BorrowedFd<'_>,
+    path: &CStr,
+    flags: OFlags,
+    mode: Mode,
+) -> Option<Result<OwnedFd, Errno>> {
     #[cfg(target_os = "linux")]
     {
         use rustix::fs::ResolveFlags;
         use std::sync::atomic::{AtomicBool, Ordering};
-        // Set once the kernel said it has no openat2 (before Linux 5.6).
+        // Set once the kernel said it has no openat2.
         static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
         if !NO_OPENAT2.load(Ordering::Relaxed) {
+            let flags = flags | NO_FOLLOW;
             let resolve =
                 ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-            match rustix::fs::openat2(parent, name, flags, Mode::empty(), resolve) {
+            match rustix::fs::openat2(parent, path, flags, mode, resolve) {
                 Err(Errno::NOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
                 // Interrupted by a concurrent rename (resolution raced): try again.
                 Err(Errno::AGAIN) => {
-                    return rustix::fs::openat2(parent, name, flags, Mode::empty(), resolve);
+                    return Some(rustix::fs::openat2(parent, path, flags, mode, resolve));
                 }
-                result => return result,
+                result => return Some(result),
             }
         }
     }
-    // One listed name (never `..`, never containing `/`) with O_NOFOLLOW: no link is followed.
-    rustix::fs::openat(parent, name, flags, Mode::empty())
+    let _ = (parent, path, flags, mode);
+    None
 }
 
 fn dir_fd(dir: &Dir) -> BorrowedFd<'_> {

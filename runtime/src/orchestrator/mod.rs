@@ -4,6 +4,7 @@
 
 mod disclosure;
 mod disk;
+mod files;
 mod plugins;
 mod preflight;
 mod sessions;
@@ -13,6 +14,7 @@ mod workspace;
 
 pub use disclosure::policy_status;
 pub use disk::DiskUsage;
+pub use files::{FilesError, Transferred, Workspace, WorkspacePath};
 pub use plugins::InstalledPlugin;
 pub use preflight::{Check, Preflight};
 pub use sessions::{CreateSession, SessionView};

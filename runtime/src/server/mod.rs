@@ -254,7 +254,7 @@ fn bootstrap_admin_key(store: &Store, config: &ServeConfig) -> anyhow::Result<Op
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    use routes::{events, info, plugins, sessions, tasks};
+    use routes::{events, files, info, plugins, sessions, tasks};
     let api = Router::new()
         .route("/v1/info", get(info::info))
         .route("/v1/tools", get(info::tools))
@@ -271,6 +271,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/sessions/{id}/tasks", post(tasks::create))
         .route("/v1/sessions/{id}/tasks/{task}", get(tasks::get))
         .route("/v1/sessions/{id}/tasks/{task}/cancel", post(tasks::cancel))
+        .route(
+            "/v1/sessions/{id}/files/{*path}",
+            get(files::get_file).put(files::put_file),
+        )
+        .route(
+            "/v1/sessions/{id}/workspace.tar",
+            get(files::get_tar).put(files::put_tar),
+        )
         .route("/openapi.json", get(info::openapi))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

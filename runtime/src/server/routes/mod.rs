@@ -1,6 +1,7 @@
 //! The HTTP API, one module per resource.
 
 pub mod events;
+pub mod files;
 pub mod info;
 pub mod plugins;
 pub mod sessions;
