@@ -7,6 +7,7 @@ mod confinement;
 mod connections;
 mod crash;
 mod events;
+mod files;
 mod floods;
 mod gate;
 mod metrics;

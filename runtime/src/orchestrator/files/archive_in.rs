@@ -203,7 +203,9 @@ fn merge(
     dry_run: bool,
 ) -> Result<(), FilesError> {
     let mut names = Vec::new();
+    // A duplicate shares the directory's position: start from its first name.
     let mut listing = Dir::new(rustix::io::dup(from)?)?;
+    listing.rewind();
     while let Some(item) = listing.read() {
         let name = item?.file_name().to_owned();
         if !matches!(name.to_bytes(), b"." | b"..") {

@@ -241,6 +241,14 @@ fn open_dirs(
                 });
                 child
             }
+            // A link where a directory is expected is refused as a link, not as a clash.
+            Err(Errno::NOTDIR)
+                if stat_at(current.as_fd(), &name)?.is_some_and(|s| {
+                    FileType::from_raw_mode(s.st_mode) == FileType::Symlink
+                }) =>
+            {
+                return Err(path_error(shown, Errno::LOOP));
+            }
             Err(e) => return Err(path_error(shown, e)),
         };
         current = child;

@@ -1,12 +1,12 @@
 //! One file in: written aside, charged as it comes, renamed into place when complete.
 
 use super::{
-    FilesError, Transferred, WorkspacePath, aside_name, c_name, copy_charged, inode, is_dir,
+    FilesError, Transferred, WorkspacePath, aside_name, c_name, copy_charged, inode,
     open_dirs, path_error, stat_at, undo_created,
 };
 use crate::sandbox::DiskQuota;
 use rustix::fd::AsFd;
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::io::Read;
 use std::path::Path;
 
@@ -22,8 +22,22 @@ pub(super) fn put_file(
     let mut created = Vec::new();
     let result = (|| {
         let parent = open_dirs(root.as_fd(), dirs, quota, &mut created, path)?;
-        if stat_at(parent.as_fd(), &name)?.is_some_and(|s| is_dir(&s)) {
-            return Err(FilesError::Conflict(format!("`{}` is a directory", path.display())));
+        if let Some(existing) = stat_at(parent.as_fd(), &name)? {
+            match FileType::from_raw_mode(existing.st_mode) {
+                FileType::Directory => {
+                    return Err(FilesError::Conflict(format!(
+                        "`{}` is a directory",
+                        path.display()
+                    )));
+                }
+                FileType::Symlink => {
+                    return Err(FilesError::InvalidPath(format!(
+                        "`{}` is a symbolic link; links are never followed or replaced",
+                        path.display()
+                    )));
+                }
+                _ => {}
+            }
         }
         let aside = aside_name();
         let reservation = quota.reserve_entry()?;
