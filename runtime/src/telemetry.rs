@@ -137,13 +137,13 @@ impl Metrics {
                 .build(),
             rate_limited: meter
                 .u64_counter("toolgate.rate_limited")
-                .with_description(
-                    "Requests refused by rate limits (`limit`: rate or in_flight)",
-                )
+                .with_description("Requests refused by rate limits (`limit`: rate or in_flight)")
                 .build(),
             http_requests: meter
                 .u64_counter("toolgate.http.requests")
-                .with_description("HTTP requests answered, by route template, method and status class")
+                .with_description(
+                    "HTTP requests answered, by route template, method and status class",
+                )
                 .build(),
             registry,
             _provider: provider,

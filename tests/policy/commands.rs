@@ -150,10 +150,18 @@ fn explain_takes_the_context_as_json_a_file_or_stdin_and_refuses_a_wrong_one() {
     ] {
         let out = explain(context, stdin);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(0), "{context}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{context}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(report["decision"], "allow");
-        assert_eq!(report["reasons"], serde_json::json!(["readonly.read-tools"]));
+        assert_eq!(
+            report["reasons"],
+            serde_json::json!(["readonly.read-tools"])
+        );
     }
 
     // A context the action does not take is a usage error naming what is wrong, not a deny.
@@ -164,7 +172,10 @@ fn explain_takes_the_context_as_json_a_file_or_stdin_and_refuses_a_wrong_one() {
     for (bad, says) in [
         ("{not json", "is not JSON"),
         ("[1]", "must be a JSON object"),
-        ("@/no/such/context.json", "reading --context from /no/such/context.json"),
+        (
+            "@/no/such/context.json",
+            "reading --context from /no/such/context.json",
+        ),
     ] {
         let out = explain(bad, None);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -214,13 +225,30 @@ fn fmt_writes_what_cedar_format_with_width_100_and_indent_4_writes() {
     let path = dir.path().to_str().unwrap();
     let check = toolgate(&["policy", "fmt", "--check", path], None);
     assert_eq!(check.status.code(), Some(1));
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), UNFORMATTED, "--check changes nothing");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        UNFORMATTED,
+        "--check changes nothing"
+    );
     let out = toolgate(&["policy", "fmt", path], None);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), FORMATTED);
     let again = toolgate(&["policy", "fmt", "--check", path], None);
     assert_eq!(again.status.code(), Some(0));
     // The shipped policies are in that form.
-    let shipped = toolgate(&["policy", "fmt", "--check", repo_policies().to_str().unwrap()], None);
-    assert_eq!(shipped.status.code(), Some(0), "{}", String::from_utf8_lossy(&shipped.stdout));
+    let shipped = toolgate(
+        &[
+            "policy",
+            "fmt",
+            "--check",
+            repo_policies().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(
+        shipped.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&shipped.stdout)
+    );
 }

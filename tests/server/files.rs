@@ -54,7 +54,13 @@ async fn used(server: &Server, key: &str, session: &str) -> u64 {
     view["disk"]["used_bytes"].as_u64().unwrap()
 }
 
-async fn put(server: &Server, key: &str, session: &str, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+async fn put(
+    server: &Server,
+    key: &str,
+    session: &str,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
     server
         .client
         .put(server.url(&format!("/v1/sessions/{session}/files/{path}")))
@@ -100,7 +106,10 @@ async fn a_file_goes_in_and_out_its_tools_see_it_and_each_transfer_is_an_event()
     let created = put(&server, &key, &session, "docs/notes.txt", "hello\n").await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let created: Value = created.json().await.unwrap();
-    assert_eq!(created, json!({"path": "docs/notes.txt", "size": 6, "replaced": false}));
+    assert_eq!(
+        created,
+        json!({"path": "docs/notes.txt", "size": 6, "replaced": false})
+    );
     let replaced = put(&server, &key, &session, "docs/notes.txt", "hello again\n").await;
     assert_eq!(replaced.status(), StatusCode::OK);
     assert_eq!(replaced.json::<Value>().await.unwrap()["replaced"], true);
@@ -120,13 +129,31 @@ async fn a_file_goes_in_and_out_its_tools_see_it_and_each_transfer_is_an_event()
 
     let download = get(&server, &key, &session, "docs/notes.txt").await;
     assert_eq!(download.status(), StatusCode::OK);
-    assert_eq!(download.headers()["content-type"], "application/octet-stream");
+    assert_eq!(
+        download.headers()["content-type"],
+        "application/octet-stream"
+    );
     assert_eq!(download.headers()["content-length"], "12");
     assert_eq!(download.text().await.unwrap(), "hello again\n");
 
-    problem(get(&server, &key, &session, "docs/nope.txt").await, StatusCode::NOT_FOUND, "not_found").await;
-    problem(get(&server, &key, &session, "docs").await, StatusCode::CONFLICT, "conflict").await;
-    problem(put(&server, &key, &session, "docs", "x").await, StatusCode::CONFLICT, "conflict").await;
+    problem(
+        get(&server, &key, &session, "docs/nope.txt").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    problem(
+        get(&server, &key, &session, "docs").await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    problem(
+        put(&server, &key, &session, "docs", "x").await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
 
     let events = events_until(&server, &key, &session, "file.downloaded").await;
     let transfers: Vec<(String, Value)> = events
@@ -138,9 +165,18 @@ async fn a_file_goes_in_and_out_its_tools_see_it_and_each_transfer_is_an_event()
     assert_eq!(
         transfers,
         [
-            ("file.uploaded".to_owned(), json!({"path": "docs/notes.txt", "size": 6, "replaced": false})),
-            ("file.uploaded".to_owned(), json!({"path": "docs/notes.txt", "size": 12, "replaced": true})),
-            ("file.downloaded".to_owned(), json!({"path": "docs/notes.txt", "size": 12})),
+            (
+                "file.uploaded".to_owned(),
+                json!({"path": "docs/notes.txt", "size": 6, "replaced": false})
+            ),
+            (
+                "file.uploaded".to_owned(),
+                json!({"path": "docs/notes.txt", "size": 12, "replaced": true})
+            ),
+            (
+                "file.downloaded".to_owned(),
+                json!({"path": "docs/notes.txt", "size": 12})
+            ),
         ]
     );
     server.stop().await;
@@ -154,7 +190,12 @@ async fn uploads_are_charged_to_the_quota_the_session_shares_with_its_tasks() {
     let root = workspace(&server, &session);
     let part = vec![b'a'; 600 * 1024];
 
-    assert_eq!(put(&server, &key, &session, "first.bin", part.clone()).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        put(&server, &key, &session, "first.bin", part.clone())
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
     let after_first = used(&server, &key, &session).await;
     assert!(after_first >= 600 * 1024, "{after_first}");
 
@@ -177,7 +218,11 @@ async fn uploads_are_charged_to_the_quota_the_session_shares_with_its_tasks() {
         "quota_exceeded",
     )
     .await;
-    assert_eq!(names(&root), ["first.bin"], "nothing of a refused upload is left");
+    assert_eq!(
+        names(&root),
+        ["first.bin"],
+        "nothing of a refused upload is left"
+    );
     assert_eq!(used(&server, &key, &session).await, after_first);
 
     // The session's tasks meet the same quota.
@@ -209,9 +254,25 @@ async fn paths_and_links_never_lead_outside_the_workspace() {
     // What a tool could have made: a link out of the workspace.
     std::os::unix::fs::symlink(outside.path(), workspace(&server, &session).join("link")).unwrap();
 
-    for path in ["link/secret.txt", "link", "..%2F..%2Fadmin.key", "%2Fetc%2Fpasswd", "a/..%2F..%2F..%2Fx"] {
-        problem(get(&server, &key, &session, path).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_path").await;
-        problem(put(&server, &key, &session, path, "x").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_path").await;
+    for path in [
+        "link/secret.txt",
+        "link",
+        "..%2F..%2Fadmin.key",
+        "%2Fetc%2Fpasswd",
+        "a/..%2F..%2F..%2Fx",
+    ] {
+        problem(
+            get(&server, &key, &session, path).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_path",
+        )
+        .await;
+        problem(
+            put(&server, &key, &session, path, "x").await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_path",
+        )
+        .await;
     }
     let mut outside_names: Vec<_> = std::fs::read_dir(outside.path())
         .unwrap()
@@ -219,7 +280,10 @@ async fn paths_and_links_never_lead_outside_the_workspace() {
         .collect();
     outside_names.sort();
     assert_eq!(outside_names, ["secret.txt"]);
-    assert_eq!(std::fs::read_to_string(outside.path().join("secret.txt")).unwrap(), "secret");
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("secret.txt")).unwrap(),
+        "secret"
+    );
     assert_eq!(names(&workspace(&server, &session)), ["link"]);
     server.stop().await;
 }
@@ -251,7 +315,11 @@ async fn a_workspace_goes_out_and_in_as_a_tar() {
             std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
             text
         };
-        seen.push((path.trim_end_matches('/').to_owned(), format!("{kind:?}"), content));
+        seen.push((
+            path.trim_end_matches('/').to_owned(),
+            format!("{kind:?}"),
+            content,
+        ));
     }
     seen.sort();
     assert_eq!(
@@ -269,8 +337,18 @@ async fn a_workspace_goes_out_and_in_as_a_tar() {
     assert_eq!(extracted.status(), StatusCode::OK);
     let extracted: Value = extracted.json().await.unwrap();
     assert_eq!(extracted, json!({"size": 7, "entries": 4}));
-    assert_eq!(get(&server, &key, &second, "dir/b.txt").await.text().await.unwrap(), "bbbb");
-    assert_eq!(names(&workspace(&server, &second)), ["a.txt", "dir", "dir/b.txt", "dir/l"]);
+    assert_eq!(
+        get(&server, &key, &second, "dir/b.txt")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "bbbb"
+    );
+    assert_eq!(
+        names(&workspace(&server, &second)),
+        ["a.txt", "dir", "dir/b.txt", "dir/l"]
+    );
     assert!(used(&server, &key, &second).await >= 4 * 4096);
 
     let out = events_until(&server, &key, &first, "file.downloaded").await;
@@ -281,7 +359,13 @@ async fn a_workspace_goes_out_and_in_as_a_tar() {
 }
 
 /// One raw tar entry: `name` and `link` are written as they are, checks or not.
-fn raw_entry(out: &mut tar::Builder<Vec<u8>>, name: &[u8], kind: tar::EntryType, link: &[u8], data: &[u8]) {
+fn raw_entry(
+    out: &mut tar::Builder<Vec<u8>>,
+    name: &[u8],
+    kind: tar::EntryType,
+    link: &[u8],
+    data: &[u8],
+) {
     let mut header = tar::Header::new_gnu();
     {
         let gnu = header.as_gnu_mut().unwrap();
@@ -312,21 +396,75 @@ async fn a_bad_or_too_large_archive_is_refused_whole_and_writes_nothing() {
     let root = workspace(&server, &session);
     let before = used(&server, &key, &session).await;
     let cases = [
-        (tar_with(b"../evil.txt", tar::EntryType::Regular, b"", b"e"), StatusCode::UNPROCESSABLE_ENTITY, "invalid_archive"),
-        (tar_with(b"/abs.txt", tar::EntryType::Regular, b"", b"e"), StatusCode::UNPROCESSABLE_ENTITY, "invalid_archive"),
-        (tar_with(b"dev", tar::EntryType::Char, b"", b""), StatusCode::UNPROCESSABLE_ENTITY, "invalid_archive"),
-        (tar_with(b"fifo", tar::EntryType::Fifo, b"", b""), StatusCode::UNPROCESSABLE_ENTITY, "invalid_archive"),
-        (tar_with(b"hard", tar::EntryType::Link, b"../../admin.key", b""), StatusCode::UNPROCESSABLE_ENTITY, "invalid_archive"),
-        (tar_with(b"hard", tar::EntryType::Link, b"x", b""), StatusCode::UNPROCESSABLE_ENTITY, "invalid_archive"),
-        (tar_with(b"soft", tar::EntryType::Symlink, b"/etc/passwd", b""), StatusCode::UNPROCESSABLE_ENTITY, "invalid_archive"),
-        (tar_with(b"d/soft", tar::EntryType::Symlink, b"../../out", b""), StatusCode::UNPROCESSABLE_ENTITY, "invalid_archive"),
-        (tar_with(b"big.bin", tar::EntryType::Regular, b"", &vec![0u8; 2 * MIB as usize]), StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
+        (
+            tar_with(b"../evil.txt", tar::EntryType::Regular, b"", b"e"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_archive",
+        ),
+        (
+            tar_with(b"/abs.txt", tar::EntryType::Regular, b"", b"e"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_archive",
+        ),
+        (
+            tar_with(b"dev", tar::EntryType::Char, b"", b""),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_archive",
+        ),
+        (
+            tar_with(b"fifo", tar::EntryType::Fifo, b"", b""),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_archive",
+        ),
+        (
+            tar_with(b"hard", tar::EntryType::Link, b"../../admin.key", b""),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_archive",
+        ),
+        (
+            tar_with(b"hard", tar::EntryType::Link, b"x", b""),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_archive",
+        ),
+        (
+            tar_with(b"soft", tar::EntryType::Symlink, b"/etc/passwd", b""),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_archive",
+        ),
+        (
+            tar_with(b"d/soft", tar::EntryType::Symlink, b"../../out", b""),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_archive",
+        ),
+        (
+            tar_with(
+                b"big.bin",
+                tar::EntryType::Regular,
+                b"",
+                &vec![0u8; 2 * MIB as usize],
+            ),
+            StatusCode::INSUFFICIENT_STORAGE,
+            "quota_exceeded",
+        ),
         // `x` is a file in the workspace: a directory of that name clashes.
-        (tar_with(b"x/y.txt", tar::EntryType::Regular, b"", b"y"), StatusCode::CONFLICT, "conflict"),
-        (b"not a tar archive at all, far too short".repeat(20), StatusCode::UNPROCESSABLE_ENTITY, "invalid_archive"),
+        (
+            tar_with(b"x/y.txt", tar::EntryType::Regular, b"", b"y"),
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
+        (
+            b"not a tar archive at all, far too short".repeat(20),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_archive",
+        ),
     ];
     for (archive, status, code) in cases {
-        let body = problem(put_tar(&server, &key, &session, archive).await, status, code).await;
+        let body = problem(
+            put_tar(&server, &key, &session, archive).await,
+            status,
+            code,
+        )
+        .await;
         assert_eq!(names(&root), ["x"], "{body}");
         assert_eq!(std::fs::read_to_string(root.join("x")).unwrap(), "a file");
         assert_eq!(used(&server, &key, &session).await, before, "{body}");
@@ -340,7 +478,12 @@ async fn a_bad_or_too_large_archive_is_refused_whole_and_writes_nothing() {
         .send()
         .await
         .unwrap();
-    problem(wrong_type, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    problem(
+        wrong_type,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
     server.stop().await;
 }
 
@@ -352,9 +495,21 @@ async fn only_the_owner_of_an_open_session_moves_its_files() {
     let session = server.session(&alice).await;
     put(&server, &alice, &session, "mine.txt", "mine").await;
 
-    problem(get(&server, &bob, &session, "mine.txt").await, StatusCode::NOT_FOUND, "not_found").await;
-    problem(put(&server, &bob, &session, "theirs.txt", "x").await, StatusCode::NOT_FOUND, "not_found").await;
-    let tar = server.get(&bob, &format!("/v1/sessions/{session}/workspace.tar")).await;
+    problem(
+        get(&server, &bob, &session, "mine.txt").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    problem(
+        put(&server, &bob, &session, "theirs.txt", "x").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let tar = server
+        .get(&bob, &format!("/v1/sessions/{session}/workspace.tar"))
+        .await;
     problem(tar, StatusCode::NOT_FOUND, "not_found").await;
     let anonymous = server
         .client
@@ -365,10 +520,28 @@ async fn only_the_owner_of_an_open_session_moves_its_files() {
     problem(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
 
     // A closed session's workspace was deleted with it.
-    assert_eq!(server.delete(&alice, &format!("/v1/sessions/{session}")).await.status(), StatusCode::OK);
-    problem(get(&server, &alice, &session, "mine.txt").await, StatusCode::CONFLICT, "conflict").await;
-    problem(put(&server, &alice, &session, "mine.txt", "x").await, StatusCode::CONFLICT, "conflict").await;
-    let tar = server.get(&alice, &format!("/v1/sessions/{session}/workspace.tar")).await;
+    assert_eq!(
+        server
+            .delete(&alice, &format!("/v1/sessions/{session}"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    problem(
+        get(&server, &alice, &session, "mine.txt").await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    problem(
+        put(&server, &alice, &session, "mine.txt", "x").await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    let tar = server
+        .get(&alice, &format!("/v1/sessions/{session}/workspace.tar"))
+        .await;
     problem(tar, StatusCode::CONFLICT, "conflict").await;
     server.stop().await;
 }

@@ -26,10 +26,7 @@ fn samples(scrape: &Exposition, family: &str) -> Vec<(Vec<(String, String)>, f64
         .iter_samples()
         .map(|s| {
             let labels = s.get_labelset().unwrap();
-            let labels = labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let labels = labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             (labels, value(s))
         })
         .collect()
@@ -73,7 +70,12 @@ async fn metrics_count_requests_by_route_template_and_parse_as_prometheus_text()
         answered += 1.0;
         assert!(answered < 100.0, "never rate limited");
     }
-    let unknown = server.client.get(server.url("/no/such/route")).send().await.unwrap();
+    let unknown = server
+        .client
+        .get(server.url("/no/such/route"))
+        .send()
+        .await
+        .unwrap();
     problem(unknown, StatusCode::NOT_FOUND, "not_found").await;
 
     let text = server

@@ -49,16 +49,18 @@ async fn sigterm_makes_readyz_503_while_a_request_in_flight_drains() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let policies = test_policies(dir.path());
-    let mut child = Running(Command::new(env!("CARGO_BIN_EXE_toolgate"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--policies")
-        .arg(&policies)
-        .env("TOOLGATE_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start toolgate serve"));
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_toolgate"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--policies")
+            .arg(&policies)
+            .env("TOOLGATE_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start toolgate serve"),
+    );
     let (sender, lines) = mpsc::channel();
     let stderr = child.0.stderr.take().unwrap();
     std::thread::spawn(move || {
@@ -110,7 +112,12 @@ async fn sigterm_makes_readyz_503_while_a_request_in_flight_drains() {
 
     // While that request is open, the server still answers health checks: not ready.
     let readyz = client.get(format!("{base}/readyz")).send().await.unwrap();
-    problem(readyz, reqwest::StatusCode::SERVICE_UNAVAILABLE, "not_ready").await;
+    problem(
+        readyz,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+    )
+    .await;
     let info = client
         .get(format!("{base}/v1/info"))
         .bearer_auth(&key)

@@ -180,8 +180,8 @@ fn read_context(arg: &str) -> anyhow::Result<serde_json::Value> {
     } else {
         (arg.to_owned(), "--context".to_owned())
     };
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{from} is not JSON"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{from} is not JSON"))?;
     anyhow::ensure!(value.is_object(), "{from} must be a JSON object");
     Ok(value)
 }

@@ -111,7 +111,10 @@ mod tests {
     fn array_elements_are_found_past_strings_and_nesting() {
         let text = "[\n {\"a\": \"],{\\\"\"},\n [1, [2]] , 3\n]";
         let offsets = array_elements(text);
-        let starts: Vec<char> = offsets.iter().map(|&o| text[o..].chars().next().unwrap()).collect();
+        let starts: Vec<char> = offsets
+            .iter()
+            .map(|&o| text[o..].chars().next().unwrap())
+            .collect();
         assert_eq!(starts, ['{', '[', '3']);
         assert!(array_elements("[]").is_empty());
     }

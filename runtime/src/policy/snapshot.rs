@@ -2,9 +2,9 @@
 //! Built whole and swapped in whole, so a decision never sees half a reload.
 
 use super::errors::{PolicyLoadError, PolicyProblem, line_column, problems_from};
-use super::locations::{PolicyLocations, array_elements};
 use super::index::ActionIndex;
 use super::limits::{LIMIT_ANNOTATIONS, PolicyLimits};
+use super::locations::{PolicyLocations, array_elements};
 use super::sources::PolicySources;
 use cedar_policy::{
     ActionConstraint, Effect, Entities, EntityUid, PolicyId, PolicySet, Schema, ValidationMode,

@@ -15,7 +15,6 @@ pub async fn count(State(app): State<Arc<App>>, request: Request, next: Next) ->
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let method = request.method().clone();
     let response = next.run(request).await;
-    app.metrics
-        .http_request(&route, &method, response.status());
+    app.metrics.http_request(&route, &method, response.status());
     response
 }

@@ -8,7 +8,7 @@
 //! fifos refuse the whole archive.
 
 use super::{
-    FilesError, Transferred, WorkspacePath, aside_name, c_name, copy_charged, inode, is_dir,
+    FilesError, Transferred, WorkspacePath, aside_name, c_name, copy_charged, inode, is_dir, links,
     open_dirs, stat_at,
 };
 use crate::confined::{open_beneath, open_dir_beneath};
@@ -57,7 +57,8 @@ fn extract(
     for entry in archive.entries().map_err(invalid)? {
         let mut entry = entry.map_err(invalid)?;
         let raw = entry.path().map_err(invalid)?.into_owned();
-        let refuse = |why: String| FilesError::InvalidArchive(format!("entry `{}`: {why}", raw.display()));
+        let refuse =
+            |why: String| FilesError::InvalidArchive(format!("entry `{}`: {why}", raw.display()));
         let path = match WorkspacePath::parse(&raw) {
             Ok(Some(path)) => path,
             // The archive's root (`./`).
@@ -73,7 +74,8 @@ fn extract(
         let parent = open_dirs(staging, dirs, quota, &mut Vec::new(), &path)?;
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                replace_existing(parent.as_fd(), &name, quota).map_err(|e| refuse(e.to_string()))?;
+                replace_existing(parent.as_fd(), &name, quota)
+                    .map_err(|e| refuse(e.to_string()))?;
                 let mode = (entry.header().mode().unwrap_or(0o644) & 0o755) | 0o600;
                 let reservation = quota.reserve_entry()?;
                 let fd = rustix::fs::openat(
@@ -106,7 +108,8 @@ fn extract(
                         target.display()
                     )));
                 }
-                replace_existing(parent.as_fd(), &name, quota).map_err(|e| refuse(e.to_string()))?;
+                replace_existing(parent.as_fd(), &name, quota)
+                    .map_err(|e| refuse(e.to_string()))?;
                 let reservation = quota.reserve_entry()?;
                 rustix::fs::symlinkat(target.as_path(), &parent, name.as_c_str())?;
                 let stat = rustix::fs::statat(&parent, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)?;
@@ -133,7 +136,8 @@ fn extract(
                         target.display()
                     ))
                 })?;
-                replace_existing(parent.as_fd(), &name, quota).map_err(|e| refuse(e.to_string()))?;
+                replace_existing(parent.as_fd(), &name, quota)
+                    .map_err(|e| refuse(e.to_string()))?;
                 let reservation = quota.reserve_entry()?;
                 let (target_parent, target_name, stat) = linked;
                 rustix::fs::linkat(
@@ -163,7 +167,11 @@ fn extract(
 
 /// A later entry of the same name replaces an earlier file or link; a directory is not
 /// replaced by something else.
-fn replace_existing(parent: BorrowedFd<'_>, name: &CString, quota: &DiskQuota) -> Result<(), FilesError> {
+fn replace_existing(
+    parent: BorrowedFd<'_>,
+    name: &CString,
+    quota: &DiskQuota,
+) -> Result<(), FilesError> {
     match stat_at(parent, name)? {
         None => Ok(()),
         Some(stat) if is_dir(&stat) => Err(FilesError::InvalidArchive(
@@ -171,7 +179,7 @@ fn replace_existing(parent: BorrowedFd<'_>, name: &CString, quota: &DiskQuota) -
         )),
         Some(stat) => {
             rustix::fs::unlinkat(parent, name.as_c_str(), AtFlags::empty())?;
-            quota.removed(inode(&stat), stat.st_nlink as u64);
+            quota.removed(inode(&stat), links(&stat));
             Ok(())
         }
     }
@@ -185,7 +193,13 @@ fn existing_file(
     let (dirs, name) = path.split();
     let name = c_name(name).ok()?;
     let parent = match dirs {
-        Some(dirs) => open_beneath(staging, dirs, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).ok()?,
+        Some(dirs) => open_beneath(
+            staging,
+            dirs,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .ok()?,
         None => rustix::io::dup(staging).ok()?,
     };
     let stat = stat_at(parent.as_fd(), &name).ok()??;
@@ -224,20 +238,28 @@ fn merge(
         };
         match stat_at(into, &name)? {
             None if dry_run => {}
-            None => match rustix::fs::renameat_with(from, &name, into, &name, RenameFlags::NOREPLACE) {
-                Ok(()) => {}
-                Err(Errno::EXIST) => return Err(clash()),
-                Err(e) => return Err(e.into()),
-            },
+            None => {
+                match rustix::fs::renameat_with(from, &name, into, &name, RenameFlags::NOREPLACE) {
+                    Ok(()) => {}
+                    Err(Errno::EXIST) => return Err(clash()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
             Some(target) if is_dir(&source) && is_dir(&target) => {
                 let inner_from = open_dir_beneath(from, &name)?;
                 let inner_into = open_dir_beneath(into, &name).map_err(|_| clash())?;
-                merge(inner_from.as_fd(), inner_into.as_fd(), quota, &format!("{shown}/"), dry_run)?;
+                merge(
+                    inner_from.as_fd(),
+                    inner_into.as_fd(),
+                    quota,
+                    &format!("{shown}/"),
+                    dry_run,
+                )?;
             }
             Some(target) if !is_dir(&source) && !is_dir(&target) => {
                 if !dry_run {
                     rustix::fs::renameat(from, &name, into, &name)?;
-                    quota.removed(inode(&target), target.st_nlink as u64);
+                    quota.removed(inode(&target), links(&target));
                 }
             }
             Some(_) => return Err(clash()),

@@ -95,12 +95,17 @@ pub(super) fn write_tar(workspace: &Path, out: &mut dyn Write) -> Result<Transfe
 fn link_target(root: rustix::fd::BorrowedFd<'_>, path: &Path) -> Option<PathBuf> {
     let name = path.file_name()?;
     let parent = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(dirs) => open_beneath(root, dirs, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
-            .ok()?,
+        Some(dirs) => open_beneath(
+            root,
+            dirs,
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .ok()?,
         None => rustix::io::dup(root).ok()?,
     };
     let target = rustix::fs::readlinkat(&parent, name, Vec::new()).ok()?;
-    Some(PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
-        target.into_bytes(),
-    )))
+    Some(PathBuf::from(
+        <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(target.into_bytes()),
+    ))
 }

@@ -131,7 +131,11 @@ impl Workspace {
     }
 
     /// Writes `body` to `path` (parent directories created), replacing a file there.
-    pub fn put_file(&self, path: &WorkspacePath, body: &mut dyn Read) -> Result<Transferred, FilesError> {
+    pub fn put_file(
+        &self,
+        path: &WorkspacePath,
+        body: &mut dyn Read,
+    ) -> Result<Transferred, FilesError> {
         put::put_file(&self.live.workspace, &self.live.disk, path, body)
     }
 
@@ -188,11 +192,20 @@ fn path_error(path: &WorkspacePath, errno: Errno) -> FilesError {
 }
 
 fn c_name(name: &OsStr) -> Result<CString, FilesError> {
-    CString::new(name.as_bytes()).map_err(|_| FilesError::InvalidPath("a name contains a NUL byte".into()))
+    CString::new(name.as_bytes())
+        .map_err(|_| FilesError::InvalidPath("a name contains a NUL byte".into()))
 }
 
+// Stat's field types differ between targets; all fit in u64.
+#[allow(clippy::unnecessary_cast)]
 fn inode(stat: &Stat) -> InodeKey {
     (stat.st_dev as u64, stat.st_ino as u64)
+}
+
+/// How many names the inode of `stat` has.
+#[allow(clippy::unnecessary_cast)]
+fn links(stat: &Stat) -> u64 {
+    stat.st_nlink as u64
 }
 
 fn stat_at(dir: BorrowedFd<'_>, name: &CString) -> Result<Option<Stat>, Errno> {
@@ -243,9 +256,8 @@ fn open_dirs(
             }
             // A link where a directory is expected is refused as a link, not as a clash.
             Err(Errno::NOTDIR)
-                if stat_at(current.as_fd(), &name)?.is_some_and(|s| {
-                    FileType::from_raw_mode(s.st_mode) == FileType::Symlink
-                }) =>
+                if stat_at(current.as_fd(), &name)?
+                    .is_some_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Symlink) =>
             {
                 return Err(path_error(shown, Errno::LOOP));
             }
@@ -299,6 +311,9 @@ fn copy_charged(
 
 /// A name for something written aside before it is moved into place.
 fn aside_name() -> CString {
-    CString::new(format!(".toolgate-upload-{}", uuid::Uuid::new_v4().simple()))
-        .expect("no NUL in a uuid")
+    CString::new(format!(
+        ".toolgate-upload-{}",
+        uuid::Uuid::new_v4().simple()
+    ))
+    .expect("no NUL in a uuid")
 }

@@ -46,7 +46,10 @@ impl WorkspacePath {
     /// The directories above the last name, and the last name.
     pub fn split(&self) -> (Option<&Path>, &std::ffi::OsStr) {
         let parent = self.0.parent().filter(|p| !p.as_os_str().is_empty());
-        (parent, self.0.file_name().expect("a parsed path has a last name"))
+        (
+            parent,
+            self.0.file_name().expect("a parsed path has a last name"),
+        )
     }
 
     /// Where the link target `target` of an entry at this path points, if it stays in the

@@ -1,7 +1,7 @@
 //! One file in: written aside, charged as it comes, renamed into place when complete.
 
 use super::{
-    FilesError, Transferred, WorkspacePath, aside_name, c_name, copy_charged, inode,
+    FilesError, Transferred, WorkspacePath, aside_name, c_name, copy_charged, inode, links,
     open_dirs, path_error, stat_at, undo_created,
 };
 use crate::sandbox::DiskQuota;
@@ -67,7 +67,7 @@ pub(super) fn put_file(
             return Err(path_error(path, e));
         }
         if let Some(old) = &replaced {
-            quota.removed(inode(old), old.st_nlink as u64);
+            quota.removed(inode(old), links(old));
         }
         Ok(Transferred {
             path: Some(path.display()),

@@ -30,9 +30,8 @@ impl From<FilesError> for Problem {
             FilesError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, "not_found", detail),
             FilesError::Conflict(_) => Problem::new(StatusCode::CONFLICT, "conflict", detail),
             FilesError::Quota(exceeded) => {
-                Problem::new(StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded", detail).with(
-                    json!({ "used_bytes": exceeded.used, "quota_bytes": exceeded.limit }),
-                )
+                Problem::new(StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded", detail)
+                    .with(json!({ "used_bytes": exceeded.used, "quota_bytes": exceeded.limit }))
             }
             FilesError::InvalidArchive(_) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_archive", detail)
@@ -44,7 +43,11 @@ impl From<FilesError> for Problem {
 }
 
 /// The caller's open session's workspace (its owner only, as every session route).
-async fn workspace(app: &Arc<App>, caller: crate::orchestrator::Caller, id: String) -> Result<Workspace, Problem> {
+async fn workspace(
+    app: &Arc<App>,
+    caller: crate::orchestrator::Caller,
+    id: String,
+) -> Result<Workspace, Problem> {
     let orchestrator = app.orchestrator.clone();
     tokio::task::spawn_blocking(move || orchestrator.workspace(&caller, &id))
         .await
@@ -52,14 +55,14 @@ async fn workspace(app: &Arc<App>, caller: crate::orchestrator::Caller, id: Stri
         .map_err(Problem::from)
 }
 
-fn parse_path(raw: &str) -> Result<WorkspacePath, Problem> {
+fn parse_path(raw: &str) -> Result<WorkspacePath, FilesError> {
     WorkspacePath::parse(std::path::Path::new(raw))?
-        .ok_or_else(|| FilesError::InvalidPath("the path names the workspace itself".into()).into())
+        .ok_or_else(|| FilesError::InvalidPath("the path names the workspace itself".into()))
 }
 
-/// Refuses at once a body whose announced length cannot fit what the quota has left, before
-/// reading any of it.
-fn check_announced(headers: &HeaderMap, workspace: &Workspace) -> Result<(), Problem> {
+/// The refusal of a body whose announced length cannot fit what the quota has left, given
+/// before any of it is read.
+fn refuse_announced(headers: &HeaderMap, workspace: &Workspace) -> Option<Problem> {
     let announced = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -67,7 +70,8 @@ fn check_announced(headers: &HeaderMap, workspace: &Workspace) -> Result<(), Pro
     let disk = workspace.disk();
     let left = disk.quota_bytes.saturating_sub(disk.used_bytes);
     match announced {
-        Some(length) if length > left => Err(Problem::new(
+        Some(length) if length > left => Some(
+            Problem::new(
             StatusCode::INSUFFICIENT_STORAGE,
             "quota_exceeded",
             format!(
@@ -75,13 +79,18 @@ fn check_announced(headers: &HeaderMap, workspace: &Workspace) -> Result<(), Pro
                 disk.quota_bytes
             ),
         )
-        .with(json!({ "used_bytes": disk.used_bytes, "quota_bytes": disk.quota_bytes }))),
-        _ => Ok(()),
+        .with(json!({ "used_bytes": disk.used_bytes, "quota_bytes": disk.quota_bytes })),
+        ),
+        _ => None,
     }
 }
 
 /// The request body as a blocking reader, for the work done off the async workers.
-fn body_reader(body: Body) -> SyncIoBridge<StreamReader<impl futures_util::Stream<Item = std::io::Result<Bytes>> + Unpin, Bytes>> {
+fn body_reader(
+    body: Body,
+) -> SyncIoBridge<
+    StreamReader<impl futures_util::Stream<Item = std::io::Result<Bytes>> + Unpin, Bytes>,
+> {
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     SyncIoBridge::new(StreamReader::new(stream))
 }
@@ -106,13 +115,16 @@ pub async fn put_file(
 ) -> Result<Response, Problem> {
     let path = parse_path(&raw)?;
     let workspace = Arc::new(workspace(&app, caller, id).await?);
-    check_announced(&headers, &workspace)?;
+    if let Some(refused) = refuse_announced(&headers, &workspace) {
+        return Err(refused);
+    }
     let mut reader = body_reader(body);
     let stored = {
         let workspace = workspace.clone();
         run_blocking(move || workspace.put_file(&path, &mut reader)).await?
     };
-    app.orchestrator.record_transfer(&workspace, "file.uploaded", &stored);
+    app.orchestrator
+        .record_transfer(&workspace, "file.uploaded", &stored);
     let status = if stored.replaced == Some(true) {
         StatusCode::OK
     } else {
@@ -182,13 +194,16 @@ pub async fn put_tar(
         ));
     }
     let workspace = Arc::new(workspace(&app, caller, id).await?);
-    check_announced(&headers, &workspace)?;
+    if let Some(refused) = refuse_announced(&headers, &workspace) {
+        return Err(refused);
+    }
     let mut reader = body_reader(body);
     let extracted = {
         let workspace = workspace.clone();
         run_blocking(move || workspace.extract_tar(&mut reader)).await?
     };
-    app.orchestrator.record_transfer(&workspace, "file.uploaded", &extracted);
+    app.orchestrator
+        .record_transfer(&workspace, "file.uploaded", &extracted);
     Ok((StatusCode::OK, Json(extracted)).into_response())
 }
 
@@ -225,7 +240,10 @@ pub async fn get_tar(
     let mut response =
         Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver)).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
     if let Ok(disposition) =
         HeaderValue::from_str(&format!("attachment; filename=\"{session}.tar\""))
     {
