@@ -4,6 +4,7 @@
 
 mod disclosure;
 mod disk;
+mod listing;
 mod plugins;
 mod preflight;
 mod sessions;
@@ -13,7 +14,8 @@ mod workspace;
 
 pub use disclosure::policy_status;
 pub use disk::DiskUsage;
-pub use plugins::InstalledPlugin;
+pub use listing::{Page, SessionFilter, TaskFilter};
+pub use plugins::{DeletedPlugin, InstalledPlugin};
 pub use preflight::{Check, Preflight};
 pub use sessions::{CreateSession, SessionView};
 pub use tasks::{CreateTask, TaskHandle, TaskLimitsRequest};
@@ -54,6 +56,9 @@ pub enum OrchestratorError {
     Capacity(String),
     #[error("{0}")]
     Conflict(String),
+    /// A conflict with a stable code of its own (`plugin_not_uploaded`, ...).
+    #[error("{detail}")]
+    ConflictWith { code: &'static str, detail: String },
     #[error("{0}")]
     Invalid(String),
     /// `reason` is the plugin error's stable code; `detail` may hold host paths (admins only).

@@ -48,6 +48,15 @@ pub struct SessionView {
 
 impl Orchestrator {
     fn view(&self, record: &SessionRecord, disk: Option<super::DiskUsage>) -> SessionView {
+        self.view_at(record, disk, self.hub.last_seq(&record.id))
+    }
+
+    pub(super) fn view_at(
+        &self,
+        record: &SessionRecord,
+        disk: Option<super::DiskUsage>,
+        last_event_id: u64,
+    ) -> SessionView {
         SessionView {
             id: record.id.clone(),
             principal: record.principal.clone(),
@@ -58,7 +67,7 @@ impl Orchestrator {
             closed_at_ms: record.closed_at_ms,
             close_reason: record.close_reason.clone(),
             request: record.request.clone(),
-            last_event_id: self.hub.last_seq(&record.id),
+            last_event_id,
             disk,
         }
     }

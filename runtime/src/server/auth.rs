@@ -20,6 +20,22 @@ impl FromRequestParts<Arc<App>> for Authed {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Problem> {
+        let AuthedKey { caller, .. } = AuthedKey::from_request_parts(parts, app).await?;
+        Ok(Authed(caller))
+    }
+}
+
+/// [`Authed`], and the id of the key that authenticated the request: for what lives on after
+/// the request was answered (an event stream), which must end when its key is revoked.
+pub struct AuthedKey {
+    pub caller: Caller,
+    pub key_id: String,
+}
+
+impl FromRequestParts<Arc<App>> for AuthedKey {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Problem> {
         // Authenticated already when the request took its slot.
         let record = match parts.extensions.remove::<KeyRecord>() {
             Some(record) => record,
@@ -31,6 +47,7 @@ impl FromRequestParts<Arc<App>> for Authed {
                     .ok_or_else(Problem::unauthorized)?
             }
         };
+        let key_id = record.id;
         let caller = Caller {
             principal: record.principal,
             profile: record.profile,
@@ -54,7 +71,43 @@ impl FromRequestParts<Arc<App>> for Authed {
             return Err(problem);
         }
         app.ensure_principal(&caller);
-        Ok(Authed(caller))
+        Ok(AuthedKey { caller, key_id })
+    }
+}
+
+/// 403 unless the caller's key is an admin key.
+pub fn require_admin(caller: &Caller, what: &str) -> Result<(), Problem> {
+    if caller.admin {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("only admin keys may {what}"),
+        ))
+    }
+}
+
+/// Resolves once key `id` is revoked or gone, as this process learns of it: at once for a
+/// revocation through the API, within [`super::REVOCATION_POLL`] for one by another process
+/// (`toolgate keys revoke`). Each revocation costs every waiter one indexed read.
+pub async fn key_revoked(store: crate::store::Store, id: String) {
+    let mut generations = store.revocations();
+    loop {
+        let (store, id) = (store.clone(), id.clone());
+        let valid = tokio::task::spawn_blocking(move || store.key(&id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|key| key.is_some_and(|k| k.revoked_at_ms.is_none()));
+        // A key that cannot be read now is given the benefit of the doubt until the next change.
+        if valid == Some(false) {
+            return;
+        }
+        if generations.changed().await.is_err() {
+            // The store is gone: the server is stopping, which ends the stream anyway.
+            return std::future::pending().await;
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use crate::store::{Store, StoredEvent};
 use crate::telemetry::{Gauges, Metrics};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashSet;
 use std::future::Future;
@@ -180,7 +180,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
     // Uploads come last: they are the most recent word of an admin.
     let uploaded = config.data_dir.join(UPLOADED_PLUGINS);
     if uploaded.is_dir() {
-        catalog.add_dir(&uploaded)?;
+        catalog.add_uploads(&uploaded)?;
     }
     let secrets = SecretStore::from_env_and_file(config.secrets_file.as_deref())?;
     let hub_config = HubConfig {
@@ -253,21 +253,33 @@ fn bootstrap_admin_key(store: &Store, config: &ServeConfig) -> anyhow::Result<Op
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    use routes::{events, info, plugins, sessions, tasks};
+    use routes::{events, info, keys, listing, plugins, sessions, tasks};
     let api = Router::new()
         .route("/v1/info", get(info::info))
         .route("/v1/tools", get(info::tools))
         .route("/v1/plugins", get(info::plugins))
-        .route("/v1/plugins/{name}", put(plugins::upload))
+        .route(
+            "/v1/plugins/{name}",
+            put(plugins::upload).delete(plugins::delete),
+        )
+        .route("/v1/plugins/{name}/rollback", post(plugins::rollback))
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{id}", delete(keys::revoke))
         .route("/v1/hosts", get(info::hosts))
         .route("/v1/authorize", post(info::authorize))
-        .route("/v1/sessions", post(sessions::create))
+        .route(
+            "/v1/sessions",
+            post(sessions::create).get(listing::sessions),
+        )
         .route("/v1/preflight", post(sessions::preflight))
         .route(
             "/v1/sessions/{id}",
             get(sessions::get).delete(sessions::delete),
         )
-        .route("/v1/sessions/{id}/tasks", post(tasks::create))
+        .route(
+            "/v1/sessions/{id}/tasks",
+            post(tasks::create).get(listing::tasks),
+        )
         .route("/v1/sessions/{id}/tasks/{task}", get(tasks::get))
         .route("/v1/sessions/{id}/tasks/{task}/cancel", post(tasks::cancel))
         .route("/openapi.json", get(info::openapi))
@@ -351,6 +363,23 @@ pub async fn run(
         })
     };
     let watcher = app.orchestrator.policy().watch(app.config.policy_poll);
+    // Revocations by another process (`toolgate keys revoke`) reach open event streams.
+    let revocations = {
+        let store = app.store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REVOCATION_POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let store = store.clone();
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || store.check_revocations()).await
+                {
+                    tracing::warn!(error = %e, "cannot check for revoked keys");
+                }
+            }
+        })
+    };
     app.ready.store(true, Ordering::SeqCst);
     tracing::info!(addr = %listener.local_addr()?, "toolgate is listening");
     let limits = listener::ConnectionLimits {
@@ -370,6 +399,7 @@ pub async fn run(
     app.ready.store(false, Ordering::SeqCst);
     app.shutdown.cancel();
     reaper.abort();
+    revocations.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
     }
@@ -380,6 +410,10 @@ pub async fn run(
     app.store.close();
     Ok(())
 }
+
+/// How often the server looks for keys revoked by another process, for its open event
+/// streams (requests look at every call).
+pub const REVOCATION_POLL: Duration = Duration::from_millis(500);
 
 /// How long open connections may take to finish once the server stops.
 const CONNECTION_GRACE: Duration = Duration::from_secs(10);

@@ -3,7 +3,7 @@
 
 use crate::events::{Delivery, HubError};
 use crate::server::App;
-use crate::server::auth::Authed;
+use crate::server::auth::{AuthedKey, key_revoked};
 use crate::server::problem::Problem;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -27,7 +27,7 @@ fn cursor_value(text: &str, what: &str) -> Result<u64, String> {
 
 pub async fn stream(
     State(app): State<Arc<App>>,
-    Authed(caller): Authed,
+    AuthedKey { caller, key_id }: AuthedKey,
     Path(id): Path<String>,
     Query(cursor): Query<Cursor>,
     headers: HeaderMap,
@@ -61,6 +61,8 @@ pub async fn stream(
         }
     };
     let shutdown = app.shutdown.clone();
+    // The stream ends when the server stops or its key is revoked.
+    let revoked = key_revoked(app.store.clone(), key_id);
     let events = subscription
         .map(|delivery| {
             let event = match delivery {
@@ -76,7 +78,12 @@ pub async fn stream(
             };
             Ok::<_, Infallible>(event)
         })
-        .take_until(async move { shutdown.cancelled().await });
+        .take_until(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = revoked => {}
+            }
+        });
     let keep_alive = KeepAlive::new()
         .interval(app.config.heartbeat)
         .text("heartbeat");

@@ -2,6 +2,8 @@
 
 pub mod events;
 pub mod info;
+pub mod keys;
+pub mod listing;
 pub mod plugins;
 pub mod sessions;
 pub mod tasks;
@@ -28,6 +30,9 @@ impl From<OrchestratorError> for Problem {
             }
             OrchestratorError::Conflict(_) => {
                 Problem::new(StatusCode::CONFLICT, "conflict", detail)
+            }
+            OrchestratorError::ConflictWith { code, .. } => {
+                Problem::new(StatusCode::CONFLICT, code, detail)
             }
             OrchestratorError::Invalid(_) => Problem::invalid(detail),
             OrchestratorError::InvalidPlugin { reason, .. } => {

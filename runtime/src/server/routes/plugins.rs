@@ -1,4 +1,6 @@
-//! `PUT /v1/plugins/{name}`: an admin installs or replaces a plugin.
+//! `PUT /v1/plugins/{name}`: an admin installs or replaces a plugin; `DELETE` removes an
+//! upload (the bundled or `--plugins` plugin it replaced comes back) and
+//! `POST .../rollback` swaps the upload in force with the one kept.
 
 use crate::server::App;
 use crate::server::auth::Authed;
@@ -74,4 +76,29 @@ pub async fn upload(
         StatusCode::CREATED
     };
     Ok((status, Json(installed)).into_response())
+}
+
+/// `DELETE /v1/plugins/{name}`: 200 with what is in force now; 404 for no such plugin, 409
+/// `plugin_not_uploaded` for a bundled or `--plugins` plugin (only uploads can be deleted).
+pub async fn delete(
+    State(app): State<Arc<App>>,
+    Authed(caller): Authed,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
+    crate::server::auth::require_admin(&caller, "delete plugins")?;
+    let deleted = app.orchestrator.delete_plugin(&caller, &name).await?;
+    Ok(Json(deleted).into_response())
+}
+
+/// `POST /v1/plugins/{name}/rollback` (no body): 200 with the plugin now in force; 409
+/// `no_previous_version` when no earlier upload is kept; 422 `invalid_plugin` when the kept
+/// one no longer loads (nothing changes then).
+pub async fn rollback(
+    State(app): State<Arc<App>>,
+    Authed(caller): Authed,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
+    crate::server::auth::require_admin(&caller, "roll plugins back")?;
+    let installed = app.orchestrator.rollback_plugin(&caller, &name).await?;
+    Ok(Json(installed).into_response())
 }

@@ -1,0 +1,252 @@
+//! `GET /v1/sessions` and `GET /v1/sessions/{id}/tasks`: newest first, filtered, a page at a
+//! time. `limit` (1-200, 50 by default) sizes a page; `next_cursor` in the body (and a
+//! `Link: <...>; rel="next"` header) continues after it, and is `null` on the last page.
+//! Every query parameter is checked: an unknown one, a bad value or a malformed cursor is a
+//! 422 with a stable code (`invalid_query`, `invalid_cursor`).
+
+use crate::orchestrator::{Page, SessionFilter, TaskFilter};
+use crate::server::App;
+use crate::server::auth::Authed;
+use crate::server::problem::Problem;
+use crate::store::Position;
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+/// Items on a page when the caller does not say.
+pub const DEFAULT_LIMIT: usize = 50;
+/// The most items a page may have.
+pub const MAX_LIMIT: usize = 200;
+
+const SESSION_STATES: &[&str] = &["open", "closed"];
+const TASK_STATES: &[&str] = &[
+    "queued",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "interrupted",
+];
+
+/// `GET /v1/sessions?state=&principal=&limit=&cursor=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsQuery {
+    state: Option<String>,
+    /// Admins only: list this principal's sessions instead of their own.
+    principal: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/sessions/{id}/tasks?state=&tool=&limit=&cursor=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TasksQuery {
+    state: Option<String>,
+    tool: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn sessions(
+    State(app): State<Arc<App>>,
+    Authed(caller): Authed,
+    OriginalUri(uri): OriginalUri,
+    query: Result<Query<SessionsQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(query) = query.map_err(bad_query)?;
+    let state = one_of("state", query.state, SESSION_STATES)?;
+    let principal = query
+        .principal
+        .map(|p| {
+            let valid = !p.is_empty() && p.len() <= 128 && !p.chars().any(char::is_control);
+            valid.then_some(p).ok_or_else(|| {
+                invalid_query("principal", "`principal` must be 1-128 printable characters")
+            })
+        })
+        .transpose()?;
+    let limit = limit(query.limit.as_deref())?;
+    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let filter = SessionFilter {
+        principal: principal.clone(),
+        state: state.clone(),
+        after,
+        limit,
+    };
+    let page = super::blocking(&app, move |o| o.list_sessions(&caller, &filter)).await?;
+    let params = [("state", state), ("principal", principal)];
+    Ok(respond("sessions", page, uri.path(), limit, &params))
+}
+
+pub async fn tasks(
+    State(app): State<Arc<App>>,
+    Authed(caller): Authed,
+    Path(session): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    query: Result<Query<TasksQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(query) = query.map_err(bad_query)?;
+    let state = one_of("state", query.state, TASK_STATES)?;
+    let tool = query
+        .tool
+        .map(|tool| {
+            let valid = tool.split_once('.').is_some_and(|(plugin, name)| {
+                crate::sandbox::is_valid_plugin_name(plugin)
+                    && crate::sandbox::is_valid_plugin_name(name)
+            });
+            valid
+                .then_some(tool)
+                .ok_or_else(|| invalid_query("tool", "`tool` must be a tool name, plugin.tool"))
+        })
+        .transpose()?;
+    let limit = limit(query.limit.as_deref())?;
+    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let filter = TaskFilter {
+        state: state.clone(),
+        tool: tool.clone(),
+        after,
+        limit,
+    };
+    let page = super::blocking(&app, move |o| o.list_tasks(&caller, &session, &filter)).await?;
+    let params = [("state", state), ("tool", tool)];
+    Ok(respond("tasks", page, uri.path(), limit, &params))
+}
+
+/// The page as `{"<items>": [...], "next_cursor": ...}`, with a `Link` to the next page.
+fn respond<T: serde::Serialize>(
+    items: &str,
+    page: Page<T>,
+    path: &str,
+    limit: usize,
+    params: &[(&str, Option<String>)],
+) -> Response {
+    let next = page.next.as_ref().map(encode_cursor);
+    let body = json!({ items: page.items, "next_cursor": next });
+    let mut response = Json(body).into_response();
+    if let Some(cursor) = &next {
+        let mut query: Vec<(&str, String)> = params
+            .iter()
+            .filter_map(|(name, value)| value.clone().map(|v| (*name, v)))
+            .collect();
+        query.push(("limit", limit.to_string()));
+        query.push(("cursor", cursor.clone()));
+        let link = serde_urlencoded::to_string(&query)
+            .ok()
+            .and_then(|q| HeaderValue::from_str(&format!("<{path}?{q}>; rel=\"next\"")).ok());
+        if let Some(link) = link {
+            response.headers_mut().insert(header::LINK, link);
+        }
+    }
+    response
+}
+
+/// A cursor is opaque to clients: the position of the last item shown, base64url-encoded.
+fn encode_cursor(position: &Position) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1:{}:{}", position.created_at_ms, position.id))
+}
+
+fn decode_cursor(text: &str) -> Result<Position, Problem> {
+    let bad = || {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_cursor",
+            "`cursor` is not a cursor this listing returned (pass `next_cursor` as it is)",
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let rest = text.strip_prefix("v1:").ok_or_else(bad)?;
+    let (at, id) = rest.split_once(':').ok_or_else(bad)?;
+    let created_at_ms: i64 = at.parse().map_err(|_| bad())?;
+    let id_ok = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if created_at_ms < 0 || !id_ok {
+        return Err(bad());
+    }
+    Ok(Position {
+        created_at_ms,
+        id: id.to_owned(),
+    })
+}
+
+fn limit(text: Option<&str>) -> Result<usize, Problem> {
+    let Some(text) = text else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| {
+            invalid_query(
+                "limit",
+                format!("`limit` must be a whole number from 1 to {MAX_LIMIT}"),
+            )
+        })
+}
+
+fn one_of(
+    name: &'static str,
+    value: Option<String>,
+    allowed: &[&str],
+) -> Result<Option<String>, Problem> {
+    match value {
+        Some(v) if !allowed.contains(&v.as_str()) => Err(invalid_query(
+            name,
+            format!("`{name}` must be one of {}", allowed.join(", ")),
+        )),
+        v => Ok(v),
+    }
+}
+
+fn invalid_query(parameter: &'static str, detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", detail)
+        .with(json!({ "parameter": parameter }))
+}
+
+/// An unknown or repeated parameter, or a query string that is not one.
+fn bad_query(rejection: QueryRejection) -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_query",
+        rejection.body_text(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_anything_else_is_refused() {
+        let position = Position {
+            created_at_ms: 1_795_474_724_604,
+            id: "s_0199f0a1b2c3".into(),
+        };
+        assert_eq!(
+            decode_cursor(&encode_cursor(&position)).unwrap(),
+            position
+        );
+        let forged = |text: &str| URL_SAFE_NO_PAD.encode(text);
+        for bad in [
+            "".to_owned(),
+            "not base64!".to_owned(),
+            forged("v2:1:s_1"),
+            forged("v1:x:s_1"),
+            forged("v1:-1:s_1"),
+            forged("v1:1:"),
+            forged("v1:1:s_1' OR 1=1"),
+        ] {
+            let problem = decode_cursor(&bad).unwrap_err();
+            assert_eq!(problem.code, "invalid_cursor", "{bad}");
+        }
+    }
+}
