@@ -9,5 +9,8 @@ mod crash;
 mod events;
 mod floods;
 mod gate;
+mod keys;
+mod listing;
+mod plugin_versions;
 mod plugins;
 mod quota;
