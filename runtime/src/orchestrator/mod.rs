@@ -61,6 +61,9 @@ pub enum OrchestratorError {
     ConflictWith { code: &'static str, detail: String },
     #[error("{0}")]
     Invalid(String),
+    /// A task or session named a tool no plugin provides.
+    #[error("{0}")]
+    UnknownTool(String),
     /// `reason` is the plugin error's stable code; `detail` may hold host paths (admins only).
     #[error("not a usable plugin: {detail}")]
     InvalidPlugin {
@@ -142,6 +145,9 @@ pub struct Orchestrator {
     watcher: Arc<ChangeWatcher>,
     /// Held while a plugin is installed.
     installing: tokio::sync::Mutex<()>,
+    /// One per task that may run at once (the engine's instance slots): a task stays
+    /// `queued`, undecided, until it holds one.
+    task_slots: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -161,6 +167,7 @@ impl Orchestrator {
         hub: Arc<EventHub>,
         secrets: SecretStore,
     ) -> Self {
+        let executor_slots = executor.engine().config().concurrent_tasks;
         Self {
             config,
             catalog,
@@ -174,6 +181,7 @@ impl Orchestrator {
             metrics: std::sync::OnceLock::new(),
             watcher: ChangeWatcher::new(),
             installing: tokio::sync::Mutex::new(()),
+            task_slots: Arc::new(tokio::sync::Semaphore::new(executor_slots as usize)),
         }
     }
 
