@@ -113,13 +113,7 @@ fn existing_store(data_dir: Option<PathBuf>) -> anyhow::Result<Store> {
         data_dir,
         ..Default::default()
     })?;
-    let db = config.data_dir.join(crate::store::DB_FILE);
-    anyhow::ensure!(
-        db.is_file(),
-        "{} is not a toolgate data directory (no {})",
-        config.data_dir.display(),
-        crate::store::DB_FILE
-    );
+    crate::store::data_dir::check_existing(&config.data_dir, false)?;
     Ok(Store::open(&config.data_dir)?)
 }
 

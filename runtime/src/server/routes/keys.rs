@@ -61,7 +61,7 @@ pub async fn create(
     if !printable(&request.principal) {
         return Err(Problem::invalid("`principal` must be 1-128 printable characters"));
     }
-    if !printable(&request.profile) || !profile_exists(&app, &request.profile) {
+    if !printable(&request.profile) || !app.orchestrator.policy().has_profile(&request.profile) {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_profile",
@@ -97,16 +97,3 @@ pub async fn revoke(
     Ok(Json(revoked))
 }
 
-/// Whether the policy set in force has the entity `Profile::"<name>"`.
-fn profile_exists(app: &App, name: &str) -> bool {
-    let uid = cedar_policy::EntityUid::from_type_name_and_id(
-        "Profile".parse().expect("a valid type name"),
-        cedar_policy::EntityId::new(name),
-    );
-    app.orchestrator
-        .policy()
-        .snapshot()
-        .entities
-        .get(&uid)
-        .is_some()
-}
