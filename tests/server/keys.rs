@@ -59,10 +59,17 @@ async fn a_key_revoked_with_the_cli_while_the_server_runs_is_refused_and_its_str
     let alice = server.key("alice", "developer");
     let bob = server.key("bob", "developer");
     let session = server.session(&alice).await;
-    let stream = read_until(open_stream(&server, &alice, &session).await, "policy.decision").await;
+    let stream = read_until(
+        open_stream(&server, &alice, &session).await,
+        "policy.decision",
+    )
+    .await;
     let bobs_session = server.session(&bob).await;
-    let bobs_stream =
-        read_until(open_stream(&server, &bob, &bobs_session).await, "policy.decision").await;
+    let bobs_stream = read_until(
+        open_stream(&server, &bob, &bobs_session).await,
+        "policy.decision",
+    )
+    .await;
     let data_dir = server.data_dir();
     let data_dir = data_dir.to_str().unwrap();
 
@@ -71,7 +78,10 @@ async fn a_key_revoked_with_the_cli_while_the_server_runs_is_refused_and_its_str
     assert!(listed.status.success(), "{listed:?}");
     let stdout = String::from_utf8_lossy(&listed.stdout);
     for secret in [&alice, &bob, &server.admin] {
-        assert!(!stdout.contains(secret.as_str()), "a secret is listed: {stdout}");
+        assert!(
+            !stdout.contains(secret.as_str()),
+            "a secret is listed: {stdout}"
+        );
     }
     let keys: Vec<Value> = serde_json::from_str(&stdout).unwrap();
     assert_eq!(keys.len(), 3, "{stdout}");
@@ -85,20 +95,29 @@ async fn a_key_revoked_with_the_cli_while_the_server_runs_is_refused_and_its_str
     assert!(String::from_utf8_lossy(&table.stdout).contains(&id));
 
     // Alice works, then the CLI revokes her key while the server runs.
-    assert_eq!(server.get(&alice, "/v1/sessions").await.status(), StatusCode::OK);
+    assert_eq!(
+        server.get(&alice, "/v1/sessions").await.status(),
+        StatusCode::OK
+    );
     let revoked = toolgate(&["keys", "revoke", &id, "--data-dir", data_dir]);
     assert!(revoked.status.success(), "{revoked:?}");
 
     // Her open stream ends (no request of hers needed for the server to notice), her next
     // request is refused; bob's key and stream are untouched.
-    assert!(rest_ends(Box::pin(stream)).await, "the revoked key's stream ends");
+    assert!(
+        rest_ends(Box::pin(stream)).await,
+        "the revoked key's stream ends"
+    );
     problem(
         server.get(&alice, "/v1/sessions").await,
         StatusCode::UNAUTHORIZED,
         "unauthorized",
     )
     .await;
-    assert_eq!(server.get(&bob, "/v1/sessions").await.status(), StatusCode::OK);
+    assert_eq!(
+        server.get(&bob, "/v1/sessions").await.status(),
+        StatusCode::OK
+    );
     let listed: Vec<Value> = serde_json::from_slice(
         &toolgate(&["keys", "list", "--json", "--data-dir", data_dir]).stdout,
     )
@@ -132,10 +151,19 @@ async fn admins_list_create_and_revoke_keys_over_the_api() {
     let user = server.key("ursula", "developer");
 
     // Admins only.
-    problem(server.get(&user, "/v1/keys").await, StatusCode::FORBIDDEN, "forbidden").await;
+    problem(
+        server.get(&user, "/v1/keys").await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
     problem(
         server
-            .post(&user, "/v1/keys", json!({"principal": "x", "profile": "developer"}))
+            .post(
+                &user,
+                "/v1/keys",
+                json!({"principal": "x", "profile": "developer"}),
+            )
             .await,
         StatusCode::FORBIDDEN,
         "forbidden",
@@ -150,7 +178,11 @@ async fn admins_list_create_and_revoke_keys_over_the_api() {
 
     // A key for a profile the policy entities have; not for one they lack.
     let created = server
-        .post(&admin, "/v1/keys", json!({"principal": "carol", "profile": "developer"}))
+        .post(
+            &admin,
+            "/v1/keys",
+            json!({"principal": "carol", "profile": "developer"}),
+        )
         .await;
     assert_eq!(created.status(), StatusCode::CREATED);
     let created: Value = created.json().await.unwrap();
@@ -159,7 +191,11 @@ async fn admins_list_create_and_revoke_keys_over_the_api() {
     assert_eq!(created["admin"], false);
     problem(
         server
-            .post(&admin, "/v1/keys", json!({"principal": "dan", "profile": "nope"}))
+            .post(
+                &admin,
+                "/v1/keys",
+                json!({"principal": "dan", "profile": "nope"}),
+            )
             .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "unknown_profile",
@@ -167,7 +203,11 @@ async fn admins_list_create_and_revoke_keys_over_the_api() {
     .await;
     problem(
         server
-            .post(&admin, "/v1/keys", json!({"principal": "", "profile": "developer"}))
+            .post(
+                &admin,
+                "/v1/keys",
+                json!({"principal": "", "profile": "developer"}),
+            )
             .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_request",
@@ -193,7 +233,11 @@ async fn admins_list_create_and_revoke_keys_over_the_api() {
 
     // Carol works and streams; once revoked, her next request is a 401 and the stream ends.
     let session = server.session(&carol).await;
-    let stream = read_until(open_stream(&server, &carol, &session).await, "policy.decision").await;
+    let stream = read_until(
+        open_stream(&server, &carol, &session).await,
+        "policy.decision",
+    )
+    .await;
     let revoked = server.delete(&admin, &format!("/v1/keys/{id}")).await;
     assert_eq!(revoked.status(), StatusCode::OK);
     let revoked: Value = revoked.json().await.unwrap();
@@ -204,7 +248,10 @@ async fn admins_list_create_and_revoke_keys_over_the_api() {
         "unauthorized",
     )
     .await;
-    assert!(rest_ends(Box::pin(stream)).await, "the revoked key's stream ends");
+    assert!(
+        rest_ends(Box::pin(stream)).await,
+        "the revoked key's stream ends"
+    );
     // A new stream is refused too.
     problem(
         server

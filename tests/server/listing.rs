@@ -66,14 +66,20 @@ async fn sessions_are_listed_newest_first_a_page_at_a_time_and_never_another_pri
     assert_eq!(ids(&listed), newest_first);
     for item in &listed {
         let one: Value = server
-            .get(&alice, &format!("/v1/sessions/{}", item["id"].as_str().unwrap()))
+            .get(
+                &alice,
+                &format!("/v1/sessions/{}", item["id"].as_str().unwrap()),
+            )
             .await
             .json()
             .await
             .unwrap();
         assert_eq!(*item, one);
     }
-    assert!(listed.iter().any(|s| s["disk"].is_object()), "open ones show their disk");
+    assert!(
+        listed.iter().any(|s| s["disk"].is_object()),
+        "open ones show their disk"
+    );
 
     // Filters.
     let closed_only = all_pages(&server, &alice, "/v1/sessions?state=closed", "sessions").await;
@@ -84,7 +90,7 @@ async fn sessions_are_listed_newest_first_a_page_at_a_time_and_never_another_pri
 
     // Bob sees his own only; he may not name alice. An admin may, and sees hers.
     let his = all_pages(&server, &bob, "/v1/sessions", "sessions").await;
-    assert_eq!(ids(&his), [bobs.clone()]);
+    assert_eq!(ids(&his), [bobs.as_str()]);
     problem(
         server.get(&bob, "/v1/sessions?principal=alice").await,
         StatusCode::FORBIDDEN,
@@ -93,7 +99,13 @@ async fn sessions_are_listed_newest_first_a_page_at_a_time_and_never_another_pri
     .await;
     let own = server.get(&bob, "/v1/sessions?principal=bob").await;
     assert_eq!(own.status(), StatusCode::OK);
-    let hers = all_pages(&server, &server.admin, "/v1/sessions?principal=alice", "sessions").await;
+    let hers = all_pages(
+        &server,
+        &server.admin,
+        "/v1/sessions?principal=alice",
+        "sessions",
+    )
+    .await;
     assert_eq!(ids(&hers), newest_first);
     let admins: Value = server
         .get(&server.admin, "/v1/sessions")
@@ -117,7 +129,12 @@ async fn sessions_are_listed_newest_first_a_page_at_a_time_and_never_another_pri
         let response = server.get(&alice, &format!("/v1/sessions?{query}")).await;
         problem(response, StatusCode::UNPROCESSABLE_ENTITY, code).await;
     }
-    let anonymous = server.client.get(server.url("/v1/sessions")).send().await.unwrap();
+    let anonymous = server
+        .client
+        .get(server.url("/v1/sessions"))
+        .send()
+        .await
+        .unwrap();
     problem(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
     server.stop().await;
 }
@@ -136,7 +153,12 @@ async fn a_sessions_tasks_are_listed_newest_first_filtered_by_state_and_tool() {
         json!({"tool": "fs.read", "input": {"path": "a.txt"}}),
         json!({"tool": "fs.read", "input": {"path": "a.txt"}}),
     ] {
-        let task: Value = server.post(&alice, &tasks, body).await.json().await.unwrap();
+        let task: Value = server
+            .post(&alice, &tasks, body)
+            .await
+            .json()
+            .await
+            .unwrap();
         created.push(task["id"].as_str().unwrap().to_owned());
     }
     let newest_first: Vec<String> = created.iter().rev().cloned().collect();
@@ -157,11 +179,19 @@ async fn a_sessions_tasks_are_listed_newest_first_filtered_by_state_and_tool() {
     let failed = all_pages(&server, &alice, &format!("{tasks}?state=failed"), "tasks").await;
     assert_eq!(ids(&failed), [created[1].as_str()]);
     let both = format!("{tasks}?tool=fs.read&state=completed");
-    assert_eq!(ids(&all_pages(&server, &alice, &both, "tasks").await), [created[4].as_str(), &created[3]]);
+    assert_eq!(
+        ids(&all_pages(&server, &alice, &both, "tasks").await),
+        [created[4].as_str(), &created[3]]
+    );
 
     // Another principal's session is not found; bad filters are 422.
     let bob = server.key("bob", "developer");
-    problem(server.get(&bob, &tasks).await, StatusCode::NOT_FOUND, "not_found").await;
+    problem(
+        server.get(&bob, &tasks).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
     for query in ["tool=fs", "tool=FS.READ", "state=open", "limit=-1"] {
         let response = server.get(&alice, &format!("{tasks}?{query}")).await;
         let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_query").await;
@@ -169,7 +199,12 @@ async fn a_sessions_tasks_are_listed_newest_first_filtered_by_state_and_tool() {
     }
 
     // A closed session's tasks stay listed.
-    server.delete(&alice, &format!("/v1/sessions/{session}")).await;
-    assert_eq!(ids(&all_pages(&server, &alice, &tasks, "tasks").await), newest_first);
+    server
+        .delete(&alice, &format!("/v1/sessions/{session}"))
+        .await;
+    assert_eq!(
+        ids(&all_pages(&server, &alice, &tasks, "tasks").await),
+        newest_first
+    );
     server.stop().await;
 }

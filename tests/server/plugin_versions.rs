@@ -163,23 +163,41 @@ async fn an_upload_replaced_by_another_is_kept_for_a_rollback_across_restarts() 
     let server = Server::start().await;
     let first = std::fs::read(artifact("echo")).unwrap();
     let second = with_custom_section(first.clone());
-    assert_eq!(upload(&server, "tool", first).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        upload(&server, "tool", first).await.status(),
+        StatusCode::CREATED
+    );
     let first_digest = digest(&server, "tool").await.unwrap();
-    assert_eq!(upload(&server, "tool", second).await.status(), StatusCode::OK);
+    assert_eq!(
+        upload(&server, "tool", second).await.status(),
+        StatusCode::OK
+    );
     let second_digest = digest(&server, "tool").await.unwrap();
     assert_ne!(first_digest, second_digest);
 
     // A rollback swaps the two; a second one swaps them back.
-    let back: Value = rollback(&server, &server.admin, "tool").await.json().await.unwrap();
+    let back: Value = rollback(&server, &server.admin, "tool")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(back["digest"], first_digest.as_str(), "{back}");
     assert_eq!(digest(&server, "tool").await.unwrap(), first_digest);
-    let forth: Value = rollback(&server, &server.admin, "tool").await.json().await.unwrap();
+    let forth: Value = rollback(&server, &server.admin, "tool")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(forth["digest"], second_digest.as_str(), "{forth}");
 
     // Both are on disk: a restart keeps the one in force and the one kept.
     let server = server.restart().await;
     assert_eq!(digest(&server, "tool").await.unwrap(), second_digest);
-    let back: Value = rollback(&server, &server.admin, "tool").await.json().await.unwrap();
+    let back: Value = rollback(&server, &server.admin, "tool")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(back["digest"], first_digest.as_str(), "{back}");
     assert_eq!(digest(&server, "tool").await.unwrap(), first_digest);
     server.stop().await;

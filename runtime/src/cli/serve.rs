@@ -158,7 +158,8 @@ fn revoke_key(id: &str, data_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let already = store.key(id)?.and_then(|k| k.revoked_at_ms);
     let revoked = store.revoke_key(id)?;
     store.close();
-    let key = revoked.ok_or_else(|| anyhow::anyhow!("no key with id `{id}` (see `toolgate keys list`)"))?;
+    let key = revoked
+        .ok_or_else(|| anyhow::anyhow!("no key with id `{id}` (see `toolgate keys list`)"))?;
     match already {
         Some(at) => eprintln!("key {} was already revoked ({})", key.id, when(at)),
         None => eprintln!(

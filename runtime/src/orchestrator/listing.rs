@@ -63,7 +63,11 @@ impl Orchestrator {
             })
             .map_err(internal)?;
         let next = more.then(|| rows.last().map(|(s, _)| position(s.created_at_ms, &s.id)));
-        let live = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let live = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let items = rows
             .into_iter()
             .map(|(stored, stored_seq)| {

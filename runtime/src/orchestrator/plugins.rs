@@ -194,9 +194,7 @@ fn not_uploaded(name: &str, origin: PluginOrigin) -> OrchestratorError {
     };
     OrchestratorError::ConflictWith {
         code: "plugin_not_uploaded",
-        detail: format!(
-            "plugin `{name}` is {origin}, not an upload: only uploads can be deleted"
-        ),
+        detail: format!("plugin `{name}` is {origin}, not an upload: only uploads can be deleted"),
     }
 }
 

@@ -76,15 +76,21 @@ impl FromRequestParts<Arc<App>> for AuthedKey {
 }
 
 /// 403 unless the caller's key is an admin key.
-pub fn require_admin(caller: &Caller, what: &str) -> Result<(), Problem> {
+pub fn require_admin(caller: &Caller, what: &str) -> Result<(), AdminOnly> {
     if caller.admin {
         Ok(())
     } else {
-        Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("only admin keys may {what}"),
-        ))
+        Err(AdminOnly(format!("only admin keys may {what}")))
+    }
+}
+
+/// A route for admin keys called with another: 403 `forbidden`.
+#[derive(Debug)]
+pub struct AdminOnly(String);
+
+impl From<AdminOnly> for Problem {
+    fn from(AdminOnly(detail): AdminOnly) -> Self {
+        Problem::new(StatusCode::FORBIDDEN, "forbidden", detail)
     }
 }
 

@@ -582,7 +582,11 @@ fn sessions_and_tasks_are_listed_newest_first_page_by_page() {
         store.put_session(&owned_session(id, principal, state, at));
     }
     store.put_event(&event("s_2", 7));
-    for (id, state, at) in [("t_1", "completed", 10), ("t_2", "failed", 20), ("t_3", "completed", 30)] {
+    for (id, state, at) in [
+        ("t_1", "completed", 10),
+        ("t_2", "failed", 20),
+        ("t_3", "completed", 30),
+    ] {
         store.put_task(&TaskRecord {
             tool: if id == "t_2" { "fs.write" } else { "fs.read" }.to_owned(),
             ..task("s_2", id, state, at)
@@ -591,9 +595,8 @@ fn sessions_and_tasks_are_listed_newest_first_page_by_page() {
     store.put_task(&task("s_3", "t_9", "completed", 40));
     store.flush().unwrap();
 
-    let ids = |rows: &[(SessionRecord, u64)]| {
-        rows.iter().map(|(s, _)| s.id.clone()).collect::<Vec<_>>()
-    };
+    let ids =
+        |rows: &[(SessionRecord, u64)]| rows.iter().map(|(s, _)| s.id.clone()).collect::<Vec<_>>();
     let mut query = SessionQuery {
         principal: "alice",
         state: None,
@@ -618,7 +621,10 @@ fn sessions_and_tasks_are_listed_newest_first_page_by_page() {
         after: None,
         ..query.clone()
     };
-    assert_eq!(ids(&store.query_sessions(&open_only).unwrap().0), ["s_3", "s_2"]);
+    assert_eq!(
+        ids(&store.query_sessions(&open_only).unwrap().0),
+        ["s_3", "s_2"]
+    );
 
     let query = TaskQuery {
         session: "s_2",
@@ -683,7 +689,10 @@ fn listings_are_answered_from_their_indexes() {
             after: Some(&position),
             limit: 50,
         }));
-        assert!(text.contains("USING INDEX tasks_by_session_created"), "{text}");
+        assert!(
+            text.contains("USING INDEX tasks_by_session_created"),
+            "{text}"
+        );
         assert!(!text.contains("TEMP B-TREE"), "{text}");
     }
 }

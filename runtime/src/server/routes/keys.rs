@@ -59,7 +59,9 @@ pub async fn create(
     require_admin(&caller, "create keys")?;
     let printable = |s: &str| !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control);
     if !printable(&request.principal) {
-        return Err(Problem::invalid("`principal` must be 1-128 printable characters"));
+        return Err(Problem::invalid(
+            "`principal` must be 1-128 printable characters",
+        ));
     }
     if !printable(&request.profile) || !app.orchestrator.policy().has_profile(&request.profile) {
         return Err(Problem::new(
@@ -96,4 +98,3 @@ pub async fn revoke(
     tracing::info!(key = %revoked.id, principal = %revoked.principal, by = %caller.principal, "key revoked");
     Ok(Json(revoked))
 }
-

@@ -64,15 +64,16 @@ pub async fn sessions(
 ) -> Result<Response, Problem> {
     let Query(query) = query.map_err(bad_query)?;
     let state = one_of("state", query.state, SESSION_STATES)?;
-    let principal = query
-        .principal
-        .map(|p| {
-            let valid = !p.is_empty() && p.len() <= 128 && !p.chars().any(char::is_control);
-            valid.then_some(p).ok_or_else(|| {
-                invalid_query("principal", "`principal` must be 1-128 printable characters")
-            })
-        })
-        .transpose()?;
+    let principal = match query.principal {
+        Some(p) if p.is_empty() || p.len() > 128 || p.chars().any(char::is_control) => {
+            return Err(invalid_query(
+                "principal",
+                "`principal` must be 1-128 printable characters",
+            )
+            .into());
+        }
+        principal => principal,
+    };
     let limit = limit(query.limit.as_deref())?;
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = SessionFilter {
@@ -95,18 +96,12 @@ pub async fn tasks(
 ) -> Result<Response, Problem> {
     let Query(query) = query.map_err(bad_query)?;
     let state = one_of("state", query.state, TASK_STATES)?;
-    let tool = query
-        .tool
-        .map(|tool| {
-            let valid = tool.split_once('.').is_some_and(|(plugin, name)| {
-                crate::sandbox::is_valid_plugin_name(plugin)
-                    && crate::sandbox::is_valid_plugin_name(name)
-            });
-            valid
-                .then_some(tool)
-                .ok_or_else(|| invalid_query("tool", "`tool` must be a tool name, plugin.tool"))
-        })
-        .transpose()?;
+    let tool = match query.tool {
+        Some(tool) if !is_tool_name(&tool) => {
+            return Err(invalid_query("tool", "`tool` must be a tool name, plugin.tool").into());
+        }
+        tool => tool,
+    };
     let limit = limit(query.limit.as_deref())?;
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = TaskFilter {
@@ -148,18 +143,41 @@ fn respond<T: serde::Serialize>(
     response
 }
 
+fn is_tool_name(tool: &str) -> bool {
+    tool.split_once('.').is_some_and(|(plugin, name)| {
+        crate::sandbox::is_valid_plugin_name(plugin) && crate::sandbox::is_valid_plugin_name(name)
+    })
+}
+
+/// A query a listing cannot use: the stable code, the parameter at fault, and why.
+#[derive(Debug)]
+pub struct BadQuery {
+    code: &'static str,
+    parameter: Option<&'static str>,
+    detail: String,
+}
+
+impl From<BadQuery> for Problem {
+    fn from(bad: BadQuery) -> Self {
+        let problem = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, bad.code, bad.detail);
+        match bad.parameter {
+            Some(parameter) => problem.with(json!({ "parameter": parameter })),
+            None => problem,
+        }
+    }
+}
+
 /// A cursor is opaque to clients: the position of the last item shown, base64url-encoded.
 fn encode_cursor(position: &Position) -> String {
     URL_SAFE_NO_PAD.encode(format!("v1:{}:{}", position.created_at_ms, position.id))
 }
 
-fn decode_cursor(text: &str) -> Result<Position, Problem> {
-    let bad = || {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_cursor",
-            "`cursor` is not a cursor this listing returned (pass `next_cursor` as it is)",
-        )
+fn decode_cursor(text: &str) -> Result<Position, BadQuery> {
+    let bad = || BadQuery {
+        code: "invalid_cursor",
+        parameter: Some("cursor"),
+        detail: "`cursor` is not a cursor this listing returned (pass `next_cursor` as it is)"
+            .into(),
     };
     let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
@@ -178,7 +196,7 @@ fn decode_cursor(text: &str) -> Result<Position, Problem> {
     })
 }
 
-fn limit(text: Option<&str>) -> Result<usize, Problem> {
+fn limit(text: Option<&str>) -> Result<usize, BadQuery> {
     let Some(text) = text else {
         return Ok(DEFAULT_LIMIT);
     };
@@ -197,7 +215,7 @@ fn one_of(
     name: &'static str,
     value: Option<String>,
     allowed: &[&str],
-) -> Result<Option<String>, Problem> {
+) -> Result<Option<String>, BadQuery> {
     match value {
         Some(v) if !allowed.contains(&v.as_str()) => Err(invalid_query(
             name,
@@ -207,9 +225,12 @@ fn one_of(
     }
 }
 
-fn invalid_query(parameter: &'static str, detail: impl Into<String>) -> Problem {
-    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", detail)
-        .with(json!({ "parameter": parameter }))
+fn invalid_query(parameter: &'static str, detail: impl Into<String>) -> BadQuery {
+    BadQuery {
+        code: "invalid_query",
+        parameter: Some(parameter),
+        detail: detail.into(),
+    }
 }
 
 /// An unknown or repeated parameter, or a query string that is not one.
@@ -231,10 +252,7 @@ mod tests {
             created_at_ms: 1_795_474_724_604,
             id: "s_0199f0a1b2c3".into(),
         };
-        assert_eq!(
-            decode_cursor(&encode_cursor(&position)).unwrap(),
-            position
-        );
+        assert_eq!(decode_cursor(&encode_cursor(&position)).unwrap(), position);
         let forged = |text: &str| URL_SAFE_NO_PAD.encode(text);
         for bad in [
             "".to_owned(),
