@@ -49,7 +49,7 @@ pub struct AuthzRequest {
 }
 
 /// The answer, as recorded: decision, determining policies, errors, version, time.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PolicyDecision {
     pub allowed: bool,
     /// Ids of the determining policies (the permits that allowed, or the
@@ -57,10 +57,13 @@ pub struct PolicyDecision {
     pub reasons: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Hash of the policy set that decided.
     pub policy_version: String,
+    /// Time spent deciding, in microseconds.
     pub elapsed_us: u64,
     /// For allowed invocations: the limits the determining permits set.
     #[serde(skip_serializing_if = "PolicyLimits::is_empty")]
+    #[schema(required = false)]
     pub limits: PolicyLimits,
 }
 
@@ -81,18 +84,22 @@ impl PolicyDecision {
 }
 
 /// Health of reloading, visible to operators.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PolicyStatus {
+    /// Hash of every file of the set in force.
     pub version: String,
     /// Counts the snapshots made active (reloads and entity changes alike).
     pub revision: u64,
+    /// Where the set came from: its directory for admin keys, `directory` for other keys, or
+    /// `embedded` (the policies built into the binary).
     pub origin: String,
     pub policies: usize,
     /// When the active set was loaded, Unix milliseconds.
     pub loaded_at_ms: u64,
     pub reloads: u64,
     pub failed_reloads: u64,
-    /// The last reload failure, while the set that failed is still on disk.
+    /// The last reload failure, while the set that failed is still on disk (the last good set
+    /// stays in force). Its problems for admin keys only; other keys get a fixed sentence.
     pub last_error: Option<String>,
 }
 

@@ -20,7 +20,7 @@ pub struct TaskIdentity {
 }
 
 /// The resources a session asked for; part of `create_session` and `invoke` contexts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ResourceRequest {
     pub cpu_millis: u64,
     pub memory_mb: u64,

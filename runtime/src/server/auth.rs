@@ -1,7 +1,7 @@
 //! `Authorization: Bearer <key>` → the caller, then the caller's rate limit.
 
 use super::App;
-use super::problem::Problem;
+use super::problem::{ErrorCode, Problem};
 use crate::orchestrator::Caller;
 use crate::store::KeyRecord;
 use axum::extract::{FromRequestParts, Request, State};
@@ -43,7 +43,7 @@ impl FromRequestParts<Arc<App>> for Authed {
             ));
             let mut problem = Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 format!(
                     "too many requests from `{}`; retry after {} ms",
                     caller.principal,
@@ -84,7 +84,7 @@ pub async fn hold_request_slot(
         app.metrics.rate_limited();
         let mut problem = Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!(
                 "`{}` has {} requests in flight, the most a principal may; retry when one is answered",
                 record.principal,

@@ -3,8 +3,9 @@
 
 use crate::events::{Delivery, HubError};
 use crate::server::App;
+use crate::server::api_doc::errors;
 use crate::server::auth::Authed;
-use crate::server::problem::Problem;
+use crate::server::problem::{ErrorCode, Problem};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -14,8 +15,11 @@ use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Cursor {
+    /// Replay the events after this id (`Last-Event-ID` wins when both are given).
+    #[param(value_type = Option<u64>)]
     after: Option<String>,
 }
 
@@ -25,6 +29,18 @@ fn cursor_value(text: &str, what: &str) -> Result<u64, String> {
         .map_err(|_| format!("{what} must be an event id (a whole number)"))
 }
 
+/// A session's events (SSE)
+///
+/// Server-sent events: `id:` the event's sequence number, `event:` its name, `data:` its JSON
+/// payload. Replayed from `Last-Event-ID` or `?after=`, then live, with `: heartbeat`
+/// comments. Events older than the server keeps come as one `gap` event. The stream ends
+/// after `session.closed`, or when the server stops.
+#[utoipa::path(get, path = "/v1/sessions/{id}/events", operation_id = "streamEvents", tag = "events",
+    params(super::sessions::SessionPath, Cursor,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id.")),
+    responses((status = 200, description = "The event stream.", body = String, content_type = "text/event-stream"),
+        (status = 204, description = "The session is closed and has no events after the cursor."),
+        errors::NotFound, errors::UnprocessableEntity, errors::ServiceUnavailable))]
 pub async fn stream(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -55,7 +71,7 @@ pub async fn stream(
         Err(HubError::TooManySubscribers) => {
             return Err(Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "capacity",
+                ErrorCode::Capacity,
                 "too many event subscribers",
             ));
         }
