@@ -266,6 +266,9 @@ pub async fn read_events(
                 }
             }
             if is_event {
+                if let Err(e) = Contract::get().check_event(&event.name, &event.data) {
+                    panic!("an event the OpenAPI document does not allow: {e}");
+                }
                 let done = stop(&event);
                 events.push(event);
                 if done {

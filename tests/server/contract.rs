@@ -160,6 +160,27 @@ impl Contract {
         }
     }
 
+    /// Checks the `data:` of an SSE event against the schema the stream documents for its name.
+    pub fn check_event(&self, name: &str, data: &Value) -> Result<(), String> {
+        let schema = self.doc["paths"]["/v1/sessions/{id}/events"]["get"]["x-events"]
+            .get(name)
+            .ok_or_else(|| format!("the event `{name}` is not documented"))?;
+        let key = format!("event {name}");
+        let validator = self.validator(&key, schema)?;
+        let errors: Vec<String> = validator
+            .iter_errors(data)
+            .map(|e| format!("at `{}`: {e}", e.instance_path()))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the data of `{name}` does not match its schema:\n  {}\ndata: {data}",
+                errors.join("\n  ")
+            ))
+        }
+    }
+
     fn resolve(&self, reference: &str) -> Result<&Value, String> {
         let pointer = reference
             .strip_prefix('#')

@@ -1,6 +1,6 @@
 //! The OpenAPI document: generated from the code, checked in, served, and true of every route.
 
-use crate::common::{Server, artifact, problem};
+use crate::common::{Server, artifact, problem, read_events};
 use crate::contract::Contract;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -319,6 +319,20 @@ async fn every_documented_operation_answers_as_documented() {
     .await;
     let after_close = server.post(&key, &tasks, json!({"tool": "fs.list"})).await;
     problem(after_close, StatusCode::CONFLICT, "conflict").await;
+    // The whole story replayed; `read_events` checks each event's data against its schema.
+    let replay = server.get(&key, &format!("{events}?after=0")).await;
+    let told = read_events(replay, |e| e.name == "session.closed").await;
+    let names: Vec<&str> = told.iter().map(|e| e.name.as_str()).collect();
+    for name in [
+        "session.created",
+        "policy.decision",
+        "task.queued",
+        "task.started",
+        "task.completed",
+        "session.closed",
+    ] {
+        assert!(names.contains(&name), "no `{name}` in {names:?}");
+    }
     let nothing_new = server.get(&key, &format!("{events}?after={last}")).await;
     assert_eq!(nothing_new.status(), StatusCode::NO_CONTENT);
 

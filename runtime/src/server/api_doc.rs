@@ -79,7 +79,16 @@ pub fn document() -> Value {
         // but by no operation.)
         answers(operation, &[500]);
     });
+    doc.merge(super::routes::events::EventPayloads::openapi());
     let mut doc = serde_json::to_value(doc).expect("the document is JSON");
+    let events: serde_json::Map<String, Value> = super::routes::events::EVENTS
+        .iter()
+        .map(|(name, schema)| {
+            let reference = format!("#/components/schemas/{schema}");
+            ((*name).to_owned(), json!({ "$ref": reference }))
+        })
+        .collect();
+    doc["paths"]["/v1/sessions/{id}/events"]["get"]["x-events"] = Value::Object(events);
     let components = doc["components"]
         .as_object_mut()
         .expect("the document has components");
