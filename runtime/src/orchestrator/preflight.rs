@@ -43,9 +43,10 @@ pub struct Check {
     pub ok: bool,
     pub detail: String,
     /// The policy decision behind the check, when there is one.
-    /// One decision, or for a capability the decision per tool (`{tool, decision}`).
+    /// One decision; for a capability the first allowing tool's (`{tool, decision}`), or when
+    /// none allowed it each tool's denial (`[{tool, decision}]`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object, nullable = false)]
+    #[schema(value_type = Value, nullable = false)]
     pub decision: Option<Value>,
 }
 
