@@ -327,6 +327,7 @@ fn main() {
                 &plugin,
                 identity.clone(),
                 ResourceRequest::default(),
+                toolgate::policy::PolicyLimits::default(),
                 TaskRequest::new("echo", r#"{"a":1}"#),
             )
             .await;

@@ -9,6 +9,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "build_support/wasm_target.rs"]
+mod wasm_target;
+
 /// Plugins bundled into the `toolgate` binary.
 const BUNDLED: &[&str] = &["fs", "http", "json"];
 /// Every artifact the plugins workspace must produce.
@@ -21,6 +24,7 @@ const ARTIFACTS: &[&str] = &[
     "not-a-tool",
     "http_hello",
     "many_tools",
+    "bad_schema",
 ];
 
 fn main() {
@@ -35,7 +39,9 @@ fn main() {
         println!("cargo:rerun-if-changed={}", plugins.join(watched).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    println!("cargo:rerun-if-changed=build_support");
 
+    ensure_wasm_target();
     let target_dir = plugin_target_dir(&out_dir);
     build_plugins(&plugins, &target_dir);
 
@@ -71,6 +77,25 @@ fn plugin_target_dir(out_dir: &Path) -> PathBuf {
     match out_dir.ancestors().nth(4) {
         Some(target) => target.join("wasm-plugins"),
         None => out_dir.join("wasm-plugins"),
+    }
+}
+
+/// Gets the `wasm32-wasip2` target with rustup when the toolchain lacks it, or stops the build
+/// with one line saying what is missing.
+fn ensure_wasm_target() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let toolchain = env::var("RUSTUP_TOOLCHAIN").ok();
+    match wasm_target::ensure(Path::new(&rustc), Path::new("rustup"), toolchain.as_deref()) {
+        Ok(wasm_target::TargetSetup::Present) => {}
+        Ok(wasm_target::TargetSetup::Added { toolchain }) => println!(
+            "cargo:warning=installed the {} target with rustup for toolchain {} (the plugins are built for it)",
+            wasm_target::WASM_TARGET,
+            toolchain.as_deref().unwrap_or("default")
+        ),
+        Err(line) => {
+            eprintln!("error: {line}");
+            std::process::exit(1);
+        }
     }
 }
 

@@ -19,3 +19,8 @@ pub mod server;
 pub mod store;
 pub mod task;
 pub mod telemetry;
+
+/// The build script's toolchain check (it cannot test itself).
+#[cfg(test)]
+#[path = "../build_support/wasm_target_tests.rs"]
+mod build_wasm_target_tests;

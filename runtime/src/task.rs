@@ -3,8 +3,10 @@
 //! limits from the permits that allowed it, and run it with a gate that
 //! decides each capability use for this principal, session and tool.
 
-use crate::policy::{Gate, PolicyDecision, PolicyEngine, ResourceRequest, TaskIdentity};
-use crate::sandbox::{Executor, Plugin, TaskError, TaskOutcome, TaskRequest, Usage};
+use crate::policy::{
+    Gate, PolicyDecision, PolicyEngine, PolicyLimits, ResourceRequest, TaskIdentity,
+};
+use crate::sandbox::{Executor, Limits, Plugin, TaskError, TaskOutcome, TaskRequest, Usage};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -17,24 +19,58 @@ pub struct GatedOutcome {
     pub ran: bool,
 }
 
-/// Runs `request` (tool short name, input, grants, asked-for limits) as
-/// `identity` through `policy` on `executor`.
+/// Settles an allowed task's limits: the permits' limits over the engine's defaults, within
+/// its ceilings, tightened where the caller asked for less (`asked`, never more). The decision
+/// then records the limits in force (`limits`), the permits' own (`policy_limits`) and the
+/// bounds the caller asked more of than allowed (`capped`). A denied decision is left as is.
+pub fn settle_limits(
+    decision: &mut PolicyDecision,
+    executor: &Executor,
+    asked: PolicyLimits,
+) -> Option<Limits> {
+    if !decision.allowed {
+        return None;
+    }
+    let config = executor.engine().config();
+    let allowed = decision
+        .limits
+        .applied_to(config.default_limits)
+        .clamp_to(&config.max_limits);
+    let in_force = allowed
+        .with_asked(
+            asked.fuel,
+            asked.memory_mb,
+            asked.timeout_ms,
+            asked.output_kb,
+        )
+        .clamp_to(&allowed);
+    decision.capped = PolicyLimits::above(&asked, &PolicyLimits::of(&allowed));
+    decision.policy_limits = Some(decision.limits);
+    decision.limits = PolicyLimits::of(&in_force);
+    Some(in_force)
+}
+
+/// Runs `request` (tool short name, input, grants) as `identity` through `policy` on
+/// `executor`, within the limits the policy allows and `asked` tightens.
 pub async fn run_gated(
     policy: &Arc<PolicyEngine>,
     executor: &Executor,
     plugin: &Plugin,
     identity: TaskIdentity,
     resources: ResourceRequest,
-    request: TaskRequest,
+    asked: PolicyLimits,
+    mut request: TaskRequest,
 ) -> GatedOutcome {
-    let decision = policy.authorize_invoke(&identity, resources, &request.input);
+    let mut decision = policy.authorize_invoke(&identity, resources, &request.input);
+    request.limits = settle_limits(&mut decision, executor, asked);
     let gate: Arc<dyn Gate> = Arc::new(policy.task_gate(identity));
     run_decided(executor, plugin, decision, gate, request).await
 }
 
 /// The second half of [`run_gated`], for callers that announce the invoke
 /// decision before the task starts: runs the task if `decision` allowed it,
-/// within the limits it set, with `gate` deciding its capability uses.
+/// within the limits settled for it ([`settle_limits`]), with `gate` deciding its
+/// capability uses.
 pub async fn run_decided(
     executor: &Executor,
     plugin: &Plugin,

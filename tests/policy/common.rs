@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use toolgate::policy::{
-    PolicyEngine, PolicyOrigin, ResourceRequest, TaskIdentity, principal_entity,
+    PolicyEngine, PolicyLimits, PolicyOrigin, ResourceRequest, TaskIdentity, principal_entity,
 };
 use toolgate::sandbox::{Executor, Plugin, TaskRequest};
 use toolgate::task::{GatedOutcome, run_gated};
@@ -53,6 +53,17 @@ pub async fn run(
     who: TaskIdentity,
     request: TaskRequest,
 ) -> GatedOutcome {
+    run_asking(policy, plugin, who, PolicyLimits::default(), request).await
+}
+
+/// A task whose caller asks for limits of its own.
+pub async fn run_asking(
+    policy: &Arc<PolicyEngine>,
+    plugin: &Plugin,
+    who: TaskIdentity,
+    asked: PolicyLimits,
+    request: TaskRequest,
+) -> GatedOutcome {
     let executor = Executor::new(engine(), Arc::new(toolgate::policy::AllowAll));
     run_gated(
         policy,
@@ -60,6 +71,7 @@ pub async fn run(
         plugin,
         who,
         ResourceRequest::default(),
+        asked,
         request,
     )
     .await

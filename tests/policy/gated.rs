@@ -150,32 +150,31 @@ async fn limits_come_from_the_permit_annotations() {
     assert_eq!(outcome.outcome.limits.timeout.as_millis(), 20_000);
     assert_eq!(outcome.decision.limits.fuel, Some(3_000_000));
 
-    // Asking for more gets the policy's limit; asking for less gets less.
-    let greedy = TaskRequest {
-        limits: Some(Limits {
-            fuel: 10_000_000_000,
-            ..Limits::default()
-        }),
-        ..TaskRequest::new("spin", "{}")
+    // Asking for more gets the policy's limit, and the decision says so; asking for less
+    // gets less. The recorded decision carries the limits in force either way.
+    let ask = |fuel| PolicyLimits {
+        fuel: Some(fuel),
+        ..PolicyLimits::default()
     };
+    let spin = || TaskRequest::new("spin", "{}");
+    let greedy = run_asking(&s.policy, &hostile, who(), ask(10_000_000_000), spin()).await;
+    assert_eq!(greedy.outcome.limits.fuel, 3_000_000);
+    assert_eq!(greedy.decision.limits.fuel, Some(3_000_000));
+    assert_eq!(greedy.decision.capped, vec!["fuel".to_owned()]);
+    let modest = run_asking(&s.policy, &hostile, who(), ask(1_000_000), spin()).await;
+    assert_eq!(modest.outcome.limits.fuel, 1_000_000);
+    assert_eq!(kind(&modest), "fuel_exhausted");
+    assert_eq!(modest.decision.limits.fuel, Some(1_000_000));
     assert_eq!(
-        run(&s.policy, &hostile, who(), greedy)
-            .await
-            .outcome
-            .limits
-            .fuel,
-        3_000_000
+        modest.decision.policy_limits.and_then(|l| l.fuel),
+        Some(3_000_000)
     );
-    let modest = TaskRequest {
-        limits: Some(Limits {
-            fuel: 1_000_000,
-            ..Limits::default()
-        }),
-        ..TaskRequest::new("spin", "{}")
-    };
-    let outcome = run(&s.policy, &hostile, who(), modest).await;
-    assert_eq!(outcome.outcome.limits.fuel, 1_000_000);
-    assert_eq!(kind(&outcome), "fuel_exhausted");
+    assert!(modest.decision.capped.is_empty());
+    assert_eq!(
+        modest.decision.limits.timeout_ms,
+        Some(20_000),
+        "every bound in force is recorded"
+    );
 }
 
 fn fetch(url: String) -> TaskRequest {

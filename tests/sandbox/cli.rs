@@ -145,6 +145,73 @@ fn bad_plugins_and_bad_arguments_exit_two_with_a_message() {
 }
 
 #[test]
+fn a_mistyped_grant_mode_is_a_usage_error_not_a_read_write_grant() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["RO", "readonly", "rx", ""] {
+        let grant = format!("{}:/w:{mode}", dir.path().display());
+        let out = toolgate(
+            &[
+                "run",
+                "--plugin",
+                "fs",
+                "--tool",
+                "write",
+                "--dir",
+                &grant,
+                "--input",
+                r#"{"path": "x.txt", "content": "x"}"#,
+            ],
+            cache.path(),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{grant}: {stderr}");
+        assert!(stderr.contains("HOST:GUEST:ro"), "{stderr}");
+        assert!(!dir.path().join("x.txt").exists());
+    }
+}
+
+#[test]
+fn an_unknown_tool_is_a_usage_error_not_a_denial() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = toolgate(
+        &["run", "--plugin", "json", "--tool", "json.nope"],
+        cache.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown tool `json.nope`"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no task report for a usage error");
+}
+
+#[test]
+fn run_checks_input_against_the_tools_schema() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let grant = format!("{}:/w", dir.path().display());
+    let out = toolgate(
+        &[
+            "run",
+            "--plugin",
+            "fs",
+            "--tool",
+            "write",
+            "--dir",
+            &grant,
+            "--input",
+            r#"{"path": "x.txt", "content": ["not", "a", "string"]}"#,
+        ],
+        cache.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report = stdout_json(&out);
+    assert_eq!(report["error"]["kind"], "invalid_input", "{report}");
+    assert_eq!(report["error"]["path"], "/content", "{report}");
+    assert_eq!(report["usage"]["fuel_consumed"], 0, "{report}");
+    assert!(!dir.path().join("x.txt").exists());
+}
+
+#[test]
 fn plugin_inspect_shows_tools_imports_and_digest() {
     let cache = tempfile::tempdir().unwrap();
     let out = toolgate(&["plugin", "inspect", "fs"], cache.path());

@@ -92,8 +92,13 @@ async fn every_error_has_its_status_and_code() {
         "forbidden",
     )
     .await;
+    assert_eq!(
+        body["reasons"],
+        json!([]),
+        "no policy determined it: {body}"
+    );
     assert!(
-        body["reasons"][0]
+        body["explanation"][0]
             .as_str()
             .unwrap()
             .contains("default deny"),
@@ -917,6 +922,7 @@ fn bad_server_settings_and_key_requests_exit_two_with_a_message() {
         "ivy",
         "--profile",
         "developer",
+        "--init",
     ]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);

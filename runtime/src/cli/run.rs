@@ -1,7 +1,8 @@
 use super::plugin::looks_like_path;
 use super::{EXIT_TASK_FAILED, EngineArgs, print_json};
 use crate::policy::{
-    PolicyEngine, PolicyOrigin, ResourceRequest, TaskIdentity, principal_entity, tool_entity,
+    PolicyEngine, PolicyLimits, PolicyOrigin, ResourceRequest, TaskIdentity, principal_entity,
+    tool_entity,
 };
 use crate::sandbox::{DirGrant, EventSink, Executor, Grants, Secret, TaskRequest, ToolEvent};
 use crate::secrets::SecretStore;
@@ -116,6 +117,16 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         None => args.tool.clone(),
     };
+    // An unknown tool is a usage error, told apart from a policy denial.
+    if plugin.tool(&tool).is_none() {
+        let names: Vec<&str> = plugin.tools().iter().map(|t| t.name.as_str()).collect();
+        bail!(
+            "unknown tool `{}.{tool}`: plugin `{}` has {}",
+            plugin.name(),
+            plugin.name(),
+            names.join(", ")
+        );
+    }
     // The local principal belongs to the profile asked for; the plugin's tools are entities of it.
     let mut entities = vec![principal_entity(&args.principal, &[&args.profile])];
     entities.extend(
@@ -143,11 +154,13 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     grants.network.http = true;
     grants.network.allow_private_addresses = args.allow_private_network;
 
-    let asked = (args.fuel, args.memory_mb, args.timeout_ms, args.output_kb);
     // Asked-for bounds only: the policy's limits fill in the rest, and cap these.
-    let max = catalog.engine().config().max_limits;
-    let limits = (asked != (None, None, None, None))
-        .then(|| max.with_asked(args.fuel, args.memory_mb, args.timeout_ms, args.output_kb));
+    let asked = PolicyLimits {
+        fuel: args.fuel,
+        memory_mb: args.memory_mb,
+        timeout_ms: args.timeout_ms,
+        output_kb: args.output_kb,
+    };
     let executor = Executor::new(catalog.engine().clone(), Arc::new(crate::policy::AllowAll));
     let identity = TaskIdentity {
         principal: args.principal.clone(),
@@ -157,7 +170,6 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let request = TaskRequest {
         grants,
-        limits,
         events: Some(Arc::new(StderrEvents)),
         ..TaskRequest::new(&tool, input)
     };
@@ -167,6 +179,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         &plugin,
         identity,
         ResourceRequest::default(),
+        asked,
         request,
     )
     .await;

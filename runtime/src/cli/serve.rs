@@ -1,5 +1,6 @@
 //! `toolgate serve` and `toolgate keys`.
 
+use crate::policy::{PolicyEngine, PolicyOrigin};
 use crate::server::{ServeArgs, ServeConfig};
 use crate::store::Store;
 use clap::Subcommand;
@@ -11,6 +12,9 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    // The real address (port 0 picks one) is what the data directory's lock file records.
+    let mut config = config;
+    config.listen = listener.local_addr()?;
     let app = crate::server::build(config).await?;
     if let Some(file) = &app.admin_key_file {
         eprintln!(
@@ -41,6 +45,25 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// A key for a profile the policies do not know would open sessions nothing can be decided for.
+fn known_profile(config: &ServeConfig, profile: &str) -> anyhow::Result<()> {
+    let origin = config
+        .policies
+        .clone()
+        .map_or(PolicyOrigin::Embedded, PolicyOrigin::Dir);
+    let described = match &origin {
+        PolicyOrigin::Embedded => "the policies built into toolgate".to_owned(),
+        PolicyOrigin::Dir(dir) => format!("the policies in {}", dir.display()),
+    };
+    let engine = PolicyEngine::load(origin)
+        .map_err(|e| anyhow::anyhow!("cannot load {described} to check the profile: {e}"))?;
+    anyhow::ensure!(
+        engine.has_profile(profile),
+        "unknown profile `{profile}`: {described} have no `Profile::\"{profile}\"` entity (see entities.json)"
+    );
+    Ok(())
+}
+
 #[derive(Subcommand)]
 pub(crate) enum KeysCommand {
     /// Create an API key for a principal; the key is printed once, alone on the last line.
@@ -55,6 +78,16 @@ pub(crate) enum KeysCommand {
         admin: bool,
         #[arg(long, env = "TOOLGATE_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// The policy directory the server uses, where the profile must exist [default: the
+        /// server's config, else the policies built into the binary].
+        #[arg(long, env = "TOOLGATE_POLICIES")]
+        policies: Option<PathBuf>,
+        /// The server's config file (for its data directory and policies).
+        #[arg(long, env = "TOOLGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Create the data directory if there is none yet.
+        #[arg(long)]
+        init: bool,
     },
 }
 
@@ -65,6 +98,9 @@ pub(crate) fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
             profile,
             admin,
             data_dir,
+            policies,
+            config,
+            init,
         } => {
             let valid =
                 |s: &str| !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control);
@@ -78,8 +114,12 @@ pub(crate) fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
             );
             let config = ServeConfig::resolve(crate::server::ServeArgs {
                 data_dir,
+                policies,
+                config,
                 ..Default::default()
             })?;
+            known_profile(&config, &profile)?;
+            crate::store::data_dir::check_existing(&config.data_dir, init)?;
             let store = Store::open(&config.data_dir)?;
             let key = store.create_key(&principal, &profile, admin)?;
             store.close();

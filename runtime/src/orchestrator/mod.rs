@@ -56,6 +56,9 @@ pub enum OrchestratorError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// A task or session named a tool no plugin provides.
+    #[error("{0}")]
+    UnknownTool(String),
     /// `reason` is the plugin error's stable code; `detail` may hold host paths (admins only).
     #[error("not a usable plugin: {detail}")]
     InvalidPlugin {
@@ -137,6 +140,9 @@ pub struct Orchestrator {
     watcher: Arc<ChangeWatcher>,
     /// Held while a plugin is installed.
     installing: tokio::sync::Mutex<()>,
+    /// One per task that may run at once (the engine's instance slots): a task stays
+    /// `queued`, undecided, until it holds one.
+    task_slots: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -156,6 +162,7 @@ impl Orchestrator {
         hub: Arc<EventHub>,
         secrets: SecretStore,
     ) -> Self {
+        let executor_slots = executor.engine().config().concurrent_tasks;
         Self {
             config,
             catalog,
@@ -169,6 +176,7 @@ impl Orchestrator {
             metrics: std::sync::OnceLock::new(),
             watcher: ChangeWatcher::new(),
             installing: tokio::sync::Mutex::new(()),
+            task_slots: Arc::new(tokio::sync::Semaphore::new(executor_slots as usize)),
         }
     }
 

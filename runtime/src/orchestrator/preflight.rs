@@ -7,9 +7,9 @@
 
 use super::sessions::CreateSession;
 use super::{Caller, Orchestrator, OrchestratorError};
-use crate::policy::{CapabilityRequest, ConnectRequest, Gate, TaskIdentity};
+use crate::policy::{CapabilityRequest, ConnectRequest, Gate, PolicyDecision, TaskIdentity};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Items of each kind one preflight checks, at most: capability checks are decided once per
 /// tool, so the work grows with the product of the lists.
@@ -275,7 +275,7 @@ impl Orchestrator {
         request: &CreateSession,
     ) -> Check {
         if let Err(why) = self.plugin_with(tool).await {
-            return Check::new("tool", false, why).named(tool);
+            return Check::new("tool", false, why.to_string()).named(tool);
         }
         let decision =
             self.policy
@@ -289,8 +289,9 @@ impl Orchestrator {
         .decided(serde_json::to_value(&decision).unwrap_or(Value::Null))
     }
 
-    /// A capability use by any of `tools` (a task of which would ask for it); the first
-    /// that is allowed is reported, else every denial.
+    /// A capability use by any of `tools` (a task of which would ask for it): the first
+    /// decision that allows it, else the first denial. Either way the check carries one
+    /// decision object, like every decided check, with the `tool` it was decided for.
     fn capability_check(
         &self,
         check: &'static str,
@@ -299,23 +300,33 @@ impl Orchestrator {
         tools: &[&str],
         identity: &dyn Fn(&str) -> TaskIdentity,
     ) -> Check {
-        let mut denied = Vec::new();
-        let mut why: Vec<String> = Vec::new();
+        let mut first_denial = None;
         for tool in tools {
             let decision = self.policy.task_gate(identity(tool)).decide(asked);
-            let value = json!({ "tool": tool, "decision": decision });
             if decision.allowed {
-                return Check::new(check, true, decided_detail(true, &decision.reasons))
-                    .named(name)
-                    .decided(value);
+                return decided_check(check, name, tool, &decision);
             }
-            if why.is_empty() {
-                why = decision.reasons.clone();
-            }
-            denied.push(value);
+            first_denial.get_or_insert((*tool, decision));
         }
-        Check::new(check, false, decided_detail(false, &why))
-            .named(name)
-            .decided(Value::Array(denied))
+        match first_denial {
+            Some((tool, decision)) => decided_check(check, name, tool, &decision),
+            None => Check::new(check, false, "no tool to decide it for").named(name),
+        }
     }
+}
+
+fn decided_check(check: &'static str, name: &str, tool: &str, decision: &PolicyDecision) -> Check {
+    let mut value = serde_json::to_value(decision).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value
+        && !tool.is_empty()
+    {
+        map.insert("tool".into(), tool.into());
+    }
+    Check::new(
+        check,
+        decision.allowed,
+        decided_detail(decision.allowed, &decision.explanation()),
+    )
+    .named(name)
+    .decided(value)
 }

@@ -70,6 +70,19 @@ pub struct SessionRequest {
 }
 
 impl Orchestrator {
+    /// Refuses a session request naming a tool no plugin provides (a plugin that exists but
+    /// cannot be loaded now is not the caller's mistake: its tasks fail on the record).
+    pub async fn check_tools(&self, tools: &[String]) -> Result<(), OrchestratorError> {
+        for tool in tools {
+            if let Err(super::tasks::ToolUnavailable::Unknown(message)) =
+                self.plugin_with(tool).await
+            {
+                return Err(OrchestratorError::UnknownTool(message));
+            }
+        }
+        Ok(())
+    }
+
     fn view(&self, record: &SessionRecord, disk: Option<super::DiskUsage>) -> SessionView {
         SessionView {
             id: record.id.clone(),
@@ -101,7 +114,7 @@ impl Orchestrator {
                 .split_once('.')
                 .is_some_and(|(plugin, _)| self.catalog.contains(plugin));
             if !known {
-                return Err(OrchestratorError::Invalid(format!(
+                return Err(OrchestratorError::UnknownTool(format!(
                     "unknown tool `{tool}` (tools are named plugin.tool)"
                 )));
             }

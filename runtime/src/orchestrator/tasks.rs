@@ -1,7 +1,7 @@
 use super::workspace::FileChanges;
 use super::{Caller, LiveSession, Orchestrator, OrchestratorError, now_ms};
 use crate::events::EventHub;
-use crate::policy::{CapabilityRequest, Gate, TaskIdentity};
+use crate::policy::{CapabilityRequest, Gate, PolicyLimits, TaskIdentity};
 use crate::sandbox::{DirGrant, EventSink, Grants, TaskRequest, ToolEvent};
 use crate::store::TaskRecord;
 use serde::Deserialize;
@@ -73,7 +73,7 @@ impl EventSink for HubEvents {
 impl Orchestrator {
     /// Queues a task and starts it. Returns the task record and, with
     /// `wait`, a handle resolving to the finished record.
-    pub fn create_task(
+    pub async fn create_task(
         self: &Arc<Self>,
         caller: &Caller,
         session_id: &str,
@@ -92,14 +92,16 @@ impl Orchestrator {
                 "`input` must be a JSON object".into(),
             ));
         }
-        let (plugin_name, tool_name) = request.tool.split_once('.').ok_or_else(|| {
-            OrchestratorError::Invalid(format!("tool `{}` is not named plugin.tool", request.tool))
-        })?;
-        if !self.catalog.contains(plugin_name) {
-            return Err(OrchestratorError::Invalid(format!(
-                "unknown tool `{}`",
+        // An unknown tool is the caller's mistake (422), told apart from a denial; a plugin
+        // that exists but cannot be loaded fails the task, on the record.
+        let Some((_, tool_name)) = request.tool.split_once('.') else {
+            return Err(OrchestratorError::UnknownTool(format!(
+                "unknown tool `{}` (tools are named plugin.tool)",
                 request.tool
             )));
+        };
+        if let Err(ToolUnavailable::Unknown(message)) = self.plugin_with(&request.tool).await {
+            return Err(OrchestratorError::UnknownTool(message));
         }
         let id = format!("t_{}", uuid::Uuid::now_v7().simple());
         let record = TaskRecord {
@@ -161,7 +163,8 @@ impl Orchestrator {
         }
     }
 
-    /// Cancels a running task; a finished one is a conflict.
+    /// Cancels a queued or running task; a finished one is a conflict. A task cancelled while
+    /// queued ends without a decision and never starts (the runner checks under the same lock).
     pub fn cancel_task(
         &self,
         caller: &Caller,
@@ -221,8 +224,33 @@ impl Orchestrator {
         };
         let plugin = match self.plugin_with(&record.tool).await {
             Ok(plugin) => plugin,
-            Err(message) => return fail_early(record, message),
+            Err(why) => return fail_early(record, why.to_string()),
         };
+        // Queued until a slot is free; a cancel meanwhile ends the wait.
+        let _slot = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            slot = self.task_slots.clone().acquire_owned() => slot.ok(),
+        };
+        // Still queued: a cancel that came first ends the task here, undecided and unstarted.
+        // Holding the lock the canceller takes makes "queued" and "decided" exclusive.
+        {
+            let _running = live.running.lock().unwrap_or_else(|e| e.into_inner());
+            if cancel.is_cancelled() {
+                record.state = "cancelled".into();
+                record.error = Some(crate::sandbox::TaskError::Cancelled.to_json());
+                record.finished_at_ms = Some(now_ms());
+                self.store.put_task(&record);
+                self.hub.publish(
+                    &session,
+                    "task.failed",
+                    json!({ "task": record.id, "state": record.state, "error": record.error }),
+                );
+                drop(_running);
+                finish(&record);
+                return record;
+            }
+        }
 
         let (profile, resources) = (live.profile.clone(), live.resources);
         let mut grants = Grants {
@@ -237,8 +265,12 @@ impl Orchestrator {
             ..Grants::default()
         };
         grants.network.http = true;
-        let max = self.executor.engine().config().max_limits;
-        let asked = limits.map(|l| max.with_asked(l.fuel, l.memory_mb, l.timeout_ms, l.output_kb));
+        let asked = limits.map_or_else(PolicyLimits::default, |l| PolicyLimits {
+            fuel: l.fuel,
+            memory_mb: l.memory_mb,
+            timeout_ms: l.timeout_ms,
+            output_kb: l.output_kb,
+        });
         let identity = TaskIdentity {
             principal: caller.principal.clone(),
             profile,
@@ -251,9 +283,8 @@ impl Orchestrator {
             session: session.clone(),
             task: record.id.clone(),
         });
-        let request = TaskRequest {
+        let mut request = TaskRequest {
             grants,
-            limits: asked,
             events: Some(events),
             cancel: Some(cancel),
             ..TaskRequest::new(&tool, input)
@@ -261,9 +292,11 @@ impl Orchestrator {
 
         // The invoke decision is announced before anything runs; a denied
         // task never starts.
-        let decision = self
+        let mut decision = self
             .policy
             .authorize_invoke(&identity, resources, &request.input);
+        // What is recorded are the limits the task runs with, not only the permits'.
+        request.limits = crate::task::settle_limits(&mut decision, &self.executor, asked);
         let decision_json = serde_json::to_value(&decision).unwrap_or(Value::Null);
         self.store.put_decision(
             &session,
@@ -384,18 +417,33 @@ impl Orchestrator {
     pub(super) async fn plugin_with(
         &self,
         qualified: &str,
-    ) -> Result<Arc<crate::sandbox::Plugin>, String> {
+    ) -> Result<Arc<crate::sandbox::Plugin>, ToolUnavailable> {
         let Some((plugin_name, tool_name)) = qualified.split_once('.') else {
-            return Err(format!("tool `{qualified}` is not named plugin.tool"));
+            return Err(ToolUnavailable::Unknown(format!(
+                "unknown tool `{qualified}` (tools are named plugin.tool)"
+            )));
         };
+        if !self.catalog.contains(plugin_name) {
+            return Err(ToolUnavailable::Unknown(format!(
+                "unknown tool `{qualified}`: there is no plugin `{plugin_name}`"
+            )));
+        }
         // Callers see the plugin's name and a stable code; the log has the detail.
         let plugin = self
             .catalog
             .get(plugin_name)
             .await
-            .map_err(|e| e.public_message(plugin_name))?;
+            .map_err(|e| ToolUnavailable::Unusable(e.public_message(plugin_name)))?;
         if plugin.tool(tool_name).is_none() {
-            return Err(format!("unknown tool `{qualified}`"));
+            let names: Vec<String> = plugin
+                .tools()
+                .iter()
+                .map(|t| format!("{plugin_name}.{}", t.name))
+                .collect();
+            return Err(ToolUnavailable::Unknown(format!(
+                "unknown tool `{qualified}`: plugin `{plugin_name}` has {}",
+                names.join(", ")
+            )));
         }
         self.register_tools(&plugin).await;
         Ok(plugin)
@@ -436,6 +484,17 @@ impl Orchestrator {
             Err(error) => tracing::warn!(error = %error, "registering a plugin's tools failed"),
         }
     }
+}
+
+/// Why a named tool cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum ToolUnavailable {
+    /// No plugin provides it: the caller's mistake.
+    #[error("{0}")]
+    Unknown(String),
+    /// Its plugin exists but cannot be loaded now.
+    #[error("{0}")]
+    Unusable(String),
 }
 
 struct RunTask {

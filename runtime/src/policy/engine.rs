@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 /// (unknown entity type, context not matching the schema): always a deny.
 pub const MALFORMED: &str = "malformed request";
 
+/// `@reason("...")` on a policy: why it decided, in words a caller sees with a denial.
+pub const REASON_ANNOTATION: &str = "reason";
+
 /// Where the engine reads its policies from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyOrigin {
@@ -61,10 +64,21 @@ pub struct PolicyDecision {
     pub policy_version: String,
     /// Time spent deciding, in microseconds.
     pub elapsed_us: u64,
-    /// For allowed invocations: the limits the determining permits set.
+    /// For allowed invocations: the limits the determining permits set; once a task's limits
+    /// are settled ([`crate::task::settle_limits`]), the limits in force.
     #[serde(skip_serializing_if = "PolicyLimits::is_empty")]
     #[schema(required = false)]
     pub limits: PolicyLimits,
+    /// What the determining policies' `@reason("...")` annotations say, in their order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<String>,
+    /// Once settled: the limits the permits set, where `limits` are those in force.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_limits: Option<PolicyLimits>,
+    /// Once settled: the bounds (`fuel`, `memory_mb`, ...) the caller asked more of than the
+    /// policy allows; the task got the policy's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capped: Vec<String>,
 }
 
 impl PolicyDecision {
@@ -73,7 +87,13 @@ impl PolicyDecision {
         let mut out: Vec<String> = self
             .reasons
             .iter()
-            .map(|id| format!("policy `{id}`"))
+            .enumerate()
+            .map(
+                |(n, id)| match self.messages.get(n).filter(|m| !m.is_empty()) {
+                    Some(message) => format!("policy `{id}`: {message}"),
+                    None => format!("policy `{id}`"),
+                },
+            )
             .collect();
         if out.is_empty() && !self.allowed {
             out.push("no policy permits this (default deny)".into());
@@ -153,6 +173,15 @@ impl PolicyEngine {
             cache: Mutex::default(),
             reload_state: Mutex::default(),
         })
+    }
+
+    /// True when the active set knows `Profile::"name"` (from `entities.json`).
+    pub fn has_profile(&self, name: &str) -> bool {
+        let uid = EntityUid::from_type_name_and_id(
+            "Profile".parse().expect("a valid type name"),
+            cedar_policy::EntityId::new(name),
+        );
+        self.snapshot().entities.get(&uid).is_some()
     }
 
     pub fn snapshot(&self) -> Arc<PolicySnapshot> {
@@ -329,6 +358,9 @@ impl PolicyEngine {
                 policy_version: String::new(),
                 elapsed_us: 0,
                 limits: PolicyLimits::default(),
+                messages: Vec::new(),
+                policy_limits: None,
+                capped: Vec::new(),
             },
         };
         decision.policy_version = snapshot.version.clone();
@@ -396,8 +428,27 @@ impl PolicyEngine {
         } else {
             PolicyLimits::default()
         };
+        // One message per determining policy (empty where it has no `@reason`), so that
+        // `explanation` can pair them; none at all when no policy has one.
+        let mut messages: Vec<String> = reasons
+            .iter()
+            .map(|id| {
+                snapshot
+                    .policies
+                    .policy(id)
+                    .and_then(|p| p.annotation(REASON_ANNOTATION))
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        if messages.iter().all(String::is_empty) {
+            messages.clear();
+        }
         Ok(PolicyDecision {
             allowed,
+            messages,
+            policy_limits: None,
+            capped: Vec::new(),
             reasons: reasons.iter().map(|id| id.to_string()).collect(),
             errors: response
                 .diagnostics()

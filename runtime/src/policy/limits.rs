@@ -65,6 +65,31 @@ impl PolicyLimits {
         }
     }
 
+    /// The four bounds of `limits`, in the units annotations use.
+    pub fn of(limits: &Limits) -> PolicyLimits {
+        PolicyLimits {
+            fuel: Some(limits.fuel),
+            memory_mb: Some(limits.memory_bytes >> 20),
+            timeout_ms: Some(limits.timeout.as_millis().min(u64::MAX as u128) as u64),
+            output_kb: Some(limits.output_bytes >> 10),
+        }
+    }
+
+    /// The bounds on which `asked` is above `allowed` (both in annotation units).
+    pub fn above(asked: &PolicyLimits, allowed: &PolicyLimits) -> Vec<String> {
+        let pairs = [
+            ("fuel", asked.fuel, allowed.fuel),
+            ("memory_mb", asked.memory_mb, allowed.memory_mb),
+            ("timeout_ms", asked.timeout_ms, allowed.timeout_ms),
+            ("output_kb", asked.output_kb, allowed.output_kb),
+        ];
+        pairs
+            .into_iter()
+            .filter(|(_, asked, allowed)| matches!((asked, allowed), (Some(a), Some(b)) if a > b))
+            .map(|(name, _, _)| name.to_owned())
+            .collect()
+    }
+
     /// The limits of a task: these where set, the configured defaults
     /// elsewhere. (The engine still clamps everything to its ceilings.)
     pub fn applied_to(&self, defaults: Limits) -> Limits {

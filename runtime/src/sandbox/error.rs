@@ -25,7 +25,12 @@ pub enum TaskError {
         limit: OutputBound,
     },
     #[error("invalid input: {message}")]
-    InvalidInput { message: String },
+    InvalidInput {
+        message: String,
+        /// JSON Pointer to the part of the input that failed the tool's input schema.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+    },
     #[error("the tool failed: {message}")]
     ToolError { message: String },
     #[error("denied: {}", reasons.join("; "))]
@@ -146,6 +151,14 @@ pub enum PluginError {
     UnsupportedImport { origin: String, message: String },
     #[error("{origin} failed while describing its tools: {message}")]
     Describe { origin: String, message: String },
+    #[error(
+        "{origin} is refused: the input schema of tool `{tool}` is not a valid JSON Schema (draft 2020-12): {message}"
+    )]
+    InputSchema {
+        origin: String,
+        tool: String,
+        message: String,
+    },
     #[error("{origin} is refused: {violation}")]
     BadToolInfo {
         origin: String,
@@ -168,6 +181,7 @@ impl PluginError {
             Self::WrongSignature { .. } => "wrong_signature",
             Self::UnsupportedImport { .. } => "unsupported_import",
             Self::Describe { .. } => "describe_failed",
+            Self::InputSchema { .. } => "invalid_input_schema",
             Self::BadToolInfo { violation, .. } => violation.code(),
             Self::Unavailable { .. } => "unavailable",
         }
@@ -191,6 +205,7 @@ impl PluginError {
             | Self::WrongSignature { origin, .. }
             | Self::UnsupportedImport { origin, .. }
             | Self::Describe { origin, .. }
+            | Self::InputSchema { origin, .. }
             | Self::BadToolInfo { origin, .. }
             | Self::Unavailable { origin, .. } => *origin = new.into(),
         }

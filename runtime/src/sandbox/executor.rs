@@ -116,13 +116,39 @@ impl Executor {
                     request.tool,
                     names.join(", ")
                 ),
+                path: None,
             }));
         }
-        if let Err(e) =
-            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&request.input)
-        {
+        let input = match serde_json::from_str::<serde_json::Value>(&request.input) {
+            Ok(input @ serde_json::Value::Object(_)) => input,
+            Ok(_) => {
+                return empty(Err(TaskError::InvalidInput {
+                    message: "input must be a JSON object".into(),
+                    path: None,
+                }));
+            }
+            Err(e) => {
+                return empty(Err(TaskError::InvalidInput {
+                    message: format!("input must be a JSON object: {e}"),
+                    path: None,
+                }));
+            }
+        };
+        // The tool's declared schema is enforced here, before any component exists for it.
+        if let Some(Err(mismatch)) = plugin.check_input(&request.tool, &input) {
+            let at = if mismatch.path.is_empty() {
+                "the input".to_owned()
+            } else {
+                format!("`{}`", mismatch.path)
+            };
             return empty(Err(TaskError::InvalidInput {
-                message: format!("input must be a JSON object: {e}"),
+                message: format!(
+                    "{at} does not match the input schema of `{}.{}`: {}",
+                    plugin.name(),
+                    request.tool,
+                    mismatch.message
+                ),
+                path: Some(mismatch.path),
             }));
         }
         let gate = request.gate.as_ref().unwrap_or(&self.gate);
@@ -465,9 +491,13 @@ fn tool_error(error: WitToolError, decisions: &[DecisionRecord]) -> TaskError {
         .flat_map(|d| d.decision.reasons.iter().cloned())
         .collect();
     match error {
-        WitToolError::InvalidInput(message) => TaskError::InvalidInput { message },
+        WitToolError::InvalidInput(message) => TaskError::InvalidInput {
+            message,
+            path: None,
+        },
         WitToolError::UnknownTool(name) => TaskError::InvalidInput {
             message: format!("unknown tool `{name}`"),
+            path: None,
         },
         WitToolError::Denied(message) => {
             denials.push(message);

@@ -33,20 +33,36 @@ pub struct DirGrant {
 }
 
 impl DirGrant {
-    /// Parses `HOST:GUEST[:ro|:rw]` (read-write unless `:ro`).
+    /// Parses `HOST:GUEST`, `HOST:GUEST:ro` or `HOST:GUEST:rw` and nothing else: a mistyped
+    /// mode (`:RO`, `:readonly`) must never end up read-write as part of the guest path. Paths
+    /// containing `:` cannot be granted this way.
     pub fn parse(spec: &str) -> Result<Self, String> {
-        let (rest, writable) = match spec.rsplit_once(':') {
-            Some((rest, "ro")) => (rest, false),
-            Some((rest, "rw")) => (rest, true),
-            _ => (spec, true),
+        let usage = |why: &str| {
+            format!(
+                "`{spec}` is not a directory grant ({why}); write HOST:GUEST, HOST:GUEST:ro or HOST:GUEST:rw"
+            )
         };
-        let (host, guest) = rest
-            .split_once(':')
-            .ok_or_else(|| format!("`{spec}` is not HOST:GUEST[:ro]"))?;
-        if host.is_empty() || !guest.starts_with('/') {
-            return Err(format!(
-                "`{spec}`: HOST must not be empty and GUEST must be an absolute path"
-            ));
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (host, guest, writable) = match parts.as_slice() {
+            [host, guest] => (*host, *guest, true),
+            [host, guest, "rw"] => (*host, *guest, true),
+            [host, guest, "ro"] => (*host, *guest, false),
+            [_, _, mode] => {
+                return Err(usage(&format!(
+                    "the mode must be `ro` or `rw`, not `{mode}`"
+                )));
+            }
+            [_] => return Err(usage("no guest path")),
+            _ => return Err(usage("too many `:`")),
+        };
+        if host.is_empty() {
+            return Err(usage("HOST is empty"));
+        }
+        if !guest.starts_with('/') {
+            return Err(usage("GUEST must be an absolute path"));
+        }
+        if guest.split('/').any(|part| part == "..") {
+            return Err(usage("GUEST must not contain `..`"));
         }
         Ok(Self {
             host: host.into(),
@@ -54,6 +70,38 @@ impl DirGrant {
             writable,
             quota: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::DirGrant;
+
+    #[test]
+    fn only_the_documented_forms_are_grants() {
+        let rw = DirGrant::parse("/x:/w").unwrap();
+        assert_eq!(
+            (rw.host.to_str(), rw.guest.as_str(), rw.writable),
+            (Some("/x"), "/w", true)
+        );
+        assert!(DirGrant::parse("/x:/w:rw").unwrap().writable);
+        let ro = DirGrant::parse(".:/work:ro").unwrap();
+        assert_eq!((ro.guest.as_str(), ro.writable), ("/work", false));
+        for bad in [
+            "/x:/w:RO",
+            "/x:/w:readonly",
+            "/x:/w:rx",
+            "/x:/w:",
+            "/x",
+            ":/w",
+            "/x:w",
+            "/x:/w:ro:ro",
+            "/x:/a/../b",
+            "/x:/w:ro ",
+        ] {
+            let error = DirGrant::parse(bad).unwrap_err();
+            assert!(error.contains("HOST:GUEST:ro"), "{bad}: {error}");
+        }
     }
 }
 

@@ -21,6 +21,7 @@ mod executor;
 mod failures;
 mod grants;
 mod host;
+mod input_schema;
 mod limits;
 mod plugin;
 mod quota;

@@ -3,6 +3,7 @@ use super::cache::ArtifactCache;
 use super::engine::SandboxEngine;
 use super::error::{PluginError, TaskError};
 use super::executor::{self, DescribeFailure};
+use super::input_schema::{InputSchema, Mismatch};
 use super::state::TaskState;
 use serde::Serialize;
 use wasmtime::component::Component;
@@ -28,6 +29,8 @@ pub struct Plugin {
     name: String,
     digest: String,
     tools: Vec<ToolInfo>,
+    /// The compiled input schema of each tool, in the order of `tools`.
+    schemas: Vec<InputSchema>,
     imports: Vec<ImportInfo>,
     pre: ToolPre<TaskState>,
 }
@@ -103,6 +106,19 @@ impl Plugin {
                     message: error.to_string(),
                 },
             })?;
+        // A schema that does not compile could check no input: the plugin is refused.
+        let schemas = tools
+            .iter()
+            .map(|tool| {
+                InputSchema::compile(&tool.input_schema).map_err(|message| {
+                    PluginError::InputSchema {
+                        origin: origin.into(),
+                        tool: tool.name.clone(),
+                        message,
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let imports = imports_of(engine, &component);
         if !from_cache && let Some(cache) = cache {
             cache.store(&digest, &component);
@@ -111,6 +127,7 @@ impl Plugin {
             name: name.into(),
             digest,
             tools,
+            schemas,
             imports,
             pre,
         })
@@ -131,6 +148,16 @@ impl Plugin {
 
     pub fn tool(&self, name: &str) -> Option<&ToolInfo> {
         self.tools.iter().find(|t| t.name == name)
+    }
+
+    /// Checks `input` against the input schema of `tool`; `None` when the plugin has no such tool.
+    pub fn check_input(
+        &self,
+        tool: &str,
+        input: &serde_json::Value,
+    ) -> Option<Result<(), Mismatch>> {
+        let index = self.tools.iter().position(|t| t.name == tool)?;
+        Some(self.schemas[index].check(input))
     }
 
     pub fn imports(&self) -> &[ImportInfo] {

@@ -49,6 +49,7 @@ struct FileConfig {
     rate_limit: Option<u32>,
     rate_burst: Option<u32>,
     max_sessions: Option<usize>,
+    max_running_tasks: Option<u32>,
     body_limit_kb: Option<usize>,
     header_timeout_ms: Option<u64>,
     max_connections: Option<usize>,
@@ -74,6 +75,8 @@ pub struct ServeConfig {
     pub rate_limit: u32,
     pub rate_burst: u32,
     pub max_sessions: usize,
+    /// Tasks running at once, all sessions; more wait `queued` (undecided) for a slot.
+    pub max_running_tasks: u32,
     pub body_limit: usize,
     /// How long a connection may go without a request in flight (from its accept on):
     /// the time a client has to send a request's headers.
@@ -137,6 +140,7 @@ impl ServeConfig {
             rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(50),
             rate_burst: args.rate_burst.or(file.rate_burst).unwrap_or(100),
             max_sessions: args.max_sessions.or(file.max_sessions).unwrap_or(64),
+            max_running_tasks: file.max_running_tasks.unwrap_or(32),
             body_limit: file.body_limit_kb.unwrap_or(1024) * 1024,
             header_timeout: Duration::from_millis(file.header_timeout_ms.unwrap_or(10_000).max(1)),
             max_connections: file.max_connections.unwrap_or(1024),
@@ -157,6 +161,10 @@ impl ServeConfig {
             "rate_limit and rate_burst must be at least 1"
         );
         anyhow::ensure!(config.max_sessions > 0, "max_sessions must be at least 1");
+        anyhow::ensure!(
+            (1..=1024).contains(&config.max_running_tasks),
+            "max_running_tasks must be between 1 and 1024"
+        );
         anyhow::ensure!(
             config.max_connections > 0,
             "max_connections must be at least 1"

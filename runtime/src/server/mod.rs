@@ -18,6 +18,7 @@ use crate::orchestrator::{Caller, Orchestrator, OrchestratorConfig};
 use crate::policy::{PolicyEngine, PolicyOrigin, principal_entity};
 use crate::sandbox::{Catalog, EngineConfig, Executor, SandboxEngine};
 use crate::secrets::SecretStore;
+use crate::store::data_dir::{self, DataDirLock};
 use crate::store::{Store, StoredEvent};
 use crate::telemetry::{Gauges, Metrics};
 use axum::Router;
@@ -53,6 +54,9 @@ pub struct App {
     pub connections: Arc<ConnectionStats>,
     /// Requests each principal has in flight.
     pub in_flight: in_flight::InFlight,
+    /// Held while the server runs: no second server on the same data directory. Let go
+    /// once `run` has closed the store, even if something still holds the `App`.
+    data_dir_lock: Mutex<Option<DataDirLock>>,
 }
 
 impl App {
@@ -158,6 +162,7 @@ const UPLOADED_PLUGINS: &str = "plugins";
 /// Opens the store, loads policies and plugins, recovers from the last stop.
 pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
     let per_principal = config.max_requests_per_principal;
+    let data_dir_lock = hold_data_dir(&config)?;
     let store = Store::open(&config.data_dir)?;
     let admin_key_file = bootstrap_admin_key(&store, &config)?;
     let origin = config
@@ -172,7 +177,10 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         .collect();
     policy.upsert_entities(principals)?;
 
-    let engine = Arc::new(SandboxEngine::new(EngineConfig::default())?);
+    let engine = Arc::new(SandboxEngine::new(EngineConfig {
+        concurrent_tasks: config.max_running_tasks,
+        ..EngineConfig::default()
+    })?);
     let pooling = engine.is_pooling();
     let cache = config.data_dir.join("cache");
     let mut catalog = Catalog::new(engine.clone(), Some(&cache));
@@ -233,7 +241,22 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         known_principals: Mutex::default(),
         admin_key_file,
         connections,
+        data_dir_lock: Mutex::new(Some(data_dir_lock)),
     }))
+}
+
+/// Takes the data directory for this server (creating it on a first start), or says which
+/// server has it.
+fn hold_data_dir(config: &ServeConfig) -> anyhow::Result<DataDirLock> {
+    data_dir::check_for_server(&config.data_dir)?;
+    crate::store::create_private_dir(&config.data_dir)?;
+    let holder = format!(
+        "pid {}, listening on {}, started at {} ms since the Unix epoch",
+        std::process::id(),
+        config.listen,
+        crate::orchestrator::now_ms()
+    );
+    Ok(data_dir::lock(&config.data_dir, &holder)?)
 }
 
 /// On a first start with no keys, one admin key is created and written to a
@@ -403,6 +426,10 @@ pub async fn run(
         tracing::warn!("connections still open after the grace period were closed");
     }
     app.store.close();
+    app.data_dir_lock
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     Ok(())
 }
 

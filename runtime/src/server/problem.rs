@@ -61,6 +61,8 @@ error_codes! {
     UnsupportedMediaType = "unsupported_media_type": 415;
     /// An uploaded plugin is not a usable tool component.
     InvalidPlugin = "invalid_plugin": 422;
+    /// A task or session names a tool no plugin provides.
+    UnknownTool = "unknown_tool": 422;
     /// Over the principal's rate or its requests in flight.
     RateLimited = "rate_limited": 429;
     /// A fault in the server.

@@ -26,6 +26,7 @@
 //! queued when the process dies (at most the last couple of milliseconds' worth) are lost; [`Store::close`] (or dropping the last handle)
 //! commits them.
 
+pub mod data_dir;
 mod keys;
 mod records;
 mod schema;
@@ -456,7 +457,7 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     let io = |source| StoreError::Io {
         path: dir.to_owned(),
         source,

@@ -22,6 +22,7 @@ pub(crate) fn apply(spec: &TaskSpec<'_>, parts: &mut StoreParts) -> Result<(), T
                     "granted directory {} cannot be opened: {e}",
                     dir.host.display()
                 ),
+                path: None,
             })?;
     }
     let cwd = spec

@@ -32,6 +32,7 @@ pub(crate) fn apply(spec: &TaskSpec<'_>, parts: &mut StoreParts) -> Result<(), T
             .preopened_dir(&dir.host, &dir.guest, perms)
             .map_err(|e| TaskError::InvalidInput {
                 message: format!("directory {} cannot be opened: {e}", dir.host.display()),
+                path: None,
             })?;
     }
     Ok(())

@@ -19,10 +19,16 @@ impl From<OrchestratorError> for Problem {
         let detail = error.to_string();
         match error {
             OrchestratorError::NotFound(what) => Problem::not_found(what),
-            OrchestratorError::Forbidden { reasons, decision } => {
-                Problem::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, detail)
-                    .with(json!({ "reasons": reasons, "decision": decision }))
-            }
+            // `reasons` are the decision's own (the determining policy ids), `explanation`
+            // says the same in words (with the policies' `@reason`s).
+            OrchestratorError::Forbidden {
+                reasons: explanation,
+                decision,
+            } => Problem::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, detail).with(json!({
+                "reasons": decision.get("reasons").cloned().unwrap_or_else(|| json!([])),
+                "explanation": explanation,
+                "decision": decision,
+            })),
             OrchestratorError::Capacity(_) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Capacity, detail)
             }
@@ -30,6 +36,11 @@ impl From<OrchestratorError> for Problem {
                 Problem::new(StatusCode::CONFLICT, ErrorCode::Conflict, detail)
             }
             OrchestratorError::Invalid(_) => Problem::invalid(detail),
+            OrchestratorError::UnknownTool(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::UnknownTool,
+                detail,
+            ),
             OrchestratorError::InvalidPlugin { reason, .. } => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::InvalidPlugin,

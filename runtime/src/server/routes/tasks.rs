@@ -26,7 +26,10 @@ pub async fn create(
     Path(session): Path<String>,
     Body(request): Body<CreateTask>,
 ) -> Result<Response, Problem> {
-    let (record, handle) = app.orchestrator.create_task(&caller, &session, request)?;
+    let (record, handle) = app
+        .orchestrator
+        .create_task(&caller, &session, request)
+        .await?;
     match handle {
         None => Ok((StatusCode::ACCEPTED, Json(record)).into_response()),
         Some(handle) => {
