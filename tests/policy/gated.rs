@@ -2,7 +2,8 @@
 
 use crate::common::*;
 use std::collections::BTreeMap;
-use toolgate::sandbox::{DirGrant, Grants, Limits, NetworkGrant, Secret, TaskRequest};
+use toolgate::policy::PolicyLimits;
+use toolgate::sandbox::{DirGrant, Grants, NetworkGrant, Secret, TaskRequest};
 
 const ENTITIES: &str = r#"[
   { "uid": { "type": "Profile", "id": "dev" }, "attrs": {}, "parents": [] },

@@ -7,7 +7,7 @@
 
 use super::sessions::CreateSession;
 use super::{Caller, Orchestrator, OrchestratorError};
-use crate::policy::{CapabilityRequest, ConnectRequest, Gate, PolicyDecision, TaskIdentity};
+use crate::policy::{CapabilityRequest, ConnectRequest, Decision, Gate, TaskIdentity};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -315,7 +315,7 @@ impl Orchestrator {
     }
 }
 
-fn decided_check(check: &'static str, name: &str, tool: &str, decision: &PolicyDecision) -> Check {
+fn decided_check(check: &'static str, name: &str, tool: &str, decision: &Decision) -> Check {
     let mut value = serde_json::to_value(decision).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value
         && !tool.is_empty()
@@ -325,7 +325,7 @@ fn decided_check(check: &'static str, name: &str, tool: &str, decision: &PolicyD
     Check::new(
         check,
         decision.allowed,
-        decided_detail(decision.allowed, &decision.explanation()),
+        decided_detail(decision.allowed, &decision.reasons),
     )
     .named(name)
     .decided(value)
