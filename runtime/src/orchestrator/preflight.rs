@@ -43,8 +43,8 @@ pub struct Check {
     pub ok: bool,
     pub detail: String,
     /// The policy decision behind the check, when there is one.
-    /// One decision; for a capability the first allowing tool's (`{tool, decision}`), or when
-    /// none allowed it each tool's denial (`[{tool, decision}]`).
+    /// One decision object; for a capability, the first allowing tool's decision or else the
+    /// first denial, with the `tool` it was decided for.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Value, nullable = false)]
     pub decision: Option<Value>,

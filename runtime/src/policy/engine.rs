@@ -74,6 +74,7 @@ pub struct PolicyDecision {
     pub messages: Vec<String>,
     /// Once settled: the limits the permits set, where `limits` are those in force.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub policy_limits: Option<PolicyLimits>,
     /// Once settled: the bounds (`fuel`, `memory_mb`, ...) the caller asked more of than the
     /// policy allows; the task got the policy's.

@@ -116,6 +116,9 @@ pub struct TaskFailure {
     /// `denied`: why.
     #[schema(required = false, nullable = false)]
     reasons: Option<Vec<String>>,
+    /// `invalid_input` against the tool's input schema: JSON Pointer to the failing part.
+    #[schema(required = false, nullable = false)]
+    path: Option<String>,
 }
 
 /// Why a plugin was not accepted. A plugin that failed for what its bytes are (everything

@@ -211,7 +211,7 @@ fn problem_schema() -> Value {
     let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
     json!({
         "type": "object",
-        "description": "An error (RFC 9457, `application/problem+json`). Match on `code`, which is stable; `detail` is for people and may change. Some codes add members (`forbidden`: `reasons` and `decision`; `invalid_plugin`: `reason`).",
+        "description": "An error (RFC 9457, `application/problem+json`). Match on `code`, which is stable; `detail` is for people and may change. Some codes add members (`forbidden`: `reasons`, `explanation` and `decision`; `invalid_plugin`: `reason`).",
         "required": ["type", "title", "status", "code", "detail"],
         "properties": {
             "type": {
@@ -244,7 +244,12 @@ fn error_response(status: u16) -> Value {
         properties["reasons"] = json!({
             "type": "array",
             "items": { "type": "string" },
-            "description": "Why: `policy `<id>`` for each determining policy, or `no policy permits this (default deny)`, and any evaluation errors."
+            "description": "The determining policy ids, as in `decision.reasons` (empty for a default deny)."
+        });
+        properties["explanation"] = json!({
+            "type": "array",
+            "items": { "type": "string" },
+            "description": "The same in words: ``policy `<id>`: <its @reason>`` for each determining policy, or `no policy permits this (default deny)`, and any evaluation errors."
         });
         properties["decision"] = json!({ "$ref": "#/components/schemas/PolicyDecision" });
     }
