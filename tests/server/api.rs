@@ -141,7 +141,7 @@ async fn every_error_has_its_status_and_code() {
     problem(
         server.post(&alice, &tasks, json!({"tool": "nope.x"})).await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_request",
+        "unknown_tool",
     )
     .await;
 
@@ -243,6 +243,11 @@ async fn a_client_that_goes_away_while_waiting_cancels_its_task() {
     let server = Server::start().await;
     let key = server.key("dora", "developer");
     let session = server.session(&key).await;
+    // The plugin is loaded first, so the call that goes away has a task to cancel.
+    let warm = server
+        .post(&key, "/v1/preflight", json!({"tools": ["hostile.spin"]}))
+        .await;
+    assert_eq!(warm.status(), StatusCode::OK);
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(500))
         .build()
