@@ -64,8 +64,8 @@ pub struct PolicyDecision {
     pub policy_version: String,
     /// Time spent deciding, in microseconds.
     pub elapsed_us: u64,
-    /// For allowed invocations: the limits the determining permits set; once a task's limits
-    /// are settled ([`crate::task::settle_limits`]), the limits in force.
+    /// For allowed invocations: the limits the determining permits set; in a task's recorded
+    /// decision, the limits it ran with.
     #[serde(skip_serializing_if = "PolicyLimits::is_empty")]
     #[schema(required = false)]
     pub limits: PolicyLimits,
