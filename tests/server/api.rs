@@ -833,39 +833,6 @@ async fn a_refused_policy_reload_shows_in_info_and_metrics() {
 }
 
 #[tokio::test]
-async fn the_openapi_document_is_served_and_covers_every_route() {
-    let server = Server::start().await;
-    let doc: Value = server
-        .client
-        .get(server.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    let served = include_str!("../../runtime/openapi.json");
-    assert_eq!(
-        doc,
-        serde_json::from_str::<Value>(served).unwrap(),
-        "the served document is the checked-in one"
-    );
-    let router = include_str!("../../runtime/src/server/mod.rs");
-    let mut routes = 0;
-    for after in router.split(".route(").skip(1) {
-        let path = after.split('"').nth(1).unwrap();
-        routes += 1;
-        assert!(
-            doc["paths"].get(path).is_some(),
-            "{path} is missing from openapi.json"
-        );
-    }
-    assert!(routes >= 15, "{routes}");
-    server.stop().await;
-}
-
-#[tokio::test]
 async fn errors_from_outside_the_routes_are_problems_too() {
     let server = Server::start().await;
     let key = server.key("gina", "developer");

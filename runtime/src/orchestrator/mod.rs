@@ -56,9 +56,12 @@ pub enum OrchestratorError {
     Capacity(String),
     #[error("{0}")]
     Conflict(String),
-    /// A conflict with a stable code of its own (`plugin_not_uploaded`, ...).
-    #[error("{detail}")]
-    ConflictWith { code: &'static str, detail: String },
+    /// A plugin that is not an upload cannot be deleted.
+    #[error("{0}")]
+    NotUploaded(String),
+    /// No earlier upload of a plugin is kept to roll back to.
+    #[error("{0}")]
+    NoPreviousVersion(String),
     #[error("{0}")]
     Invalid(String),
     /// A task or session named a tool no plugin provides.

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// What the API answers about an installed plugin.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InstalledPlugin {
     pub name: String,
     pub digest: String,
@@ -30,7 +30,7 @@ pub struct InstalledPlugin {
 }
 
 /// What the API answers about a deleted upload.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeletedPlugin {
     pub name: String,
     /// The plugin of that name in force again (`bundled` or `directory`), or `null` when the
@@ -133,9 +133,10 @@ impl Orchestrator {
             Err(e) => Err(e),
         })
         .await?
-        .ok_or_else(|| OrchestratorError::ConflictWith {
-            code: "no_previous_version",
-            detail: format!("no earlier upload of plugin `{name}` is kept"),
+        .ok_or_else(|| {
+            OrchestratorError::NoPreviousVersion(format!(
+                "no earlier upload of plugin `{name}` is kept"
+            ))
         })?;
         let plugin = self.catalog.load_bytes(name, &kept).await.map_err(|e| {
             OrchestratorError::InvalidPlugin {
@@ -192,10 +193,9 @@ fn not_uploaded(name: &str, origin: PluginOrigin) -> OrchestratorError {
         PluginOrigin::Directory => "from the server's plugins directory",
         PluginOrigin::Uploaded => "uploaded",
     };
-    OrchestratorError::ConflictWith {
-        code: "plugin_not_uploaded",
-        detail: format!("plugin `{name}` is {origin}, not an upload: only uploads can be deleted"),
-    }
+    OrchestratorError::NotUploaded(format!(
+        "plugin `{name}` is {origin}, not an upload: only uploads can be deleted"
+    ))
 }
 
 /// File work of a plugin change, on the blocking pool.

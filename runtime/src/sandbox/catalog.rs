@@ -71,7 +71,7 @@ struct Entry {
 }
 
 /// Where the plugin in force of a name comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PluginOrigin {
     Bundled,

@@ -1,7 +1,7 @@
 //! `Authorization: Bearer <key>` → the caller, then the caller's rate limit.
 
 use super::App;
-use super::problem::Problem;
+use super::problem::{ErrorCode, Problem};
 use crate::orchestrator::Caller;
 use crate::store::KeyRecord;
 use axum::extract::{FromRequestParts, Request, State};
@@ -60,7 +60,7 @@ impl FromRequestParts<Arc<App>> for AuthedKey {
             ));
             let mut problem = Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 format!(
                     "too many requests from `{}`; retry after {} ms",
                     caller.principal,
@@ -90,7 +90,7 @@ pub struct AdminOnly(String);
 
 impl From<AdminOnly> for Problem {
     fn from(AdminOnly(detail): AdminOnly) -> Self {
-        Problem::new(StatusCode::FORBIDDEN, "forbidden", detail)
+        Problem::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, detail)
     }
 }
 
@@ -143,7 +143,7 @@ pub async fn hold_request_slot(
         app.metrics.rate_limited();
         let mut problem = Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!(
                 "`{}` has {} requests in flight, the most a principal may; retry when one is answered",
                 record.principal,

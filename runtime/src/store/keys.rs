@@ -20,7 +20,7 @@ pub const KEY_PREFIX: &str = "tg_";
 const KEY_LEN: usize = KEY_PREFIX.len() + 43;
 
 /// A key just created. `key` is the only copy of the secret: hand it to the caller once.
-#[derive(Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct NewKey {
     pub id: String,
     pub key: String,
@@ -94,7 +94,7 @@ pub(crate) fn insert(
 }
 
 /// A key as listed: everything but the secret (of which only a hash is kept anyway).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     pub id: String,
     pub principal: String,

@@ -27,19 +27,30 @@ pub struct SessionRecord {
 
 /// A task as stored. `state` is one of `queued`, `running`, `completed`, `failed`, `cancelled`,
 /// `interrupted`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Task)]
 pub struct TaskRecord {
+    #[schema(examples("t_5d1c0e7f9a2b4c68b3e1f0a9d8c7b6a5"))]
     pub id: String,
     pub session: String,
     pub tool: String,
+    #[schema(value_type = Object)]
     pub input: Value,
+    /// queued → running → completed | failed | cancelled | interrupted.
+    #[schema(pattern = "^(queued|running|completed|failed|cancelled|interrupted)$")]
     pub state: String,
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
+    /// The tool's output (`completed` only): JSON, or a string if it was not JSON.
+    #[schema(value_type = Option<Value>)]
     pub output: Option<Value>,
+    #[schema(value_type = Option<crate::sandbox::TaskFailure>)]
     pub error: Option<Value>,
+    #[schema(value_type = Option<crate::sandbox::Usage>)]
     pub usage: Option<Value>,
+    /// The `invoke` decision; `null` until the task was decided.
+    #[schema(value_type = Option<crate::policy::PolicyDecision>)]
     pub decision: Option<Value>,
 }
 

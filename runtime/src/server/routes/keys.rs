@@ -4,18 +4,19 @@
 
 use super::Body;
 use crate::server::App;
+use crate::server::api_doc::errors;
 use crate::server::auth::{Authed, require_admin};
-use crate::server::problem::Problem;
+use crate::server::problem::{ErrorCode, Problem};
+use crate::store::{KeyInfo, NewKey};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// `POST /v1/keys`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     pub principal: String,
@@ -42,15 +43,33 @@ async fn on_store<T: Send + 'static>(
         .map_err(store_error)
 }
 
+/// Every key, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyInfo>,
+}
+
+/// The keys (admin keys only)
+///
+/// Every key, revoked ones included, oldest first; never a secret.
+#[utoipa::path(get, path = "/v1/keys", operation_id = "listKeys", tag = "keys",
+    responses((status = 200, description = "The keys.", body = KeyList), errors::Forbidden))]
 pub async fn list(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
 ) -> Result<impl IntoResponse, Problem> {
     require_admin(&caller, "list keys")?;
     let keys = on_store(&app, |store| store.list_keys()).await?;
-    Ok(Json(json!({ "keys": keys })))
+    Ok(Json(KeyList { keys }))
 }
 
+/// Create a key (admin keys only)
+///
+/// The principal is a member of the profile for policy decisions; the profile must exist in the
+/// policy entities. The key is in this answer only.
+#[utoipa::path(post, path = "/v1/keys", operation_id = "createKey", tag = "keys", request_body = CreateKey,
+    responses((status = 201, description = "The new key, shown this once.", body = NewKey),
+        errors::Forbidden))]
 pub async fn create(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -66,7 +85,7 @@ pub async fn create(
     if !printable(&request.profile) || !app.orchestrator.policy().has_profile(&request.profile) {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_profile",
+            ErrorCode::UnknownProfile,
             format!(
                 "no profile `{}` in the policy entities (`Profile::\"...\"`)",
                 request.profile
@@ -86,6 +105,14 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(key)))
 }
 
+/// Revoke a key (admin keys only)
+///
+/// From its next request on the key gets 401, and its open event streams end. Revoking a
+/// revoked key answers it again.
+#[utoipa::path(delete, path = "/v1/keys/{id}", operation_id = "revokeKey", tag = "keys",
+    params(("id" = String, Path, description = "The key's id, `key_...`.")),
+    responses((status = 200, description = "The revoked key.", body = KeyInfo), errors::Forbidden,
+        errors::NotFound))]
 pub async fn revoke(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,

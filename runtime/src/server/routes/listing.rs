@@ -4,11 +4,12 @@
 //! Every query parameter is checked: an unknown one, a bad value or a malformed cursor is a
 //! 422 with a stable code (`invalid_query`, `invalid_cursor`).
 
-use crate::orchestrator::{Page, SessionFilter, TaskFilter};
+use crate::orchestrator::{SessionFilter, SessionView, TaskFilter};
 use crate::server::App;
+use crate::server::api_doc::errors;
 use crate::server::auth::Authed;
-use crate::server::problem::Problem;
-use crate::store::Position;
+use crate::server::problem::{ErrorCode, Problem};
+use crate::store::{Position, TaskRecord};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{OriginalUri, Path, Query, State};
@@ -16,7 +17,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -35,27 +36,68 @@ const TASK_STATES: &[&str] = &[
     "interrupted",
 ];
 
-/// `GET /v1/sessions?state=&principal=&limit=&cursor=`.
-#[derive(Debug, Deserialize)]
+/// `GET /v1/sessions?state=&principal=&limit=&cursor=`. Values are read as text and checked
+/// here, so each bad one gets its own `invalid_query` naming it.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SessionsQuery {
+    /// Only sessions in this state: `open` or `closed`.
+    #[param(pattern = "^(open|closed)$")]
     state: Option<String>,
-    /// Admins only: list this principal's sessions instead of their own.
+    /// Admin keys only: list this principal's sessions instead of their own.
     principal: Option<String>,
+    /// Items on a page, 1-200 (50 by default).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// `next_cursor` of the page before.
     cursor: Option<String>,
 }
 
 /// `GET /v1/sessions/{id}/tasks?state=&tool=&limit=&cursor=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TasksQuery {
+    /// Only tasks in this state.
+    #[param(pattern = "^(queued|running|completed|failed|cancelled|interrupted)$")]
     state: Option<String>,
+    /// Only tasks of this tool, `plugin.tool`.
     tool: Option<String>,
+    /// Items on a page, 1-200 (50 by default).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// `next_cursor` of the page before.
     cursor: Option<String>,
 }
 
+/// A page of sessions.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionPage {
+    /// Newest first.
+    pub sessions: Vec<SessionView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of tasks.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TaskPage {
+    /// Newest first.
+    pub tasks: Vec<TaskRecord>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The caller's sessions
+///
+/// Newest first, a page at a time; a `Link: <...>; rel="next"` header points at the next page.
+/// An admin key may pass `principal` to list another principal's sessions (others get 403).
+#[utoipa::path(get, path = "/v1/sessions", operation_id = "listSessions", tag = "sessions",
+    params(SessionsQuery),
+    responses((status = 200, description = "A page of sessions.", body = SessionPage,
+            headers(("Link" = String, description = "`<...>; rel=\"next\"` when another page follows."))),
+        errors::Forbidden, errors::UnprocessableEntity))]
 pub async fn sessions(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -74,6 +116,9 @@ pub async fn sessions(
         }
         principal => principal,
     };
+    if principal.as_ref().is_some_and(|p| *p != caller.principal) {
+        crate::server::auth::require_admin(&caller, "list another principal's sessions")?;
+    }
     let limit = limit(query.limit.as_deref())?;
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = SessionFilter {
@@ -84,9 +129,23 @@ pub async fn sessions(
     };
     let page = super::blocking(&app, move |o| o.list_sessions(&caller, &filter)).await?;
     let params = [("state", state), ("principal", principal)];
-    Ok(respond("sessions", page, uri.path(), limit, &params))
+    let next_cursor = page.next.as_ref().map(encode_cursor);
+    let body = SessionPage {
+        sessions: page.items,
+        next_cursor,
+    };
+    let next = body.next_cursor.clone();
+    Ok(respond(body, next, uri.path(), limit, &params))
 }
 
+/// The session's tasks
+///
+/// Newest first, a page at a time; a `Link: <...>; rel="next"` header points at the next page.
+#[utoipa::path(get, path = "/v1/sessions/{id}/tasks", operation_id = "listTasks", tag = "tasks",
+    params(super::sessions::SessionPath, TasksQuery),
+    responses((status = 200, description = "A page of tasks.", body = TaskPage,
+            headers(("Link" = String, description = "`<...>; rel=\"next\"` when another page follows."))),
+        errors::NotFound, errors::UnprocessableEntity))]
 pub async fn tasks(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -112,19 +171,23 @@ pub async fn tasks(
     };
     let page = super::blocking(&app, move |o| o.list_tasks(&caller, &session, &filter)).await?;
     let params = [("state", state), ("tool", tool)];
-    Ok(respond("tasks", page, uri.path(), limit, &params))
+    let next_cursor = page.next.as_ref().map(encode_cursor);
+    let body = TaskPage {
+        tasks: page.items,
+        next_cursor,
+    };
+    let next = body.next_cursor.clone();
+    Ok(respond(body, next, uri.path(), limit, &params))
 }
 
-/// The page as `{"<items>": [...], "next_cursor": ...}`, with a `Link` to the next page.
-fn respond<T: serde::Serialize>(
-    items: &str,
-    page: Page<T>,
+/// The page, with a `Link` to the next one when there is one.
+fn respond(
+    body: impl Serialize,
+    next: Option<String>,
     path: &str,
     limit: usize,
     params: &[(&str, Option<String>)],
 ) -> Response {
-    let next = page.next.as_ref().map(encode_cursor);
-    let body = json!({ items: page.items, "next_cursor": next });
     let mut response = Json(body).into_response();
     if let Some(cursor) = &next {
         let mut query: Vec<(&str, String)> = params
@@ -152,7 +215,7 @@ fn is_tool_name(tool: &str) -> bool {
 /// A query a listing cannot use: the stable code, the parameter at fault, and why.
 #[derive(Debug)]
 pub struct BadQuery {
-    code: &'static str,
+    code: ErrorCode,
     parameter: Option<&'static str>,
     detail: String,
 }
@@ -174,7 +237,7 @@ fn encode_cursor(position: &Position) -> String {
 
 fn decode_cursor(text: &str) -> Result<Position, BadQuery> {
     let bad = || BadQuery {
-        code: "invalid_cursor",
+        code: ErrorCode::InvalidCursor,
         parameter: Some("cursor"),
         detail: "`cursor` is not a cursor this listing returned (pass `next_cursor` as it is)"
             .into(),
@@ -227,7 +290,7 @@ fn one_of(
 
 fn invalid_query(parameter: &'static str, detail: impl Into<String>) -> BadQuery {
     BadQuery {
-        code: "invalid_query",
+        code: ErrorCode::InvalidQuery,
         parameter: Some(parameter),
         detail: detail.into(),
     }
@@ -237,7 +300,7 @@ fn invalid_query(parameter: &'static str, detail: impl Into<String>) -> BadQuery
 fn bad_query(rejection: QueryRejection) -> Problem {
     Problem::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_query",
+        ErrorCode::InvalidQuery,
         rejection.body_text(),
     )
 }
@@ -264,7 +327,7 @@ mod tests {
             forged("v1:1:s_1' OR 1=1"),
         ] {
             let problem = decode_cursor(&bad).unwrap_err();
-            assert_eq!(problem.code, "invalid_cursor", "{bad}");
+            assert_eq!(problem.code, ErrorCode::InvalidCursor, "{bad}");
         }
     }
 }
