@@ -128,7 +128,11 @@ when { principal in context.profile };
     let dir = policy_dir(policies, entities);
     let cache = tempfile::tempdir().unwrap();
     let hostile = artifact("hostile");
-    for (tool, proof) in [("secret", "\"length\""), ("env", "\"vars\"")] {
+    // Each input fits its tool's schema (`env` takes no fields).
+    for (tool, proof, input) in [
+        ("secret", "\"length\"", r#"{"name":"github_token"}"#),
+        ("env", "\"vars\"", "{}"),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_toolgate"))
             .args([
                 "run",
@@ -141,7 +145,7 @@ when { principal in context.profile };
             ])
             .arg("--policies")
             .arg(dir.path())
-            .args(["--input", r#"{"name":"github_token"}"#])
+            .args(["--input", input])
             .env("TOOLGATE_SECRET_GITHUB_TOKEN", SECRET)
             .env("TOOLGATE_CACHE_DIR", cache.path())
             .env(

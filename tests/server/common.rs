@@ -1,8 +1,10 @@
+use crate::contract::{Answer, Contract};
 use futures_util::StreamExt;
-use reqwest::{Client, Response, StatusCode};
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use toolgate::server::{App, ServeConfig};
@@ -34,6 +36,8 @@ pub struct Server {
     pub app: Arc<App>,
     pub client: Client,
     pub admin: String,
+    /// The documented answers this server's responses were checked against.
+    pub checked: Arc<Mutex<BTreeSet<Answer>>>,
     /// Kept alive: the data, policies and plugins live in it.
     _data: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -99,6 +103,7 @@ impl Server {
                 .build()
                 .unwrap(),
             admin: admin.trim().to_owned(),
+            checked: Arc::default(),
             _data: data,
             stop: Some(stop),
             task: Some(task),
@@ -124,31 +129,70 @@ impl Server {
     }
 
     pub async fn post(&self, key: &str, path: &str, body: Value) -> Response {
-        self.client
-            .post(self.url(path))
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
+        self.send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(key)
+                .json(&body),
+        )
+        .await
     }
 
     pub async fn get(&self, key: &str, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(key)
-            .send()
+        self.send(self.client.get(self.url(path)).bearer_auth(key))
             .await
-            .unwrap()
     }
 
     pub async fn delete(&self, key: &str, path: &str) -> Response {
-        self.client
-            .delete(self.url(path))
-            .bearer_auth(key)
-            .send()
+        self.send(self.client.delete(self.url(path)).bearer_auth(key))
             .await
-            .unwrap()
+    }
+
+    /// Sends `request` and checks the response against the OpenAPI document (an event stream
+    /// by its status and content type only: its body is left to the caller).
+    pub async fn send(&self, request: RequestBuilder) -> Response {
+        let request = request.build().unwrap();
+        let method = request.method().clone();
+        let path = request.url().path().to_owned();
+        let response = self.client.execute(request).await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let streaming = content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("text/event-stream"));
+        if streaming {
+            self.record(&method, &path, status, content_type.as_deref(), None);
+            return response;
+        }
+        let version = response.version();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.unwrap();
+        self.record(&method, &path, status, content_type.as_deref(), Some(&body));
+        let mut rebuilt = http::Response::builder().status(status).version(version);
+        *rebuilt.headers_mut().unwrap() = headers;
+        Response::from(rebuilt.body(body).unwrap())
+    }
+
+    fn record(
+        &self,
+        method: &reqwest::Method,
+        path: &str,
+        status: StatusCode,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) {
+        match Contract::get().check(method, path, status.as_u16(), content_type, body) {
+            Ok(Some(answer)) => {
+                self.checked.lock().unwrap().insert(answer);
+            }
+            Ok(None) => {}
+            Err(e) => panic!(
+                "{method} {path} answered {status}, which the OpenAPI document does not allow: {e}"
+            ),
+        }
     }
 
     pub async fn session(&self, key: &str) -> String {
@@ -222,6 +266,9 @@ pub async fn read_events(
                 }
             }
             if is_event {
+                if let Err(e) = Contract::get().check_event(&event.name, &event.data) {
+                    panic!("an event the OpenAPI document does not allow: {e}");
+                }
                 let done = stop(&event);
                 events.push(event);
                 if done {

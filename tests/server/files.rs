@@ -62,13 +62,14 @@ async fn put(
     body: impl Into<reqwest::Body>,
 ) -> reqwest::Response {
     server
-        .client
-        .put(server.url(&format!("/v1/sessions/{session}/files/{path}")))
-        .bearer_auth(key)
-        .body(body)
-        .send()
+        .send(
+            server
+                .client
+                .put(server.url(&format!("/v1/sessions/{session}/files/{path}")))
+                .bearer_auth(key)
+                .body(body),
+        )
         .await
-        .unwrap()
 }
 
 async fn get(server: &Server, key: &str, session: &str, path: &str) -> reqwest::Response {
@@ -79,14 +80,15 @@ async fn get(server: &Server, key: &str, session: &str, path: &str) -> reqwest::
 
 async fn put_tar(server: &Server, key: &str, session: &str, tar: Vec<u8>) -> reqwest::Response {
     server
-        .client
-        .put(server.url(&format!("/v1/sessions/{session}/workspace.tar")))
-        .bearer_auth(key)
-        .header("content-type", "application/x-tar")
-        .body(tar)
-        .send()
+        .send(
+            server
+                .client
+                .put(server.url(&format!("/v1/sessions/{session}/workspace.tar")))
+                .bearer_auth(key)
+                .header("content-type", "application/x-tar")
+                .body(tar),
+        )
         .await
-        .unwrap()
 }
 
 /// The session's events from the first, up to the first named `last`.

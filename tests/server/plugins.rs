@@ -19,14 +19,15 @@ async fn within<T>(what: &str, request: impl std::future::Future<Output = T>) ->
 
 async fn upload(server: &Server, name: &str, bytes: Vec<u8>) -> reqwest::Response {
     server
-        .client
-        .put(server.url(&format!("/v1/plugins/{name}")))
-        .bearer_auth(&server.admin)
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
+        .send(
+            server
+                .client
+                .put(server.url(&format!("/v1/plugins/{name}")))
+                .bearer_auth(&server.admin)
+                .header("content-type", "application/wasm")
+                .body(bytes),
+        )
         .await
-        .unwrap()
 }
 
 /// The same component with a custom section appended: other bytes, so another digest.

@@ -284,8 +284,9 @@ async fn a_task_cancelled_while_queued_is_never_decided_or_started() {
         assert!(started.elapsed() < Duration::from_secs(20), "{task}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // A tool of the plugin already loaded: loading another would wait for the slot too.
     let response = server
-        .post(&key, &tasks, json!({"tool": "fs.list", "wait": false}))
+        .post(&key, &tasks, json!({"tool": "hostile.spin", "wait": false}))
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let queued: Value = response.json().await.unwrap();

@@ -45,6 +45,8 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(serve::KeysCommand),
+    /// Print the OpenAPI document of the HTTP API (what `GET /openapi.json` serves).
+    Openapi,
 }
 
 /// Where plugins come from and where their compilations are cached.
@@ -113,6 +115,9 @@ pub fn main() -> ExitCode {
             Command::Policy(command) => policy::run(command),
             Command::Serve(args) => serve::serve(*args).await,
             Command::Keys(command) => serve::keys(command),
+            Command::Openapi => {
+                print_json(&crate::server::api_doc::document()).map(|()| ExitCode::SUCCESS)
+            }
         }
     });
     match result {

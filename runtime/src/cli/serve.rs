@@ -89,10 +89,91 @@ pub(crate) enum KeysCommand {
         #[arg(long)]
         init: bool,
     },
+    /// List the keys (never their secrets), revoked ones included.
+    List {
+        /// Print JSON (one array) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, env = "TOOLGATE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Revoke a key by its id: a server on the same data directory refuses it from its next
+    /// request on and ends its event streams.
+    Revoke {
+        /// The key's id (`key_...`, see `keys list`).
+        id: String,
+        #[arg(long, env = "TOOLGATE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// The store of an existing data directory: listing or revoking keys never creates one.
+fn existing_store(data_dir: Option<PathBuf>) -> anyhow::Result<Store> {
+    let config = ServeConfig::resolve(crate::server::ServeArgs {
+        data_dir,
+        ..Default::default()
+    })?;
+    crate::store::data_dir::check_existing(&config.data_dir, false)?;
+    Ok(Store::open(&config.data_dir)?)
+}
+
+/// A time for people: RFC 7231's date in UTC, to the second.
+fn when(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    httpdate::fmt_http_date(at)
+}
+
+fn list_keys(json: bool, data_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let store = existing_store(data_dir)?;
+    let keys = store.list_keys()?;
+    store.close();
+    if json {
+        super::print_json(&serde_json::to_value(&keys)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = format!(
+        "{:<36}  {:<20}  {:<16}  {:<5}  {:<29}  {}\n",
+        "ID", "PRINCIPAL", "PROFILE", "ADMIN", "CREATED", "REVOKED"
+    );
+    for key in &keys {
+        out.push_str(&format!(
+            "{:<36}  {:<20}  {:<16}  {:<5}  {:<29}  {}\n",
+            key.id,
+            key.principal,
+            key.profile,
+            if key.admin { "yes" } else { "no" },
+            when(key.created_at_ms),
+            key.revoked_at_ms.map_or_else(|| "-".to_owned(), when),
+        ));
+    }
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn revoke_key(id: &str, data_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let store = existing_store(data_dir)?;
+    let already = store.key(id)?.and_then(|k| k.revoked_at_ms);
+    let revoked = store.revoke_key(id)?;
+    store.close();
+    let key = revoked
+        .ok_or_else(|| anyhow::anyhow!("no key with id `{id}` (see `toolgate keys list`)"))?;
+    match already {
+        Some(at) => eprintln!("key {} was already revoked ({})", key.id, when(at)),
+        None => eprintln!(
+            "revoked key {} of principal `{}` (profile `{}`)",
+            key.id, key.principal, key.profile
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
     match command {
+        KeysCommand::List { json, data_dir } => list_keys(json, data_dir),
+        KeysCommand::Revoke { id, data_dir } => revoke_key(&id, data_dir),
         KeysCommand::Create {
             principal,
             profile,

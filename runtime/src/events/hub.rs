@@ -235,6 +235,12 @@ impl EventHub {
         }
     }
 
+    /// The highest sequence number of the session if the hub holds the session in memory;
+    /// `None` (and no read of the persistence) when it does not.
+    pub fn known_last_seq(&self, session: &str) -> Option<u64> {
+        self.inner.find(session).map(|entry| entry.lock().last_seq)
+    }
+
     /// Live subscriptions, all sessions together.
     pub fn subscribers(&self) -> usize {
         self.inner.subscribers.load(Ordering::Relaxed)

@@ -62,7 +62,7 @@ pub(super) fn free_space(dir: &Path) -> Option<u64> {
 }
 
 /// A session's disk use as the API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DiskUsage {
     /// Bytes charged: every file, directory and link in whole 4 KiB blocks, at least one.
     pub used_bytes: u64,

@@ -5,6 +5,7 @@
 mod disclosure;
 mod disk;
 mod files;
+mod listing;
 mod plugins;
 mod preflight;
 mod sessions;
@@ -15,7 +16,8 @@ mod workspace;
 pub use disclosure::policy_status;
 pub use disk::DiskUsage;
 pub use files::{FilesError, Transferred, Workspace, WorkspacePath};
-pub use plugins::InstalledPlugin;
+pub use listing::{Page, SessionFilter, TaskFilter};
+pub use plugins::{DeletedPlugin, InstalledPlugin};
 pub use preflight::{Check, Preflight};
 pub use sessions::{CreateSession, SessionView};
 pub use tasks::{CreateTask, TaskHandle, TaskLimitsRequest};
@@ -56,6 +58,12 @@ pub enum OrchestratorError {
     Capacity(String),
     #[error("{0}")]
     Conflict(String),
+    /// A plugin that is not an upload cannot be deleted.
+    #[error("{0}")]
+    NotUploaded(String),
+    /// No earlier upload of a plugin is kept to roll back to.
+    #[error("{0}")]
+    NoPreviousVersion(String),
     #[error("{0}")]
     Invalid(String),
     /// A task or session named a tool no plugin provides.

@@ -22,25 +22,31 @@ const PREFLIGHT_SESSION: &str = "preflight";
 /// request names no tools; files and model providers for no tool.
 const DEFAULT_NETWORK_TOOL: &str = "http.fetch";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Preflight {
     /// Every check passed.
     pub ready: bool,
     pub checks: Vec<Check>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PreflightCheck)]
 pub struct Check {
     /// `policy_set`, `store`, `capacity`, `create_session`, `disk`, `tool`, `domain`,
     /// `file`, `secret` or `model_provider`.
+    #[schema(value_type = String)]
     pub check: &'static str,
     /// What was checked, for per-item checks (a tool, a domain, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub name: Option<String>,
     pub ok: bool,
     pub detail: String,
     /// The policy decision behind the check, when there is one.
+    /// One decision object; for a capability, the first allowing tool's decision or else the
+    /// first denial, with the `tool` it was decided for.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Value, nullable = false)]
     pub decision: Option<Value>,
 }
 

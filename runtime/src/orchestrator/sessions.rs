@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// `POST /v1/sessions`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// Every field is optional: `{}` opens a session in the caller's profile with default resources.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     /// Defaults to the caller's profile.
@@ -29,21 +30,43 @@ pub struct CreateSession {
 }
 
 /// A session as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
+    #[schema(examples("s_0f8a51c2b6e44d5c9a7e3d1b2c4f6a80"))]
     pub id: String,
     pub principal: String,
     pub profile: String,
+    /// `open` or `closed`.
+    #[schema(pattern = "^(open|closed)$")]
     pub state: String,
+    /// Milliseconds since the Unix epoch.
     pub created_at_ms: i64,
+    /// The last task start or finish, ms since the epoch.
     pub last_active_ms: i64,
     pub closed_at_ms: Option<i64>,
+    /// `deleted`, `idle` or `lifetime`.
     pub close_reason: Option<String>,
+    /// What the session asked for when it was created, defaults filled in.
+    #[schema(value_type = SessionRequest)]
     pub request: Value,
+    /// The sequence number of the session's latest event (0 if none).
     pub last_event_id: u64,
     /// The workspace's use of its disk quota (open sessions).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub disk: Option<super::DiskUsage>,
+}
+
+/// The shape of [`SessionView::request`], as `create_session` writes it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SessionRequest {
+    resources: ResourceRequest,
+    tools: Vec<String>,
+    domains: Vec<String>,
+    files: Vec<String>,
+    secrets: Vec<String>,
+    model_provider: Option<String>,
 }
 
 impl Orchestrator {
@@ -61,6 +84,15 @@ impl Orchestrator {
     }
 
     fn view(&self, record: &SessionRecord, disk: Option<super::DiskUsage>) -> SessionView {
+        self.view_at(record, disk, self.hub.last_seq(&record.id))
+    }
+
+    pub(super) fn view_at(
+        &self,
+        record: &SessionRecord,
+        disk: Option<super::DiskUsage>,
+        last_event_id: u64,
+    ) -> SessionView {
         SessionView {
             id: record.id.clone(),
             principal: record.principal.clone(),
@@ -71,7 +103,7 @@ impl Orchestrator {
             closed_at_ms: record.closed_at_ms,
             close_reason: record.close_reason.clone(),
             request: record.request.clone(),
-            last_event_id: self.hub.last_seq(&record.id),
+            last_event_id,
             disk,
         }
     }

@@ -10,15 +10,18 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// `POST /v1/sessions/{id}/tasks`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
     /// `plugin.tool`, e.g. `fs.read`.
     pub tool: String,
+    /// The tool's input: a JSON object matching the tool's input schema (`GET /v1/tools`).
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object, default = json!({}))]
     pub input: Value,
     /// Wait for the result (default) or return at once with the task id.
     #[serde(default = "yes")]
+    #[schema(default = true)]
     pub wait: bool,
     /// Ask for less than the policy allows.
     #[serde(default)]
@@ -33,7 +36,8 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Tighter limits than the policy grants: a value above the policy's is lowered to it.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskLimitsRequest {
     pub fuel: Option<u64>,

@@ -86,13 +86,14 @@ impl Snapshot {
 }
 
 /// The payload of a `file.changed` event.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FileChanges {
     pub created: Vec<String>,
     pub modified: Vec<String>,
     pub deleted: Vec<String>,
     /// Changes past the bounds of the lists, counted but not named.
     #[serde(skip_serializing_if = "is_zero")]
+    #[schema(required = false, minimum = 1)]
     pub omitted: u64,
     #[serde(skip)]
     listed_bytes: usize,

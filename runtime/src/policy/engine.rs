@@ -52,7 +52,7 @@ pub struct AuthzRequest {
 }
 
 /// The answer, as recorded: decision, determining policies, errors, version, time.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PolicyDecision {
     pub allowed: bool,
     /// Ids of the determining policies (the permits that allowed, or the
@@ -60,17 +60,21 @@ pub struct PolicyDecision {
     pub reasons: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Hash of the policy set that decided.
     pub policy_version: String,
+    /// Time spent deciding, in microseconds.
     pub elapsed_us: u64,
-    /// For allowed invocations: the limits the determining permits set; once a task's limits
-    /// are settled ([`crate::task::settle_limits`]), the limits in force.
+    /// For allowed invocations: the limits the determining permits set; in a task's recorded
+    /// decision, the limits it ran with.
     #[serde(skip_serializing_if = "PolicyLimits::is_empty")]
+    #[schema(required = false)]
     pub limits: PolicyLimits,
     /// What the determining policies' `@reason("...")` annotations say, in their order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<String>,
     /// Once settled: the limits the permits set, where `limits` are those in force.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub policy_limits: Option<PolicyLimits>,
     /// Once settled: the bounds (`fuel`, `memory_mb`, ...) the caller asked more of than the
     /// policy allows; the task got the policy's.
@@ -101,18 +105,22 @@ impl PolicyDecision {
 }
 
 /// Health of reloading, visible to operators.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PolicyStatus {
+    /// Hash of every file of the set in force.
     pub version: String,
     /// Counts the snapshots made active (reloads and entity changes alike).
     pub revision: u64,
+    /// Where the set came from: its directory for admin keys, `directory` for other keys, or
+    /// `embedded` (the policies built into the binary).
     pub origin: String,
     pub policies: usize,
     /// When the active set was loaded, Unix milliseconds.
     pub loaded_at_ms: u64,
     pub reloads: u64,
     pub failed_reloads: u64,
-    /// The last reload failure, while the set that failed is still on disk.
+    /// The last reload failure, while the set that failed is still on disk (the last good set
+    /// stays in force). Its problems for admin keys only; other keys get a fixed sentence.
     pub last_error: Option<String>,
 }
 

@@ -7,15 +7,19 @@ use serde::Serialize;
 pub const LIMIT_ANNOTATIONS: [&str; 4] = ["fuel", "memory_mb", "timeout_ms", "output_kb"];
 
 /// The limits one or more permits set. `None`: that permit does not bound it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PolicyLimits {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub fuel: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub memory_mb: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub timeout_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub output_kb: Option<u64>,
 }
 

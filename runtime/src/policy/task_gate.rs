@@ -22,7 +22,7 @@ pub struct TaskIdentity {
 /// The resources a session asked for; part of `create_session` and `invoke` contexts. Every
 /// field is optional in a request; a missing one takes its default (1000 millicores, 256 MiB of
 /// memory, 512 MiB of disk, 600,000 ms), a misspelt one is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResourceRequest {
     pub cpu_millis: u64,

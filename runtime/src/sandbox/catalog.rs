@@ -1,5 +1,7 @@
 //! The plugins a process knows: the bundled defaults, the `.wasm` files of
 //! plugin directories and plugins installed while running (an admin's upload).
+//! An upload shadows the bundled or directory plugin of its name, which comes back when the
+//! upload is removed.
 //! Each is validated and compiled on first use, once, on the blocking pool (compiling and
 //! describing a component is long work; the runtime's workers keep answering meanwhile). A
 //! plugin that fails is remembered by digest and not tried again until its bytes change.
@@ -64,13 +66,67 @@ enum Source {
 struct Entry {
     source: Source,
     loaded: OnceCell<Arc<Plugin>>,
+    /// An admin's upload (not bundled, not from `--plugins`).
+    uploaded: bool,
+}
+
+/// Where the plugin in force of a name comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginOrigin {
+    Bundled,
+    /// A `.wasm` file of a plugins directory (`--plugins`).
+    Directory,
+    Uploaded,
+}
+
+impl Entry {
+    fn origin(&self) -> PluginOrigin {
+        match (&self.source, self.uploaded) {
+            (_, true) => PluginOrigin::Uploaded,
+            (Source::Bundled(_), false) => PluginOrigin::Bundled,
+            (Source::File(_), false) => PluginOrigin::Directory,
+        }
+    }
+}
+
+/// The plugins in force by name, and the bundled or directory plugins that uploads shadow.
+#[derive(Default)]
+struct Entries {
+    active: BTreeMap<String, Arc<Entry>>,
+    shadowed: BTreeMap<String, Arc<Entry>>,
+}
+
+impl Entries {
+    /// Puts `entry` in force; an upload keeps the non-upload it displaces. True if it
+    /// displaced one.
+    fn insert(&mut self, name: String, entry: Arc<Entry>) -> bool {
+        let uploaded = entry.uploaded;
+        match self.active.insert(name.clone(), entry) {
+            Some(displaced) if uploaded && !displaced.uploaded => {
+                self.shadowed.insert(name, displaced);
+                true
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+}
+
+/// Why an upload cannot be removed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoveUploadError {
+    #[error("no plugin named `{0}`")]
+    Unknown(String),
+    #[error("plugin `{0}` is not an upload (it is {1:?}); only uploads can be removed")]
+    NotUploaded(String, PluginOrigin),
 }
 
 pub struct Catalog {
     engine: Arc<SandboxEngine>,
     cache: Option<Arc<ArtifactCache>>,
-    /// Read on every task, written only when a plugin is installed.
-    entries: RwLock<BTreeMap<String, Arc<Entry>>>,
+    /// Read on every task, written only when a plugin is installed or removed.
+    entries: RwLock<Entries>,
     failures: Arc<FailedLoads>,
     /// Loads that compiled or described a component (remembered failures not counted).
     attempts: Arc<AtomicU64>,
@@ -93,7 +149,7 @@ impl Catalog {
                 None
             }
         });
-        let entries = bundled::BUNDLED
+        let active = bundled::BUNDLED
             .iter()
             .map(|(name, bytes)| {
                 (
@@ -101,10 +157,15 @@ impl Catalog {
                     Arc::new(Entry {
                         source: Source::Bundled(bytes),
                         loaded: OnceCell::new(),
+                        uploaded: false,
                     }),
                 )
             })
             .collect();
+        let entries = Entries {
+            active,
+            shadowed: BTreeMap::new(),
+        };
         Self {
             engine,
             cache,
@@ -117,6 +178,16 @@ impl Catalog {
     /// Adds every `NAME.wasm` in `dir` as plugin `NAME`; a file overrides a
     /// bundled plugin of the same name. Returns the names added.
     pub fn add_dir(&mut self, dir: &Path) -> Result<Vec<String>, CatalogError> {
+        self.add_files(dir, false)
+    }
+
+    /// Like [`Catalog::add_dir`] for the directory of an admin's uploads: each shadows the
+    /// plugin of its name until it is removed ([`Catalog::remove_upload`]).
+    pub fn add_uploads(&mut self, dir: &Path) -> Result<Vec<String>, CatalogError> {
+        self.add_files(dir, true)
+    }
+
+    fn add_files(&mut self, dir: &Path, uploaded: bool) -> Result<Vec<String>, CatalogError> {
         let read = std::fs::read_dir(dir).map_err(|source| CatalogError::Directory {
             path: dir.into(),
             source,
@@ -134,16 +205,14 @@ impl Catalog {
                 continue;
             }
             let name = plugin_name(&path)?;
-            if entries.contains_key(&name) {
+            let entry = Arc::new(Entry {
+                source: Source::File(path.clone()),
+                loaded: OnceCell::new(),
+                uploaded,
+            });
+            if entries.insert(name.clone(), entry) {
                 tracing::info!(plugin = %name, path = %path.display(), "plugin file overrides an earlier plugin");
             }
-            entries.insert(
-                name.clone(),
-                Arc::new(Entry {
-                    source: Source::File(path),
-                    loaded: OnceCell::new(),
-                }),
-            );
             added.push(name);
         }
         added.sort();
@@ -151,12 +220,35 @@ impl Catalog {
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.entries().keys().cloned().collect()
+        self.entries().active.keys().cloned().collect()
     }
 
     /// Whether a plugin is called `name`.
     pub fn contains(&self, name: &str) -> bool {
-        self.entries().contains_key(name)
+        self.entries().active.contains_key(name)
+    }
+
+    /// Where the plugin called `name` comes from, if there is one.
+    pub fn origin(&self, name: &str) -> Option<PluginOrigin> {
+        self.entries().active.get(name).map(|e| e.origin())
+    }
+
+    /// Takes the upload `name` out of force: the bundled or directory plugin it shadowed comes
+    /// back (returned; `None` when there was none and the name is gone). Running tasks keep
+    /// the plugin they started with.
+    pub fn remove_upload(&self, name: &str) -> Result<Option<PluginOrigin>, RemoveUploadError> {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        match entries.active.get(name).map(|e| e.origin()) {
+            None => return Err(RemoveUploadError::Unknown(name.to_owned())),
+            Some(PluginOrigin::Uploaded) => {}
+            Some(origin) => return Err(RemoveUploadError::NotUploaded(name.to_owned(), origin)),
+        }
+        entries.active.remove(name);
+        Ok(entries.shadowed.remove(name).map(|base| {
+            let origin = base.origin();
+            entries.active.insert(name.to_owned(), base);
+            origin
+        }))
     }
 
     /// Makes `plugin`, already loaded from `path`, the plugin of its name: the next task
@@ -166,15 +258,15 @@ impl Catalog {
         let entry = Arc::new(Entry {
             source: Source::File(path),
             loaded: OnceCell::new_with(Some(plugin)),
+            uploaded: true,
         });
         self.entries
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name, entry)
-            .is_some()
     }
 
-    fn entries(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Entry>>> {
+    fn entries(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
         self.entries.read().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -184,7 +276,7 @@ impl Catalog {
 
     /// The plugin called `name`, validated and compiled on first use.
     pub async fn get(&self, name: &str) -> Result<Arc<Plugin>, CatalogError> {
-        let found = self.entries().get(name).cloned();
+        let found = self.entries().active.get(name).cloned();
         let entry = found.ok_or_else(|| CatalogError::UnknownPlugin {
             name: name.into(),
             available: self.names(),

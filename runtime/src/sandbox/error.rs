@@ -85,6 +85,42 @@ impl TaskError {
     }
 }
 
+/// The shape of a task's `error` as the API shows it ([`TaskError::to_json`], or
+/// `interrupted` for a task the server stopped under). Which fields come depends on `kind`.
+#[derive(utoipa::ToSchema)]
+#[schema(as = TaskError)]
+#[allow(dead_code)]
+pub struct TaskFailure {
+    /// `fuel_exhausted`, `memory_limit`, `timeout`, `trap`, `output_too_large`,
+    /// `invalid_input`, `tool_error`, `denied`, `cancelled`, `internal` or `interrupted`.
+    kind: String,
+    message: String,
+    /// `fuel_exhausted`: the fuel budget.
+    #[schema(required = false, nullable = false)]
+    limit: Option<u64>,
+    /// `memory_limit`, `output_too_large` (a byte limit).
+    #[schema(required = false, nullable = false)]
+    limit_bytes: Option<u64>,
+    /// `output_too_large`: the cap on a task's records.
+    #[schema(required = false, nullable = false)]
+    limit_records: Option<u64>,
+    /// `memory_limit`.
+    #[schema(required = false, nullable = false)]
+    requested_bytes: Option<u64>,
+    /// `timeout`: the deadline.
+    #[schema(required = false, nullable = false)]
+    timeout_ms: Option<u64>,
+    /// `output_too_large`: what was too large.
+    #[schema(required = false, nullable = false)]
+    what: Option<String>,
+    /// `denied`: why.
+    #[schema(required = false, nullable = false)]
+    reasons: Option<Vec<String>>,
+    /// `invalid_input` against the tool's input schema: JSON Pointer to the failing part.
+    #[schema(required = false, nullable = false)]
+    path: Option<String>,
+}
+
 /// Why a plugin was not accepted. A plugin that failed for what its bytes are (everything
 /// but [`Read`](Self::Read) and [`Unavailable`](Self::Unavailable)) is remembered by digest and
 /// refused again without being loaded; nothing is cached on disk for it.

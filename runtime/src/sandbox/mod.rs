@@ -28,10 +28,10 @@ mod quota;
 mod quota_fs;
 mod state;
 
-pub use catalog::{Catalog, CatalogError, is_valid_plugin_name};
+pub use catalog::{Catalog, CatalogError, PluginOrigin, RemoveUploadError, is_valid_plugin_name};
 pub use describe_bounds::DescribeViolation;
 pub use engine::{EngineConfig, SandboxEngine};
-pub use error::{OutputBound, PluginError, TaskError};
+pub use error::{OutputBound, PluginError, TaskError, TaskFailure};
 pub use executor::{Executor, TaskOutcome, TaskRequest, Usage};
 pub use grants::{DirGrant, Grants, NetworkGrant, Secret};
 pub use host::{EventSink, LogLevel, ToolEvent};

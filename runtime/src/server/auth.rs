@@ -1,7 +1,7 @@
 //! `Authorization: Bearer <key>` → the caller, then the caller's rate limit.
 
 use super::App;
-use super::problem::Problem;
+use super::problem::{ErrorCode, Problem};
 use crate::orchestrator::Caller;
 use crate::store::KeyRecord;
 use axum::extract::{FromRequestParts, Request, State};
@@ -20,6 +20,22 @@ impl FromRequestParts<Arc<App>> for Authed {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Problem> {
+        let AuthedKey { caller, .. } = AuthedKey::from_request_parts(parts, app).await?;
+        Ok(Authed(caller))
+    }
+}
+
+/// [`Authed`], and the id of the key that authenticated the request: for what lives on after
+/// the request was answered (an event stream), which must end when its key is revoked.
+pub struct AuthedKey {
+    pub caller: Caller,
+    pub key_id: String,
+}
+
+impl FromRequestParts<Arc<App>> for AuthedKey {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Problem> {
         // Authenticated already when the request took its slot.
         let record = match parts.extensions.remove::<KeyRecord>() {
             Some(record) => record,
@@ -31,6 +47,7 @@ impl FromRequestParts<Arc<App>> for Authed {
                     .ok_or_else(Problem::unauthorized)?
             }
         };
+        let key_id = record.id;
         let caller = Caller {
             principal: record.principal,
             profile: record.profile,
@@ -43,7 +60,7 @@ impl FromRequestParts<Arc<App>> for Authed {
             ));
             let mut problem = Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 format!(
                     "too many requests from `{}`; retry after {} ms",
                     caller.principal,
@@ -54,7 +71,49 @@ impl FromRequestParts<Arc<App>> for Authed {
             return Err(problem);
         }
         app.ensure_principal(&caller);
-        Ok(Authed(caller))
+        Ok(AuthedKey { caller, key_id })
+    }
+}
+
+/// 403 unless the caller's key is an admin key.
+pub fn require_admin(caller: &Caller, what: &str) -> Result<(), AdminOnly> {
+    if caller.admin {
+        Ok(())
+    } else {
+        Err(AdminOnly(format!("only admin keys may {what}")))
+    }
+}
+
+/// A route for admin keys called with another: 403 `forbidden`.
+#[derive(Debug)]
+pub struct AdminOnly(String);
+
+impl From<AdminOnly> for Problem {
+    fn from(AdminOnly(detail): AdminOnly) -> Self {
+        Problem::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, detail)
+    }
+}
+
+/// Resolves once key `id` is revoked or gone, as this process learns of it: at once for a
+/// revocation through the API, within [`super::REVOCATION_POLL`] for one by another process
+/// (`toolgate keys revoke`). Each revocation costs every waiter one indexed read.
+pub async fn key_revoked(store: crate::store::Store, id: String) {
+    let mut generations = store.revocations();
+    loop {
+        let (store, id) = (store.clone(), id.clone());
+        let valid = tokio::task::spawn_blocking(move || store.key(&id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|key| key.is_some_and(|k| k.revoked_at_ms.is_none()));
+        // A key that cannot be read now is given the benefit of the doubt until the next change.
+        if valid == Some(false) {
+            return;
+        }
+        if generations.changed().await.is_err() {
+            // The store is gone: the server is stopping, which ends the stream anyway.
+            return std::future::pending().await;
+        }
     }
 }
 
@@ -79,7 +138,7 @@ pub async fn hold_request_slot(
     if app.shutdown.is_cancelled() {
         return Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            ErrorCode::NotReady,
             "the server is shutting down",
         )
         .into_response();
@@ -93,7 +152,7 @@ pub async fn hold_request_slot(
         app.metrics.rate_limited("in_flight");
         let mut problem = Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!(
                 "`{}` has {} requests in flight, the most a principal may; retry when one is answered",
                 record.principal,

@@ -1,6 +1,7 @@
 //! The HTTP server: `run(listener, app, shutdown)` takes a bound listener and
 //! a shutdown future, so tests inject both.
 
+pub mod api_doc;
 mod auth;
 pub mod config;
 mod fd_limit;
@@ -23,7 +24,6 @@ use crate::store::{Store, StoredEvent};
 use crate::telemetry::{Gauges, Metrics};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashSet;
 use std::future::Future;
@@ -35,6 +35,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Everything the routes share.
 pub struct App {
@@ -189,7 +191,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
     // Uploads come last: they are the most recent word of an admin.
     let uploaded = config.data_dir.join(UPLOADED_PLUGINS);
     if uploaded.is_dir() {
-        catalog.add_dir(&uploaded)?;
+        catalog.add_uploads(&uploaded)?;
     }
     let secrets = SecretStore::from_env_and_file(config.secrets_file.as_deref())?;
     let hub_config = HubConfig {
@@ -276,44 +278,64 @@ fn bootstrap_admin_key(store: &Store, config: &ServeConfig) -> anyhow::Result<Op
     Ok(Some(path))
 }
 
+// Each route is registered with `routes!(handler)`: its method and path come from the
+// handler's `#[utoipa::path]`, so the OpenAPI document has every route the router serves.
+
+/// The JSON API: a key, the caller's rate and request slots, and the request timeout.
+fn api_routes() -> OpenApiRouter<Arc<App>> {
+    use routes::{files, info, keys, listing, plugins, sessions, tasks};
+    let routes = OpenApiRouter::new()
+        .routes(routes!(info::info))
+        .routes(routes!(info::tools))
+        .routes(routes!(info::plugins))
+        .routes(routes!(plugins::upload, plugins::delete))
+        .routes(routes!(plugins::rollback))
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(info::hosts))
+        .routes(routes!(info::authorize))
+        .routes(routes!(sessions::create, listing::sessions))
+        .routes(routes!(sessions::preflight))
+        .routes(routes!(sessions::get, sessions::delete))
+        .routes(routes!(tasks::create, listing::tasks))
+        .routes(routes!(tasks::get))
+        .routes(routes!(tasks::cancel))
+        .routes(routes!(files::get_file, files::put_file))
+        .routes(routes!(files::get_tar, files::put_tar));
+    let routes = api_doc::every_route_answers(routes, &[401, 408, 429]);
+    let document = api_doc::without_key(OpenApiRouter::new().routes(routes!(info::openapi)));
+    routes.merge(api_doc::every_route_answers(document, &[408, 429]))
+}
+
+/// Event streams live long: no request timeout for them.
+fn stream_routes() -> OpenApiRouter<Arc<App>> {
+    let routes = OpenApiRouter::new().routes(routes!(routes::events::stream));
+    api_doc::every_route_answers(routes, &[401, 429])
+}
+
+/// Health and metrics need no key and answer even when every request slot is taken.
+fn health_routes() -> OpenApiRouter<Arc<App>> {
+    use routes::info;
+    api_doc::without_key(
+        OpenApiRouter::new()
+            .routes(routes!(info::livez))
+            .routes(routes!(info::readyz))
+            .routes(routes!(info::metrics)),
+    )
+}
+
+/// Every route with its documentation.
+pub(crate) fn routes() -> OpenApiRouter<Arc<App>> {
+    api_routes().merge(stream_routes()).merge(health_routes())
+}
+
 pub fn router(app: Arc<App>) -> Router {
-    use routes::{events, files, info, plugins, sessions, tasks};
-    let api = Router::new()
-        .route("/v1/info", get(info::info))
-        .route("/v1/tools", get(info::tools))
-        .route("/v1/plugins", get(info::plugins))
-        .route("/v1/plugins/{name}", put(plugins::upload))
-        .route("/v1/hosts", get(info::hosts))
-        .route("/v1/authorize", post(info::authorize))
-        .route("/v1/sessions", post(sessions::create))
-        .route("/v1/preflight", post(sessions::preflight))
-        .route(
-            "/v1/sessions/{id}",
-            get(sessions::get).delete(sessions::delete),
-        )
-        .route("/v1/sessions/{id}/tasks", post(tasks::create))
-        .route("/v1/sessions/{id}/tasks/{task}", get(tasks::get))
-        .route("/v1/sessions/{id}/tasks/{task}/cancel", post(tasks::cancel))
-        .route(
-            "/v1/sessions/{id}/files/{*path}",
-            get(files::get_file).put(files::put_file),
-        )
-        .route(
-            "/v1/sessions/{id}/workspace.tar",
-            get(files::get_tar).put(files::put_tar),
-        )
-        .route("/openapi.json", get(info::openapi))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            app.config.request_timeout,
-        ));
-    // Event streams live long: no request timeout for them.
-    let streams = Router::new().route("/v1/sessions/{id}/events", get(events::stream));
-    // Health and metrics answer even when every request slot is taken.
-    let health = Router::new()
-        .route("/livez", get(info::livez))
-        .route("/readyz", get(info::readyz))
-        .route("/metrics", get(info::metrics));
+    let api = Router::from(api_routes()).layer(TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        app.config.request_timeout,
+    ));
+    let streams = Router::from(stream_routes());
+    let health = Router::from(health_routes());
     api.merge(streams)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -327,7 +349,7 @@ pub fn router(app: Arc<App>) -> Router {
         .method_not_allowed_fallback(|| async {
             problem::Problem::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                problem::ErrorCode::MethodNotAllowed,
                 "this route does not take that method",
             )
         })
@@ -387,6 +409,23 @@ pub async fn run(
         })
     };
     let watcher = app.orchestrator.policy().watch(app.config.policy_poll);
+    // Revocations by another process (`toolgate keys revoke`) reach open event streams.
+    let revocations = {
+        let store = app.store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REVOCATION_POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let store = store.clone();
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || store.check_revocations()).await
+                {
+                    tracing::warn!(error = %e, "cannot check for revoked keys");
+                }
+            }
+        })
+    };
     app.ready.store(true, Ordering::SeqCst);
     tracing::info!(addr = %listener.local_addr()?, "toolgate is listening");
     let limits = listener::ConnectionLimits {
@@ -419,6 +458,7 @@ pub async fn run(
     // Event streams end, running tasks are cancelled and recorded (a waiting client gets its
     // cancelled task), then the open connections finish.
     reaper.abort();
+    revocations.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
     }
@@ -435,6 +475,10 @@ pub async fn run(
         .take();
     Ok(())
 }
+
+/// How often the server looks for keys revoked by another process, for its open event
+/// streams (requests look at every call).
+pub const REVOCATION_POLL: Duration = Duration::from_millis(500);
 
 /// How long open connections may take to finish once the server stops.
 const CONNECTION_GRACE: Duration = Duration::from_secs(10);

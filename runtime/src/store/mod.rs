@@ -11,7 +11,7 @@
 //! reused event sequence number, ...) is logged and counted in [`Store::failed_writes`]; it never
 //! panics and never stops the writer.
 //!
-//! Key creation and [`Store::interrupt_unfinished_tasks`] are synchronous: they run on the
+//! Key creation and revocation and [`Store::interrupt_unfinished_tasks`] are synchronous: they run on the
 //! writer, after everything queued before them, and return once committed.
 //!
 //! # Reads
@@ -41,8 +41,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
-pub use keys::{KEY_PREFIX, KeyRecord, NewKey};
-pub use records::{SessionRecord, StoredEvent, TaskRecord};
+pub use keys::{KEY_PREFIX, KeyInfo, KeyRecord, NewKey};
+pub use records::{Position, SessionQuery, SessionRecord, StoredEvent, TaskQuery, TaskRecord};
 
 use writer::{Command, Counters, Write};
 
@@ -94,8 +94,21 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Unparked after every command someone waits for, so the writer stops lingering.
     writer_thread: std::thread::Thread,
-    /// Key hash → its record, for keys seen before (never the plaintext).
-    known_keys: Mutex<std::collections::HashMap<String, KeyRecord>>,
+    /// Authentication's own read connection: every request reads the revocation generation,
+    /// and must not wait behind a long read (a listing) on `reader`.
+    keys: Mutex<Connection>,
+    /// Keys seen before (never the plaintext), valid as of a revocation generation.
+    known_keys: Mutex<KnownKeys>,
+    /// The newest revocation generation this process has seen; open event streams watch it.
+    revocations: tokio::sync::watch::Sender<u64>,
+}
+
+/// Key hash → its record, as of revocation generation `generation`: forgotten, all of them,
+/// when a newer generation is seen (revocations are rare; a cache miss is one indexed read).
+#[derive(Default)]
+struct KnownKeys {
+    generation: u64,
+    keys: std::collections::HashMap<String, KeyRecord>,
 }
 
 /// Keys remembered before the memory starts over.
@@ -129,10 +142,9 @@ impl Store {
         schema::migrate(&mut write_conn)?;
         write_conn.set_prepared_statement_cache_capacity(32);
 
-        let reader = Connection::open(&path)?;
-        configure(&reader)?;
-        reader.pragma_update(None, "query_only", true)?;
-        reader.set_prepared_statement_cache_capacity(32);
+        let reader = read_connection(&path)?;
+        let keys = read_connection(&path)?;
+        let generation = keys::generation(&keys)?;
 
         let counters = Arc::new(Counters::default());
         let (commands, receiver) = mpsc::sync_channel(QUEUE_CAPACITY);
@@ -155,7 +167,12 @@ impl Store {
                 counters,
                 writer_thread: writer.thread().clone(),
                 writer: Mutex::new(Some(writer)),
-                known_keys: Mutex::default(),
+                keys: Mutex::new(keys),
+                known_keys: Mutex::new(KnownKeys {
+                    generation,
+                    keys: Default::default(),
+                }),
+                revocations: tokio::sync::watch::Sender::new(generation),
             }),
         })
     }
@@ -180,34 +197,94 @@ impl Store {
         self.exclusive(move |conn| keys::insert(conn, &principal, &profile, admin, now))
     }
 
-    /// What `presented` authenticates as, or `None` when it is not a known key.
-    /// The key's record, if the key is known. Known keys are remembered in
-    /// memory (keys cannot be revoked, so a hit never goes stale): every API
-    /// request authenticates, and a database read each time would serialize them.
+    /// What `presented` authenticates as, or `None` when it is not a valid key (unknown or
+    /// revoked). Each call reads the revocation generation (one row, on a connection of its
+    /// own), so a key revoked by any process is refused from the next call on; the keys
+    /// themselves are remembered until the generation changes.
     pub fn authenticate(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
         let digest = keys::hash(presented);
-        if let Some(hit) = self
-            .inner
+        let keys = self.keys_connection();
+        let generation = keys::generation(&keys)?;
+        self.observe_revocations(generation);
+        if let Some(hit) = self.known_keys().keys.get(&digest) {
+            return Ok(Some(hit.clone()));
+        }
+        let found = keys::authenticate(&keys, presented)?;
+        drop(keys);
+        if let Some(record) = &found {
+            let mut known = self.known_keys();
+            // Read as of `generation`: remembered only if no newer revocation was seen since.
+            if known.generation == generation {
+                if known.keys.len() >= KNOWN_KEYS_LIMIT {
+                    known.keys.clear();
+                }
+                known.keys.insert(digest, record.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    /// Every key, revoked ones included, oldest first. Never a secret.
+    pub fn list_keys(&self) -> Result<Vec<KeyInfo>, StoreError> {
+        keys::list(&self.reader())
+    }
+
+    /// The key with id `id`, if there is one.
+    pub fn key(&self, id: &str) -> Result<Option<KeyInfo>, StoreError> {
+        keys::get(&self.keys_connection(), id)
+    }
+
+    /// Revokes key `id`: from now on it authenticates nowhere, in this process or any other
+    /// on the same database. Revoking a revoked key changes nothing. `None` when there is no
+    /// such key. Synchronous.
+    pub fn revoke_key(&self, id: &str) -> Result<Option<KeyInfo>, StoreError> {
+        let (id, now) = (id.to_owned(), now_ms());
+        let info = self.exclusive(move |conn| keys::revoke(conn, &id, now))?;
+        self.check_revocations()?;
+        Ok(info)
+    }
+
+    /// Reads the revocation generation and tells [`Store::revocations`]' watchers when it
+    /// moved (a key was revoked, maybe by another process). Returns it.
+    pub fn check_revocations(&self) -> Result<u64, StoreError> {
+        let generation = keys::generation(&self.keys_connection())?;
+        self.observe_revocations(generation);
+        Ok(generation)
+    }
+
+    /// The newest revocation generation seen, changed whenever a revocation is seen (by
+    /// [`Store::authenticate`], [`Store::revoke_key`] or [`Store::check_revocations`]).
+    pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.revocations.subscribe()
+    }
+
+    /// Forgets the remembered keys and wakes the watchers when `generation` is newer than the
+    /// last one seen.
+    fn observe_revocations(&self, generation: u64) {
+        let mut known = self.known_keys();
+        if generation > known.generation {
+            known.generation = generation;
+            known.keys.clear();
+            drop(known);
+            self.inner.revocations.send_if_modified(|seen| {
+                let newer = generation > *seen;
+                if newer {
+                    *seen = generation;
+                }
+                newer
+            });
+        }
+    }
+
+    fn known_keys(&self) -> MutexGuard<'_, KnownKeys> {
+        self.inner
             .known_keys
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&digest)
-        {
-            return Ok(Some(hit.clone()));
-        }
-        let found = keys::authenticate(&self.reader(), presented)?;
-        if let Some(record) = &found {
-            let mut known = self
-                .inner
-                .known_keys
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if known.len() >= KNOWN_KEYS_LIMIT {
-                known.clear();
-            }
-            known.insert(digest, record.clone());
-        }
-        Ok(found)
+    }
+
+    fn keys_connection(&self) -> MutexGuard<'_, Connection> {
+        self.inner.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn key_count(&self) -> Result<u64, StoreError> {
@@ -249,6 +326,23 @@ impl Store {
     /// The session's tasks, oldest first.
     pub fn list_tasks(&self, session: &str) -> Result<Vec<TaskRecord>, StoreError> {
         records::tasks(&self.reader(), session)
+    }
+
+    /// One page of a principal's sessions, newest first, each with the highest stored event
+    /// sequence number of the session; `more` when rows follow the page.
+    pub fn query_sessions(
+        &self,
+        query: &SessionQuery<'_>,
+    ) -> Result<(Vec<(SessionRecord, u64)>, bool), StoreError> {
+        records::query_sessions(&self.reader(), query)
+    }
+
+    /// One page of a session's tasks, newest first; `more` when rows follow the page.
+    pub fn query_tasks(
+        &self,
+        query: &TaskQuery<'_>,
+    ) -> Result<(Vec<TaskRecord>, bool), StoreError> {
+        records::query_tasks(&self.reader(), query)
     }
 
     /// Marks every `queued` or `running` task `interrupted` (`finished_at_ms` = now, `error` =
@@ -448,6 +542,15 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A connection that only reads.
+fn read_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    configure(&conn)?;
+    conn.pragma_update(None, "query_only", true)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
 }
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {

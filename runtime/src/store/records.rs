@@ -27,19 +27,30 @@ pub struct SessionRecord {
 
 /// A task as stored. `state` is one of `queued`, `running`, `completed`, `failed`, `cancelled`,
 /// `interrupted`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Task)]
 pub struct TaskRecord {
+    #[schema(examples("t_5d1c0e7f9a2b4c68b3e1f0a9d8c7b6a5"))]
     pub id: String,
     pub session: String,
     pub tool: String,
+    #[schema(value_type = Object)]
     pub input: Value,
+    /// queued → running → completed | failed | cancelled | interrupted.
+    #[schema(pattern = "^(queued|running|completed|failed|cancelled|interrupted)$")]
     pub state: String,
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
+    /// The tool's output (`completed` only): JSON, or a string if it was not JSON.
+    #[schema(value_type = Option<Value>)]
     pub output: Option<Value>,
+    #[schema(value_type = Option<crate::sandbox::TaskFailure>)]
     pub error: Option<Value>,
+    #[schema(value_type = Option<crate::sandbox::Usage>)]
     pub usage: Option<Value>,
+    /// The `invoke` decision; `null` until the task was decided.
+    #[schema(value_type = Option<crate::policy::PolicyDecision>)]
     pub decision: Option<Value>,
 }
 
@@ -211,6 +222,133 @@ pub(crate) fn tasks(conn: &Connection, session: &str) -> Result<Vec<TaskRecord>,
     ))?;
     let rows = stmt.query_map([session], task_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Where a page of a newest-first listing ends: the last row it showed. The next page starts
+/// after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub created_at_ms: i64,
+    pub id: String,
+}
+
+/// A page of one principal's sessions, newest first.
+#[derive(Debug, Clone)]
+pub struct SessionQuery<'a> {
+    pub principal: &'a str,
+    /// Only sessions in this state.
+    pub state: Option<&'a str>,
+    /// Only sessions after this one in the listing (older).
+    pub after: Option<&'a Position>,
+    pub limit: usize,
+}
+
+/// A page of one session's tasks, newest first.
+#[derive(Debug, Clone)]
+pub struct TaskQuery<'a> {
+    pub session: &'a str,
+    pub state: Option<&'a str>,
+    pub tool: Option<&'a str>,
+    pub after: Option<&'a Position>,
+    pub limit: usize,
+}
+
+/// The filters of a listing as SQL: each condition is added only when it is asked for, so
+/// the planner sees plain equalities and uses the index made for them. Returns the `WHERE`
+/// clause and its parameters.
+fn conditions<'a>(
+    equal: &[(&str, Option<&'a str>)],
+    after: Option<&'a Position>,
+) -> (String, Vec<Box<dyn rusqlite::ToSql + 'a>>) {
+    let mut clauses = Vec::new();
+    let mut values: Vec<Box<dyn rusqlite::ToSql + 'a>> = Vec::new();
+    for (column, value) in equal {
+        if let Some(value) = value {
+            values.push(Box::new(*value));
+            clauses.push(format!("{column} = ?{}", values.len()));
+        }
+    }
+    if let Some(after) = after {
+        values.push(Box::new(after.created_at_ms));
+        values.push(Box::new(after.id.as_str()));
+        clauses.push(format!(
+            "(created_at_ms, id) < (?{}, ?{})",
+            values.len() - 1,
+            values.len()
+        ));
+    }
+    (clauses.join(" AND "), values)
+}
+
+/// One more row than the page is read, to know whether another page follows.
+fn page_limit(limit: usize) -> i64 {
+    i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+}
+
+/// A statement and its parameters.
+pub(crate) type Statement<'a> = (String, Vec<Box<dyn rusqlite::ToSql + 'a>>);
+
+pub(crate) fn sessions_statement<'a>(query: &SessionQuery<'a>) -> Statement<'a> {
+    let (clause, mut values) = conditions(
+        &[("principal", Some(query.principal)), ("state", query.state)],
+        query.after,
+    );
+    values.push(Box::new(page_limit(query.limit)));
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS},
+             (SELECT MAX(seq) FROM events WHERE events.session = sessions.id)
+         FROM sessions WHERE {clause}
+         ORDER BY created_at_ms DESC, id DESC LIMIT ?{}",
+        values.len()
+    );
+    (sql, values)
+}
+
+pub(crate) fn tasks_statement<'a>(query: &TaskQuery<'a>) -> Statement<'a> {
+    let (clause, mut values) = conditions(
+        &[
+            ("session", Some(query.session)),
+            ("state", query.state),
+            ("tool", query.tool),
+        ],
+        query.after,
+    );
+    values.push(Box::new(page_limit(query.limit)));
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE {clause}
+         ORDER BY created_at_ms DESC, id DESC LIMIT ?{}",
+        values.len()
+    );
+    (sql, values)
+}
+
+pub(crate) fn query_sessions(
+    conn: &Connection,
+    query: &SessionQuery<'_>,
+) -> Result<(Vec<(SessionRecord, u64)>, bool), StoreError> {
+    let (sql, values) = sessions_statement(query);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), |row| {
+        let last: Option<i64> = row.get(10)?;
+        Ok((session_from_row(row)?, last.map_or(0, seq_from_sql)))
+    })?;
+    let mut rows: Vec<_> = rows.collect::<Result<_, _>>()?;
+    let more = rows.len() > query.limit;
+    rows.truncate(query.limit);
+    Ok((rows, more))
+}
+
+pub(crate) fn query_tasks(
+    conn: &Connection,
+    query: &TaskQuery<'_>,
+) -> Result<(Vec<TaskRecord>, bool), StoreError> {
+    let (sql, values) = tasks_statement(query);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), task_from_row)?;
+    let mut rows: Vec<_> = rows.collect::<Result<_, _>>()?;
+    let more = rows.len() > query.limit;
+    rows.truncate(query.limit);
+    Ok((rows, more))
 }
 
 /// `task: None` means no filter: every decision of the session, task decisions included.

@@ -63,6 +63,19 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (session, seq)
     ) WITHOUT ROWID;
     "#,
+    // 2: key revocation, and the indexes that list a principal's sessions and a session's
+    // tasks newest first (a filter on state uses the second sessions index).
+    r#"
+    ALTER TABLE api_keys ADD COLUMN revoked_at_ms INTEGER;
+    CREATE TABLE key_revocations (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        generation INTEGER NOT NULL
+    );
+    INSERT INTO key_revocations (id, generation) VALUES (1, 0);
+    CREATE INDEX sessions_by_principal ON sessions (principal, created_at_ms, id);
+    CREATE INDEX sessions_by_principal_state ON sessions (principal, state, created_at_ms, id);
+    CREATE INDEX tasks_by_session_created ON tasks (session, created_at_ms, id);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -519,3 +519,180 @@ fn dropping_the_last_handle_commits_queued_writes() {
     let store = open(tmp.path());
     assert_eq!(store.last_event_seq("s").unwrap(), 100);
 }
+
+#[test]
+fn a_revoked_key_is_refused_by_every_handle_on_the_database_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = open(tmp.path());
+    // Another process on the same data directory (`toolgate keys revoke`).
+    let cli = open(tmp.path());
+    let alice = server.create_key("alice", "developer", false).unwrap();
+    let bob = server.create_key("bob", "developer", false).unwrap();
+    // Remembered by the server's handle.
+    assert!(server.authenticate(&alice.key).unwrap().is_some());
+    let mut watch = server.revocations();
+    let before = *watch.borrow_and_update();
+
+    let revoked = cli.revoke_key(&alice.id).unwrap().expect("a known key");
+    assert!(revoked.revoked_at_ms.is_some());
+    assert_eq!(server.authenticate(&alice.key).unwrap(), None);
+    assert!(server.authenticate(&bob.key).unwrap().is_some());
+    assert!(watch.has_changed().unwrap(), "watchers are told");
+    assert_eq!(*watch.borrow_and_update(), before + 1);
+
+    // Revoking again keeps the first time and counts nothing; an unknown id is `None`.
+    let again = cli.revoke_key(&alice.id).unwrap().unwrap();
+    assert_eq!(again.revoked_at_ms, revoked.revoked_at_ms);
+    assert_eq!(server.check_revocations().unwrap(), before + 1);
+    assert_eq!(cli.revoke_key("key_nope").unwrap(), None);
+
+    // Listed without secrets, revoked ones included; a restart keeps the revocation.
+    let listed = server.list_keys().unwrap();
+    let find = |id: &str| listed.iter().find(|k| k.id == id).expect("listed");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(find(&alice.id).revoked_at_ms, revoked.revoked_at_ms);
+    assert_eq!(find(&bob.id).revoked_at_ms, None);
+    let text = serde_json::to_string(&listed).unwrap();
+    assert!(!text.contains(&alice.key) && !text.contains(&keys::hash(&alice.key)));
+    drop((server, cli));
+    let store = open(tmp.path());
+    assert_eq!(store.authenticate(&alice.key).unwrap(), None);
+}
+
+fn owned_session(id: &str, principal: &str, state: &str, created_at_ms: i64) -> SessionRecord {
+    SessionRecord {
+        principal: principal.to_owned(),
+        created_at_ms,
+        ..session(id, state)
+    }
+}
+
+#[test]
+fn sessions_and_tasks_are_listed_newest_first_page_by_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    // Two sessions share a creation time: the id orders them.
+    for (id, principal, state, at) in [
+        ("s_1", "alice", "closed", 1_000),
+        ("s_2", "alice", "open", 2_000),
+        ("s_3", "alice", "open", 2_000),
+        ("s_4", "bob", "open", 3_000),
+        ("s_5", "alice", "closed", 4_000),
+    ] {
+        store.put_session(&owned_session(id, principal, state, at));
+    }
+    store.put_event(&event("s_2", 7));
+    for (id, state, at) in [
+        ("t_1", "completed", 10),
+        ("t_2", "failed", 20),
+        ("t_3", "completed", 30),
+    ] {
+        store.put_task(&TaskRecord {
+            tool: if id == "t_2" { "fs.write" } else { "fs.read" }.to_owned(),
+            ..task("s_2", id, state, at)
+        });
+    }
+    store.put_task(&task("s_3", "t_9", "completed", 40));
+    store.flush().unwrap();
+
+    let ids =
+        |rows: &[(SessionRecord, u64)]| rows.iter().map(|(s, _)| s.id.clone()).collect::<Vec<_>>();
+    let mut query = SessionQuery {
+        principal: "alice",
+        state: None,
+        after: None,
+        limit: 3,
+    };
+    let (first, more) = store.query_sessions(&query).unwrap();
+    assert_eq!(ids(&first), ["s_5", "s_3", "s_2"]);
+    assert!(more);
+    assert_eq!(first[2].1, 7, "the last stored event id comes along");
+    let last = &first[2].0;
+    let position = Position {
+        created_at_ms: last.created_at_ms,
+        id: last.id.clone(),
+    };
+    query.after = Some(&position);
+    let (second, more) = store.query_sessions(&query).unwrap();
+    assert_eq!(ids(&second), ["s_1"]);
+    assert!(!more);
+    let open_only = SessionQuery {
+        state: Some("open"),
+        after: None,
+        ..query.clone()
+    };
+    assert_eq!(
+        ids(&store.query_sessions(&open_only).unwrap().0),
+        ["s_3", "s_2"]
+    );
+
+    let query = TaskQuery {
+        session: "s_2",
+        state: None,
+        tool: None,
+        after: None,
+        limit: 10,
+    };
+    let task_ids = |query: &TaskQuery<'_>| {
+        let (rows, _) = store.query_tasks(query).unwrap();
+        rows.into_iter().map(|t| t.id).collect::<Vec<_>>()
+    };
+    assert_eq!(task_ids(&query), ["t_3", "t_2", "t_1"]);
+    let read = TaskQuery {
+        tool: Some("fs.read"),
+        ..query.clone()
+    };
+    assert_eq!(task_ids(&read), ["t_3", "t_1"]);
+    let failed = TaskQuery {
+        state: Some("failed"),
+        ..query.clone()
+    };
+    assert_eq!(task_ids(&failed), ["t_2"]);
+}
+
+#[test]
+fn listings_are_answered_from_their_indexes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let position = Position {
+        created_at_ms: 5,
+        id: "s_x".into(),
+    };
+    let plan = |(sql, values): records::Statement<'_>| -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(values.iter()), |row| {
+                row.get::<_, String>(3)
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    };
+    for state in [None, Some("open")] {
+        for after in [None, Some(&position)] {
+            let text = plan(records::sessions_statement(&SessionQuery {
+                principal: "alice",
+                state,
+                after,
+                limit: 50,
+            }));
+            assert!(text.contains("USING INDEX sessions_by_principal"), "{text}");
+            assert!(!text.contains("TEMP B-TREE"), "sorted by the index: {text}");
+            assert!(!text.contains("SCAN events"), "{text}");
+        }
+    }
+    for (state, tool) in [(None, None), (Some("failed"), Some("fs.read"))] {
+        let text = plan(records::tasks_statement(&TaskQuery {
+            session: "s_x",
+            state,
+            tool,
+            after: Some(&position),
+            limit: 50,
+        }));
+        assert!(
+            text.contains("USING INDEX tasks_by_session_created"),
+            "{text}"
+        );
+        assert!(!text.contains("TEMP B-TREE"), "{text}");
+    }
+}

@@ -63,19 +63,23 @@ impl From<std::io::Error> for FilesError {
     }
 }
 
-/// What a transfer moved.
-#[derive(Debug, Clone, Serialize)]
+/// What a transfer moved: the answer to an upload, and the data of `file.uploaded` and
+/// `file.downloaded`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Transferred {
     /// The file, for one file; none for an archive.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
     pub path: Option<String>,
     /// Bytes of file data.
     pub size: u64,
     /// Entries of an archive (files, directories, links).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
     pub entries: Option<u64>,
     /// Whether an uploaded file replaced one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
     pub replaced: Option<bool>,
 }
 

@@ -3,8 +3,9 @@
 
 use crate::events::{Delivery, HubError};
 use crate::server::App;
-use crate::server::auth::Authed;
-use crate::server::problem::Problem;
+use crate::server::api_doc::errors;
+use crate::server::auth::{AuthedKey, key_revoked};
+use crate::server::problem::{ErrorCode, Problem};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -14,8 +15,11 @@ use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Cursor {
+    /// Replay the events after this id (`Last-Event-ID` wins when both are given).
+    #[param(value_type = Option<u64>)]
     after: Option<String>,
 }
 
@@ -25,9 +29,22 @@ fn cursor_value(text: &str, what: &str) -> Result<u64, String> {
         .map_err(|_| format!("{what} must be an event id (a whole number)"))
 }
 
+/// A session's events (SSE)
+///
+/// Server-sent events: `id:` the event's sequence number, `event:` its name, `data:` its JSON
+/// payload. Replayed from `Last-Event-ID` or `?after=`, then live, with `: heartbeat`
+/// comments. Events older than the server keeps come as one `gap` event. The stream ends
+/// after `session.closed`, or when the server stops. `x-events` names the schema of each
+/// event's `data:`.
+#[utoipa::path(get, path = "/v1/sessions/{id}/events", operation_id = "streamEvents", tag = "events",
+    params(super::sessions::SessionPath, Cursor,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id.")),
+    responses((status = 200, description = "The event stream.", body = String, content_type = "text/event-stream"),
+        (status = 204, description = "The session is closed and has no events after the cursor."),
+        errors::NotFound, errors::UnprocessableEntity, errors::ServiceUnavailable))]
 pub async fn stream(
     State(app): State<Arc<App>>,
-    Authed(caller): Authed,
+    AuthedKey { caller, key_id }: AuthedKey,
     Path(id): Path<String>,
     Query(cursor): Query<Cursor>,
     headers: HeaderMap,
@@ -55,12 +72,14 @@ pub async fn stream(
         Err(HubError::TooManySubscribers) => {
             return Err(Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "capacity",
+                ErrorCode::Capacity,
                 "too many event subscribers",
             ));
         }
     };
     let shutdown = app.shutdown.clone();
+    // The stream ends when the server stops or its key is revoked.
+    let revoked = key_revoked(app.store.clone(), key_id);
     let events = subscription
         .map(|delivery| {
             let event = match delivery {
@@ -76,9 +95,158 @@ pub async fn stream(
             };
             Ok::<_, Infallible>(event)
         })
-        .take_until(async move { shutdown.cancelled().await });
+        .take_until(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = revoked => {}
+            }
+        });
     let keep_alive = KeepAlive::new()
         .interval(app.config.heartbeat)
         .text("heartbeat");
     Ok(Sse::new(events).keep_alive(keep_alive).into_response())
+}
+
+/// The `data:` of each event, by `event:` name: the stream operation's `x-events`.
+pub const EVENTS: &[(&str, &str)] = &[
+    ("session.created", "SessionCreatedEvent"),
+    ("task.queued", "TaskAnnouncedEvent"),
+    ("task.started", "TaskAnnouncedEvent"),
+    ("policy.decision", "PolicyDecisionEvent"),
+    ("tool.log", "ToolLogEvent"),
+    ("tool.progress", "ToolProgressEvent"),
+    ("file.changed", "FileChangedEvent"),
+    ("file.uploaded", "Transferred"),
+    ("file.downloaded", "Transferred"),
+    ("task.completed", "TaskCompletedEvent"),
+    ("task.failed", "TaskFailedEvent"),
+    ("session.closed", "SessionClosedEvent"),
+    ("gap", "GapEvent"),
+];
+
+/// The schemas of [`EVENTS`]. The orchestrator writes these payloads as JSON where it
+/// publishes them; the server tests check every event they read against these.
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(
+    payloads::SessionCreatedEvent,
+    payloads::TaskAnnouncedEvent,
+    payloads::PolicyDecisionEvent,
+    payloads::ToolLogEvent,
+    payloads::ToolProgressEvent,
+    payloads::FileChangedEvent,
+    crate::orchestrator::Transferred,
+    payloads::TaskCompletedEvent,
+    payloads::TaskFailedEvent,
+    payloads::SessionClosedEvent,
+    payloads::GapEvent,
+)))]
+pub struct EventPayloads;
+
+#[allow(dead_code)]
+mod payloads {
+    use crate::orchestrator::FileChanges;
+    use crate::sandbox::{TaskFailure, Usage};
+    use serde_json::Value;
+    use utoipa::ToSchema;
+
+    /// `session.created`: the first event of a session.
+    #[derive(ToSchema)]
+    pub struct SessionCreatedEvent {
+        session: String,
+        principal: String,
+        profile: String,
+    }
+
+    /// `task.queued` and `task.started`.
+    #[derive(ToSchema)]
+    pub struct TaskAnnouncedEvent {
+        task: String,
+        tool: String,
+    }
+
+    /// `policy.decision`: the session's `create_session` decision (no `task`), a task's
+    /// `invoke` decision (`action: invoke`), or a capability decision taken while the task ran
+    /// (`decision` holds the `request` and its `decision`, no `action`).
+    #[derive(ToSchema)]
+    pub struct PolicyDecisionEvent {
+        #[schema(required = false, nullable = false)]
+        task: Option<String>,
+        /// `create_session` or `invoke`.
+        #[schema(required = false, nullable = false)]
+        action: Option<String>,
+        #[schema(value_type = Object)]
+        decision: Value,
+    }
+
+    /// `tool.log`: a line a tool logged.
+    #[derive(ToSchema)]
+    pub struct ToolLogEvent {
+        task: String,
+        /// `log`.
+        #[schema(rename = "type", pattern = "^log$")]
+        kind: String,
+        /// `trace`, `debug`, `info`, `warn` or `error`.
+        level: String,
+        message: String,
+    }
+
+    /// `tool.progress`: how far a tool has come.
+    #[derive(ToSchema)]
+    pub struct ToolProgressEvent {
+        task: String,
+        /// `progress`.
+        #[schema(rename = "type", pattern = "^progress$")]
+        kind: String,
+        done: u64,
+        total: Option<u64>,
+        message: Option<String>,
+    }
+
+    /// `file.changed`: what a task created, modified or deleted in the workspace (only sent
+    /// when something changed).
+    #[derive(ToSchema)]
+    pub struct FileChangedEvent {
+        task: String,
+        changes: FileChanges,
+    }
+
+    /// `task.completed`.
+    #[derive(ToSchema)]
+    pub struct TaskCompletedEvent {
+        task: String,
+        #[schema(value_type = Value)]
+        output: Value,
+        usage: Option<Usage>,
+    }
+
+    /// `task.failed`: a task that failed, was cancelled or was interrupted (see `state`).
+    #[derive(ToSchema)]
+    pub struct TaskFailedEvent {
+        task: String,
+        #[schema(required = false, nullable = false)]
+        tool: Option<String>,
+        /// `failed`, `cancelled` or `interrupted`.
+        #[schema(required = false, nullable = false)]
+        state: Option<String>,
+        error: TaskFailure,
+        #[schema(required = false)]
+        usage: Option<Usage>,
+    }
+
+    /// `session.closed`: the last event of a session; the stream ends after it.
+    #[derive(ToSchema)]
+    pub struct SessionClosedEvent {
+        session: String,
+        /// `deleted`, `idle` or `lifetime`.
+        reason: String,
+    }
+
+    /// `gap`: events `from..=to` are older than anything the server still keeps; the stream
+    /// goes on at `to + 1`. Its `id:` is `to`, so a client resuming from it neither misses nor
+    /// repeats anything.
+    #[derive(ToSchema)]
+    pub struct GapEvent {
+        from: u64,
+        to: u64,
+    }
 }

@@ -5,8 +5,9 @@
 
 use crate::orchestrator::{FilesError, Transferred, Workspace, WorkspacePath};
 use crate::server::App;
+use crate::server::api_doc::errors;
 use crate::server::auth::Authed;
-use crate::server::problem::Problem;
+use crate::server::problem::{ErrorCode, Problem};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -24,18 +25,28 @@ impl From<FilesError> for Problem {
         let detail = error.to_string();
         match error {
             FilesError::Session(error) => error.into(),
-            FilesError::InvalidPath(_) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_path", detail)
+            FilesError::InvalidPath(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidPath,
+                detail,
+            ),
+            FilesError::NotFound(_) => {
+                Problem::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, detail)
             }
-            FilesError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, "not_found", detail),
-            FilesError::Conflict(_) => Problem::new(StatusCode::CONFLICT, "conflict", detail),
-            FilesError::Quota(exceeded) => {
-                Problem::new(StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded", detail)
-                    .with(json!({ "used_bytes": exceeded.used, "quota_bytes": exceeded.limit }))
+            FilesError::Conflict(_) => {
+                Problem::new(StatusCode::CONFLICT, ErrorCode::Conflict, detail)
             }
-            FilesError::InvalidArchive(_) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_archive", detail)
-            }
+            FilesError::Quota(exceeded) => Problem::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                ErrorCode::QuotaExceeded,
+                detail,
+            )
+            .with(json!({ "used_bytes": exceeded.used, "quota_bytes": exceeded.limit })),
+            FilesError::InvalidArchive(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidArchive,
+                detail,
+            ),
             FilesError::Body(_) => Problem::invalid(detail),
             FilesError::Io(_) => Problem::internal(detail),
         }
@@ -73,7 +84,7 @@ fn refuse_announced(headers: &HeaderMap, workspace: &Workspace) -> Option<Proble
         Some(length) if length > left => Some(
             Problem::new(
             StatusCode::INSUFFICIENT_STORAGE,
-            "quota_exceeded",
+            ErrorCode::QuotaExceeded,
             format!(
                 "the upload ({length} bytes) does not fit the session's disk quota ({left} of {} bytes left)",
                 disk.quota_bytes
@@ -104,8 +115,21 @@ async fn run_blocking<T: Send + 'static>(
         .map_err(Problem::from)
 }
 
-/// `PUT /v1/sessions/{id}/files/{*path}`: the body becomes the file (parent directories are
-/// made). 201 for a new file, 200 when it replaced one; 507 `quota_exceeded` writes nothing.
+/// Upload one workspace file
+///
+/// The body is the file's bytes; parent directories are made. It is charged to the session's
+/// disk quota (shared with its tasks) as it is written, written aside and renamed into place:
+/// an upload that does not fit is refused (507 `quota_exceeded`) and leaves nothing. Recorded
+/// as `file.uploaded` (`path`, `size`, `replaced`). The session's owner only; a closed
+/// session's workspace was deleted with it (409).
+#[utoipa::path(put, path = "/v1/sessions/{id}/files/{*path}", operation_id = "putFile", tag = "files",
+    params(FilePath),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "The file's bytes (any content type)."),
+    responses((status = 201, description = "A new file.", body = Transferred),
+        (status = 200, description = "Replaced the file of that name.", body = Transferred),
+        errors::NotFound, errors::Conflict, errors::UnprocessableEntity,
+        errors::InsufficientStorage))]
 pub async fn put_file(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -133,7 +157,14 @@ pub async fn put_file(
     Ok((status, Json(stored)).into_response())
 }
 
-/// `GET /v1/sessions/{id}/files/{*path}`: the file's bytes, streamed.
+/// Download one workspace file
+///
+/// The file's bytes, streamed. Recorded as `file.downloaded` (`path`, `size`). Paths through a
+/// symbolic link are refused (422 `invalid_path`); a directory is a 409.
+#[utoipa::path(get, path = "/v1/sessions/{id}/files/{*path}", operation_id = "getFile", tag = "files",
+    params(FilePath),
+    responses((status = 200, description = "The file.", content_type = "application/octet-stream", body = Vec<u8>),
+        errors::NotFound, errors::Conflict, errors::UnprocessableEntity))]
 pub async fn get_file(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -168,8 +199,19 @@ pub async fn get_file(
     Ok(response)
 }
 
-/// `PUT /v1/sessions/{id}/workspace.tar`: extracts a tar (`Content-Type: application/x-tar`)
-/// into the workspace, all of it or nothing.
+/// Extract a tar into the workspace
+///
+/// All of it or nothing: extracted aside (charged to the disk quota as it is written), then
+/// merged into the workspace (files replace files, directories merge) once all of it fitted and
+/// nothing clashes with the workspace. Files, directories, links that stay inside and hard
+/// links to the archive's own files only. Recorded as `file.uploaded` (`size`, `entries`).
+#[utoipa::path(put, path = "/v1/sessions/{id}/workspace.tar", operation_id = "putWorkspaceTar", tag = "files",
+    params(super::sessions::SessionPath),
+    request_body(content = Vec<u8>, content_type = "application/x-tar",
+        description = "A tar archive (`application/octet-stream` is taken too)."),
+    responses((status = 200, description = "Extracted.", body = Transferred),
+        errors::NotFound, errors::Conflict, errors::UnsupportedMediaType,
+        errors::UnprocessableEntity, errors::InsufficientStorage))]
 pub async fn put_tar(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -189,7 +231,7 @@ pub async fn put_tar(
     if !["application/x-tar", "application/octet-stream"].contains(&essence.as_str()) {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the archive as `Content-Type: application/x-tar`",
         ));
     }
@@ -210,8 +252,14 @@ pub async fn put_tar(
 /// Bytes of the archive handed to the response at a time.
 const CHUNK: usize = 64 * 1024;
 
-/// `GET /v1/sessions/{id}/workspace.tar`: the whole workspace as a tar, streamed as it is
-/// written; `file.downloaded` is recorded once all of it was handed over.
+/// Download the workspace as a tar
+///
+/// Files, directories and symbolic links (as links), streamed as the archive is written.
+/// Recorded as `file.downloaded` (`size`, `entries`) once all of it was sent.
+#[utoipa::path(get, path = "/v1/sessions/{id}/workspace.tar", operation_id = "getWorkspaceTar", tag = "files",
+    params(super::sessions::SessionPath),
+    responses((status = 200, description = "The archive.", content_type = "application/x-tar", body = Vec<u8>),
+        errors::NotFound, errors::Conflict))]
 pub async fn get_tar(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -266,4 +314,16 @@ impl Write for ChannelWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The path of a workspace file.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct FilePath {
+    /// The session's id, `s_...`.
+    id: String,
+    /// The file, relative to the workspace; may hold `/`. Never absolute, never `..`, never
+    /// through a symbolic link.
+    path: String,
 }

@@ -3,12 +3,14 @@
 pub mod events;
 pub mod files;
 pub mod info;
+pub mod keys;
+pub mod listing;
 pub mod plugins;
 pub mod sessions;
 pub mod tasks;
 
 use super::App;
-use super::problem::Problem;
+use super::problem::{ErrorCode, Problem};
 use crate::orchestrator::{Orchestrator, OrchestratorError};
 use axum::extract::FromRequest;
 use axum::extract::rejection::JsonRejection;
@@ -25,25 +27,35 @@ impl From<OrchestratorError> for Problem {
             OrchestratorError::Forbidden {
                 reasons: explanation,
                 decision,
-            } => Problem::new(StatusCode::FORBIDDEN, "forbidden", detail).with(json!({
+            } => Problem::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, detail).with(json!({
                 "reasons": decision.get("reasons").cloned().unwrap_or_else(|| json!([])),
                 "explanation": explanation,
                 "decision": decision,
             })),
             OrchestratorError::Capacity(_) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "capacity", detail)
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Capacity, detail)
             }
             OrchestratorError::Conflict(_) => {
-                Problem::new(StatusCode::CONFLICT, "conflict", detail)
+                Problem::new(StatusCode::CONFLICT, ErrorCode::Conflict, detail)
+            }
+            OrchestratorError::NotUploaded(_) => {
+                Problem::new(StatusCode::CONFLICT, ErrorCode::PluginNotUploaded, detail)
+            }
+            OrchestratorError::NoPreviousVersion(_) => {
+                Problem::new(StatusCode::CONFLICT, ErrorCode::NoPreviousVersion, detail)
             }
             OrchestratorError::Invalid(_) => Problem::invalid(detail),
-            OrchestratorError::UnknownTool(_) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_tool", detail)
-            }
-            OrchestratorError::InvalidPlugin { reason, .. } => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin", detail)
-                    .with(json!({ "reason": reason }))
-            }
+            OrchestratorError::UnknownTool(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::UnknownTool,
+                detail,
+            ),
+            OrchestratorError::InvalidPlugin { reason, .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidPlugin,
+                detail,
+            )
+            .with(json!({ "reason": reason })),
             OrchestratorError::Internal(_) => Problem::internal(detail),
         }
     }
@@ -76,13 +88,13 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
             {
                 Err(Problem::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
+                    ErrorCode::PayloadTooLarge,
                     "the request body is larger than the server accepts",
                 ))
             }
             Err(JsonRejection::MissingJsonContentType(_)) => Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as `Content-Type: application/json`",
             )),
             Err(e) => Err(Problem::invalid(e.body_text())),

@@ -1,6 +1,7 @@
 use super::{Body, blocking};
-use crate::orchestrator::CreateSession;
+use crate::orchestrator::{CreateSession, Preflight, SessionView};
 use crate::server::App;
+use crate::server::api_doc::errors;
 use crate::server::auth::Authed;
 use crate::server::problem::Problem;
 use axum::Json;
@@ -9,6 +10,13 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use std::sync::Arc;
 
+/// Open a session
+///
+/// Decided by the `create_session` policy action. The session gets its own workspace, mounted
+/// at `/workspace` (the working directory) for each of its tasks and removed when it closes.
+#[utoipa::path(post, path = "/v1/sessions", operation_id = "createSession", tag = "sessions", request_body = CreateSession,
+    responses((status = 201, description = "The new session.", body = SessionView),
+        errors::Forbidden, errors::ServiceUnavailable))]
 pub async fn create(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -19,7 +27,12 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(session)))
 }
 
-/// `POST /v1/preflight`: what creating this session and using what it names would meet.
+/// Would this session work?
+///
+/// Runs every check creating this session and using what it names would meet, and creates
+/// nothing. Always 200; `ready` is true when every check passed.
+#[utoipa::path(post, path = "/v1/preflight", operation_id = "preflight", tag = "sessions", request_body = CreateSession,
+    responses((status = 200, description = "The checks.", body = Preflight)))]
 pub async fn preflight(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -28,6 +41,11 @@ pub async fn preflight(
     Ok(Json(app.orchestrator.preflight(&caller, &request).await?))
 }
 
+/// A session
+///
+/// Another principal's session is not found.
+#[utoipa::path(get, path = "/v1/sessions/{id}", operation_id = "getSession", tag = "sessions", params(SessionPath),
+    responses((status = 200, description = "The session.", body = SessionView), errors::NotFound))]
 pub async fn get(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -38,6 +56,13 @@ pub async fn get(
     ))
 }
 
+/// Close a session
+///
+/// Its running tasks are cancelled and its workspace removed; the session, its tasks and its
+/// events stay readable. A closed session answers with its record.
+#[utoipa::path(delete, path = "/v1/sessions/{id}", operation_id = "closeSession", tag = "sessions", params(SessionPath),
+    responses((status = 200, description = "The closed session.", body = SessionView),
+        errors::NotFound))]
 pub async fn delete(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -46,4 +71,13 @@ pub async fn delete(
     Ok(Json(
         blocking(&app, move |o| o.close_session(&caller, &id, "deleted")).await?,
     ))
+}
+
+/// The path of a session.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct SessionPath {
+    /// The session's id, `s_...`.
+    id: String,
 }

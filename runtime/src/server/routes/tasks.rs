@@ -1,16 +1,25 @@
 use super::{Body, blocking};
 use crate::orchestrator::CreateTask;
 use crate::server::App;
+use crate::server::api_doc::errors;
 use crate::server::auth::Authed;
 use crate::server::problem::Problem;
+use crate::store::TaskRecord;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-/// Runs a task. With `"wait": true` (the default) the response is the
-/// finished task; a client that disconnects while waiting cancels it.
+/// Run a task
+///
+/// With `"wait": true` (the default) the response is the finished task; a client that
+/// disconnects while waiting cancels it.
+#[utoipa::path(post, path = "/v1/sessions/{id}/tasks", operation_id = "createTask", tag = "tasks",
+    params(super::sessions::SessionPath), request_body = CreateTask,
+    responses((status = 200, description = "The finished task (`wait: true`).", body = TaskRecord),
+        (status = 202, description = "The queued task (`wait: false`).", body = TaskRecord),
+        errors::NotFound, errors::Conflict))]
 pub async fn create(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -30,6 +39,9 @@ pub async fn create(
     }
 }
 
+/// A task
+#[utoipa::path(get, path = "/v1/sessions/{id}/tasks/{task}", operation_id = "getTask", tag = "tasks", params(TaskPath),
+    responses((status = 200, description = "The task.", body = TaskRecord), errors::NotFound))]
 pub async fn get(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -40,6 +52,13 @@ pub async fn get(
     ))
 }
 
+/// Cancel a task
+///
+/// A queued or running task ends `cancelled`; cancelling a finished task is a conflict.
+#[utoipa::path(post, path = "/v1/sessions/{id}/tasks/{task}/cancel", operation_id = "cancelTask", tag = "tasks",
+    params(TaskPath),
+    responses((status = 202, description = "Cancelling: the task as it is now.", body = TaskRecord),
+        errors::NotFound, errors::Conflict))]
 pub async fn cancel(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
@@ -47,4 +66,15 @@ pub async fn cancel(
 ) -> Result<impl IntoResponse, Problem> {
     let record = blocking(&app, move |o| o.cancel_task(&caller, &session, &task)).await?;
     Ok((StatusCode::ACCEPTED, Json(record)))
+}
+
+/// The path of a task.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct TaskPath {
+    /// The session's id, `s_...`.
+    id: String,
+    /// The task's id, `t_...`.
+    task: String,
 }
