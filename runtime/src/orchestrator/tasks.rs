@@ -100,9 +100,13 @@ impl Orchestrator {
                 request.tool
             )));
         };
-        if let Err(ToolUnavailable::Unknown(message)) = self.plugin_with(&request.tool).await {
-            return Err(OrchestratorError::UnknownTool(message));
-        }
+        // Looked up once: the runner uses what was found here.
+        let plugin = match self.plugin_with(&request.tool).await {
+            Err(ToolUnavailable::Unknown(message)) => {
+                return Err(OrchestratorError::UnknownTool(message));
+            }
+            found => found,
+        };
         let id = format!("t_{}", uuid::Uuid::now_v7().simple());
         let record = TaskRecord {
             id: id.clone(),
@@ -133,6 +137,7 @@ impl Orchestrator {
 
         let this = self.clone();
         let run = RunTask {
+            plugin,
             caller: caller.clone(),
             live: live.clone(),
             record: record.clone(),
@@ -193,6 +198,7 @@ impl Orchestrator {
 
     async fn run_task(self: Arc<Self>, run: RunTask) -> TaskRecord {
         let RunTask {
+            plugin,
             caller,
             live,
             mut record,
@@ -222,7 +228,7 @@ impl Orchestrator {
             finish(&record);
             record
         };
-        let plugin = match self.plugin_with(&record.tool).await {
+        let plugin = match plugin {
             Ok(plugin) => plugin,
             Err(why) => return fail_early(record, why.to_string()),
         };
@@ -498,6 +504,8 @@ pub(crate) enum ToolUnavailable {
 }
 
 struct RunTask {
+    /// The tool's plugin as `create_task` found it, or why it cannot be used.
+    plugin: Result<Arc<crate::sandbox::Plugin>, ToolUnavailable>,
     caller: Caller,
     live: Arc<LiveSession>,
     record: TaskRecord,
