@@ -16,6 +16,7 @@ pub mod policy;
 pub mod sandbox;
 pub mod secrets;
 pub mod server;
+pub mod sidecar;
 pub mod store;
 pub mod task;
 pub mod telemetry;

@@ -6,7 +6,9 @@
 use crate::policy::{
     Gate, PolicyDecision, PolicyEngine, PolicyLimits, ResourceRequest, TaskIdentity,
 };
-use crate::sandbox::{Executor, Limits, Plugin, TaskError, TaskOutcome, TaskRequest, Usage};
+use crate::sandbox::{
+    EngineConfig, Executor, Limits, Plugin, TaskError, TaskOutcome, TaskRequest, Usage,
+};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -25,13 +27,12 @@ pub struct GatedOutcome {
 /// bounds the caller asked more of than allowed (`capped`). A denied decision is left as is.
 pub fn settle_limits(
     decision: &mut PolicyDecision,
-    executor: &Executor,
+    config: &EngineConfig,
     asked: PolicyLimits,
 ) -> Option<Limits> {
     if !decision.allowed {
         return None;
     }
-    let config = executor.engine().config();
     let allowed = decision
         .limits
         .applied_to(config.default_limits)
@@ -62,7 +63,7 @@ pub async fn run_gated(
     mut request: TaskRequest,
 ) -> GatedOutcome {
     let mut decision = policy.authorize_invoke(&identity, resources, &request.input);
-    request.limits = settle_limits(&mut decision, executor, asked);
+    request.limits = settle_limits(&mut decision, executor.engine().config(), asked);
     let gate: Arc<dyn Gate> = Arc::new(policy.task_gate(identity));
     run_decided(executor, plugin, decision, gate, request).await
 }

@@ -53,6 +53,7 @@ fn known_profile(config: &ServeConfig, profile: &str) -> anyhow::Result<()> {
         .map_or(PolicyOrigin::Embedded, PolicyOrigin::Dir);
     let described = match &origin {
         PolicyOrigin::Embedded => "the policies built into toolgate".to_owned(),
+        PolicyOrigin::Shipped(sources) => sources.origin.clone(),
         PolicyOrigin::Dir(dir) => format!("the policies in {}", dir.display()),
     };
     let engine = PolicyEngine::load(origin)

@@ -81,7 +81,8 @@ impl Orchestrator {
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .clone();
-                        self.view_at(&record, Some((&session.disk).into()), last)
+                        let disk = session.disk(&record.id);
+                        self.view_at(&record, disk, last)
                     }
                     None => self.view_at(&stored, None, last),
                 }

@@ -3,31 +3,28 @@
 //! and store.
 
 mod disclosure;
-mod disk;
 mod files;
 mod listing;
 mod plugins;
 mod preflight;
 mod sessions;
+mod task_events;
 mod tasks;
-mod watch;
-mod workspace;
 
+pub use crate::sidecar::{ChangeWatcher, DiskUsage, FileChanges, Snapshot, WorkspaceTracker};
 pub use disclosure::policy_status;
-pub use disk::DiskUsage;
 pub use files::{FilesError, Transferred, Workspace, WorkspacePath};
 pub use listing::{Page, SessionFilter, TaskFilter};
 pub use plugins::{DeletedPlugin, InstalledPlugin};
 pub use preflight::{Check, Preflight};
 pub use sessions::{CreateSession, SessionView};
 pub use tasks::{CreateTask, TaskHandle, TaskLimitsRequest};
-pub use watch::{ChangeWatcher, WorkspaceTracker};
-pub use workspace::{FileChanges, Snapshot};
 
 use crate::events::EventHub;
 use crate::policy::PolicyEngine;
-use crate::sandbox::{Catalog, Executor};
+use crate::sandbox::Catalog;
 use crate::secrets::SecretStore;
+use crate::sidecar::{SessionSpec, Sidecar, SidecarPool};
 use crate::store::{SessionRecord, Store};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -56,6 +53,9 @@ pub enum OrchestratorError {
     },
     #[error("{0}")]
     Capacity(String),
+    /// No sidecar could take the session (none ready, none answering).
+    #[error("{0}")]
+    SidecarUnavailable(String),
     #[error("{0}")]
     Conflict(String),
     /// A plugin that is not an upload cannot be deleted.
@@ -88,41 +88,48 @@ pub struct OrchestratorConfig {
     pub lifetime: Duration,
 }
 
-/// A session that is open in this process.
+/// A session that is open.
 pub(crate) struct LiveSession {
     pub record: Mutex<SessionRecord>,
     /// From the record's request, read once: every task of the session needs them.
     pub profile: String,
     pub resources: crate::policy::ResourceRequest,
     pub secrets: Vec<String>,
-    pub workspace: PathBuf,
-    /// How much of its disk quota the workspace uses; shared by the session's tasks.
-    pub disk: crate::sandbox::DiskQuota,
-    /// What the workspace held after the last look, and whether it changed since.
-    pub files: WorkspaceTracker,
+    /// Where it runs: its workspace is there, and its tasks.
+    pub sidecar: Arc<dyn Sidecar>,
     /// Running tasks' cancellation, by task id.
     pub running: Mutex<HashMap<String, CancellationToken>>,
 }
 
 impl LiveSession {
-    fn new(
-        record: SessionRecord,
-        files: WorkspaceTracker,
-        disk: impl FnOnce(u64) -> crate::sandbox::DiskQuota,
-    ) -> Self {
+    fn new(record: SessionRecord, sidecar: Arc<dyn Sidecar>) -> Self {
         let request = &record.request;
         let resources: crate::policy::ResourceRequest =
             serde_json::from_value(request["resources"].clone()).unwrap_or_default();
         Self {
             profile: record.profile.clone(),
             resources,
-            disk: disk(disk::limit(&resources)),
             secrets: serde_json::from_value(request["secrets"].clone()).unwrap_or_default(),
-            workspace: PathBuf::from(&record.workspace),
+            sidecar,
             record: Mutex::new(record),
-            files,
             running: Mutex::default(),
         }
+    }
+
+    /// What the sidecar is told when the session opens there.
+    fn spec(&self) -> SessionSpec {
+        let record = self.record.lock().unwrap_or_else(|e| e.into_inner());
+        SessionSpec {
+            id: record.id.clone(),
+            principal: record.principal.clone(),
+            profile: record.profile.clone(),
+            resources: self.resources,
+        }
+    }
+
+    /// The workspace's use of its quota, when the workspace is in this process.
+    fn disk(&self, id: &str) -> Option<DiskUsage> {
+        self.sidecar.workspace(id).map(|w| w.disk_usage())
     }
 
     fn record_id(&self) -> String {
@@ -137,7 +144,7 @@ impl LiveSession {
 pub struct Orchestrator {
     config: OrchestratorConfig,
     catalog: Arc<Catalog>,
-    executor: Executor,
+    sidecars: Arc<SidecarPool>,
     policy: Arc<PolicyEngine>,
     store: Store,
     hub: Arc<EventHub>,
@@ -146,8 +153,6 @@ pub struct Orchestrator {
     /// Cancelled on shutdown: running tasks stop and are marked.
     shutdown: CancellationToken,
     metrics: std::sync::OnceLock<Arc<crate::telemetry::Metrics>>,
-    /// Watches every workspace, so an unchanged one is not walked around each task.
-    watcher: Arc<ChangeWatcher>,
     /// Held while a plugin is installed.
     installing: tokio::sync::Mutex<()>,
     /// One per task that may run at once (the engine's instance slots): a task stays
@@ -166,17 +171,17 @@ impl Orchestrator {
     pub fn new(
         config: OrchestratorConfig,
         catalog: Arc<Catalog>,
-        executor: Executor,
+        sidecars: Arc<SidecarPool>,
         policy: Arc<PolicyEngine>,
         store: Store,
         hub: Arc<EventHub>,
         secrets: SecretStore,
     ) -> Self {
-        let executor_slots = executor.engine().config().concurrent_tasks;
+        let executor_slots = catalog.engine().config().concurrent_tasks;
         Self {
             config,
             catalog,
-            executor,
+            sidecars,
             policy,
             store,
             hub,
@@ -184,7 +189,6 @@ impl Orchestrator {
             sessions: Mutex::default(),
             shutdown: CancellationToken::new(),
             metrics: std::sync::OnceLock::new(),
-            watcher: ChangeWatcher::new(),
             installing: tokio::sync::Mutex::new(()),
             task_slots: Arc::new(tokio::sync::Semaphore::new(executor_slots as usize)),
         }
@@ -211,6 +215,10 @@ impl Orchestrator {
         &self.catalog
     }
 
+    pub fn sidecars(&self) -> &Arc<SidecarPool> {
+        &self.sidecars
+    }
+
     pub fn open_sessions(&self) -> usize {
         self.sessions
             .lock()
@@ -219,8 +227,10 @@ impl Orchestrator {
     }
 
     /// After a restart: tasks cut off by the crash become `interrupted` (with
-    /// an event), and open sessions are live again.
-    pub fn recover(&self) -> Result<(), OrchestratorError> {
+    /// an event), and open sessions are live again on their sidecars. A session whose
+    /// sidecar is gone (no longer configured, or it does not have the session) ends
+    /// `host_lost`.
+    pub async fn recover(&self) -> Result<(), OrchestratorError> {
         let interrupted = self
             .store
             .interrupt_unfinished_tasks()
@@ -238,13 +248,31 @@ impl Orchestrator {
             .store
             .open_sessions()
             .map_err(|e| OrchestratorError::Internal(e.to_string()))?;
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         for record in open {
-            let workspace = PathBuf::from(&record.workspace);
-            let _ = std::fs::create_dir_all(&workspace);
-            let files = self.watcher.track(workspace.clone());
-            let live = LiveSession::new(record, files, |limit| disk::rebuilt(&workspace, limit));
-            sessions.insert(live.record_id(), Arc::new(live));
+            let Some(sidecar) = self.sidecars.get(&record.sidecar) else {
+                let lost = format!("its sidecar `{}` is no longer configured", record.sidecar);
+                self.end_lost(record, &lost);
+                continue;
+            };
+            let live = LiveSession::new(record, sidecar.clone());
+            // A sidecar keeps a session's workspace across a restart of either side; one
+            // that no longer has it (or does not answer) has lost it.
+            match sidecar.open_session(live.spec()).await {
+                Ok(()) => {
+                    self.sessions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(live.record_id(), Arc::new(live));
+                }
+                Err(error) => {
+                    let record = live
+                        .record
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
+                    self.end_lost(record, &error.to_string());
+                }
+            }
         }
         if !interrupted.is_empty() {
             tracing::warn!(
@@ -276,5 +304,23 @@ impl Orchestrator {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = self.store.flush();
+    }
+}
+
+impl Orchestrator {
+    /// Ends a session whose sidecar was lost, without asking the sidecar anything.
+    fn end_lost(&self, mut record: SessionRecord, why: &str) {
+        tracing::warn!(session = %record.id, sidecar = %record.sidecar, why, "session lost with its sidecar");
+        record.state = "closed".into();
+        record.closed_at_ms = Some(now_ms());
+        record.close_reason = Some("host_lost".into());
+        self.store.put_session(&record);
+        self.hub.publish(
+            &record.id,
+            "session.closed",
+            serde_json::json!({ "session": record.id, "reason": "host_lost", "message": why }),
+        );
+        self.hub.close(&record.id);
+        self.hub.forget(&record.id);
     }
 }

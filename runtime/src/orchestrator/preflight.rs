@@ -230,11 +230,11 @@ impl Orchestrator {
     /// The session's disk quota against the space the workspaces' filesystem has left,
     /// beside what open sessions already use of theirs (figures of the host for admins only).
     fn disk_check(&self, caller: &Caller, disk_mb: u64) -> Check {
-        let quota = super::disk::limit(&crate::policy::ResourceRequest {
+        let quota = crate::sidecar::disk::limit(&crate::policy::ResourceRequest {
             disk_mb,
             ..Default::default()
         });
-        let free = super::disk::free_space(&self.config.workspaces);
+        let free = crate::sidecar::disk::free_space(&self.config.workspaces);
         let fits = free.is_none_or(|free| quota <= free);
         if !caller.admin {
             let detail = if fits {
@@ -248,11 +248,12 @@ impl Orchestrator {
             .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .fold((0u64, 0u64), |(used, reserved), s| {
+            .iter()
+            .filter_map(|(id, s)| s.disk(id))
+            .fold((0u64, 0u64), |(used, reserved), disk| {
                 (
-                    used.saturating_add(s.disk.used()),
-                    reserved.saturating_add(s.disk.limit()),
+                    used.saturating_add(disk.used_bytes),
+                    reserved.saturating_add(disk.quota_bytes),
                 )
             });
         let free = free.map_or("free space unknown".into(), |free| {

@@ -1,6 +1,6 @@
 use super::{Caller, LiveSession, Orchestrator, OrchestratorError, now_ms};
 use crate::policy::ResourceRequest;
-use crate::sandbox::DiskQuota;
+use crate::sidecar::{SessionSpec, Sidecar, SidecarError};
 use crate::store::SessionRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -51,6 +51,9 @@ pub struct SessionView {
     pub request: Value,
     /// The sequence number of the session's latest event (0 if none).
     pub last_event_id: u64,
+    /// The sidecar the session runs on: `local` (the server's own process) or the id of a
+    /// `[[sidecars]]` entry of the server's config.
+    pub sidecar: String,
     /// The workspace's use of its disk quota (open sessions).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -83,7 +86,11 @@ impl Orchestrator {
         Ok(())
     }
 
-    fn view(&self, record: &SessionRecord, disk: Option<super::DiskUsage>) -> SessionView {
+    pub(super) fn view(
+        &self,
+        record: &SessionRecord,
+        disk: Option<super::DiskUsage>,
+    ) -> SessionView {
         self.view_at(record, disk, self.hub.last_seq(&record.id))
     }
 
@@ -104,11 +111,12 @@ impl Orchestrator {
             close_reason: record.close_reason.clone(),
             request: record.request.clone(),
             last_event_id,
+            sidecar: record.sidecar.clone(),
             disk,
         }
     }
 
-    pub fn create_session(
+    pub async fn create_session(
         &self,
         caller: &Caller,
         request: CreateSession,
@@ -152,10 +160,18 @@ impl Orchestrator {
             });
         }
         let id = format!("s_{}", uuid::Uuid::now_v7().simple());
-        let workspace = self.config.workspaces.join(&id);
-        std::fs::create_dir_all(&workspace).map_err(|e| {
-            OrchestratorError::Internal(format!("cannot create the session workspace: {e}"))
-        })?;
+        let spec = SessionSpec {
+            id: id.clone(),
+            principal: caller.principal.clone(),
+            profile: profile.clone(),
+            resources,
+        };
+        // Nothing is recorded before a sidecar has the session's workspace.
+        let sidecar = self.place(spec).await?;
+        let workspace = sidecar
+            .workspace(&id)
+            .map(|w| w.root.display().to_string())
+            .unwrap_or_default();
         let now = now_ms();
         let record = SessionRecord {
             id: id.clone(),
@@ -166,7 +182,8 @@ impl Orchestrator {
             last_active_ms: now,
             closed_at_ms: None,
             close_reason: None,
-            workspace: workspace.display().to_string(),
+            workspace,
+            sidecar: sidecar.id().to_owned(),
             request: json!({
                 "resources": resources,
                 "tools": request.tools,
@@ -192,10 +209,10 @@ impl Orchestrator {
             "policy.decision",
             json!({ "action": "create_session", "decision": decision_json }),
         );
-        let live = LiveSession::new(record, self.watcher.track(workspace), DiskQuota::new);
+        let live = LiveSession::new(record, sidecar);
         let view = self.view(
             &live.record.lock().unwrap_or_else(|e| e.into_inner()),
-            Some((&live.disk).into()),
+            live.disk(&id),
         );
         self.sessions
             .lock()
@@ -212,7 +229,7 @@ impl Orchestrator {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
-            return Ok(self.view(&record, Some((&live.disk).into())));
+            return Ok(self.view(&record, live.disk(id)));
         }
         let _ = self.store.flush();
         match self.store.get_session(id) {
@@ -273,11 +290,15 @@ impl Orchestrator {
             record.clone()
         };
         self.store.put_session(&record);
-        // By file descriptor, never following a link: a task still running may be swapping
-        // its directories for links to elsewhere.
-        if let Err(e) = crate::confined::remove_tree(&live.workspace) {
-            tracing::warn!(session = id, error = %e, "cannot remove the session workspace");
-        }
+        // The in-process sidecar removes the workspace before this returns; a remote one is
+        // told in the background (a sidecar that does not answer has lost it anyway).
+        let closing = live.sidecar.close_session(id);
+        let session = id.to_owned();
+        tokio::spawn(async move {
+            if let Err(error) = closing.await {
+                tracing::warn!(session, %error, "the sidecar did not close the session");
+            }
+        });
         self.hub.publish(
             id,
             "session.closed",
@@ -287,6 +308,41 @@ impl Orchestrator {
         // Frees the in-memory events once the last subscriber has left.
         self.hub.forget(id);
         self.view(&record, None)
+    }
+
+    /// Opens the session on a sidecar: the next ready one in turn, else the others; one that
+    /// does not answer or is draining is passed over.
+    async fn place(&self, spec: SessionSpec) -> Result<Arc<dyn Sidecar>, OrchestratorError> {
+        let candidates = self.sidecars.candidates();
+        if candidates.is_empty() {
+            return Err(OrchestratorError::SidecarUnavailable(
+                "no sidecar is ready to take a session; try again later".into(),
+            ));
+        }
+        let mut refused = Vec::new();
+        for sidecar in candidates {
+            match sidecar.open_session(spec.clone()).await {
+                Ok(()) => return Ok(sidecar),
+                Err(
+                    error @ (SidecarError::Unreachable { .. }
+                    | SidecarError::Lost { .. }
+                    | SidecarError::Draining),
+                ) => {
+                    tracing::warn!(sidecar = sidecar.id(), %error, "sidecar passed over for a session");
+                    refused.push(format!("{}: {}", sidecar.id(), error.code()));
+                }
+                Err(error) => {
+                    return Err(OrchestratorError::Internal(format!(
+                        "sidecar `{}` cannot open the session: {error}",
+                        sidecar.id()
+                    )));
+                }
+            }
+        }
+        Err(OrchestratorError::SidecarUnavailable(format!(
+            "no sidecar could take the session ({}); try again later",
+            refused.join(", ")
+        )))
     }
 
     /// Closes sessions idle past their idle timeout or older than their lifetime.

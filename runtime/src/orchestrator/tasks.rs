@@ -1,8 +1,8 @@
-use super::workspace::FileChanges;
+use super::task_events::SessionEvents;
 use super::{Caller, LiveSession, Orchestrator, OrchestratorError, now_ms};
-use crate::events::EventHub;
-use crate::policy::{CapabilityRequest, Gate, PolicyLimits, TaskIdentity};
-use crate::sandbox::{DirGrant, EventSink, Grants, TaskRequest, ToolEvent};
+use crate::policy::{PolicyLimits, TaskIdentity};
+use crate::sandbox::{TaskError, Usage};
+use crate::sidecar::{SidecarError, TaskFinished, TaskSpec};
 use crate::store::TaskRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -44,30 +44,6 @@ pub struct TaskLimitsRequest {
     pub memory_mb: Option<u64>,
     pub timeout_ms: Option<u64>,
     pub output_kb: Option<u64>,
-}
-
-/// The guest path of every session's workspace.
-const WORKSPACE: &str = "/workspace";
-
-/// Tool events become session events.
-struct HubEvents {
-    hub: Arc<EventHub>,
-    session: String,
-    task: String,
-}
-
-impl EventSink for HubEvents {
-    fn emit(&self, event: ToolEvent) {
-        let (name, mut data) = match &event {
-            ToolEvent::Log { .. } => ("tool.log", serde_json::to_value(&event).unwrap_or_default()),
-            ToolEvent::Progress { .. } => (
-                "tool.progress",
-                serde_json::to_value(&event).unwrap_or_default(),
-            ),
-        };
-        data["task"] = self.task.clone().into();
-        self.hub.publish(&self.session, name, data);
-    }
 }
 
 impl Orchestrator {
@@ -258,19 +234,7 @@ impl Orchestrator {
             }
         }
 
-        let (profile, resources) = (live.profile.clone(), live.resources);
-        let mut grants = Grants {
-            dirs: vec![DirGrant {
-                host: live.workspace.clone(),
-                guest: WORKSPACE.into(),
-                writable: true,
-                quota: Some(live.disk.clone()),
-            }],
-            cwd: Some(WORKSPACE.into()),
-            secrets: self.secrets.select(live.secrets.iter().map(String::as_str)),
-            ..Grants::default()
-        };
-        grants.network.http = true;
+        let resources = live.resources;
         let asked = limits.map_or_else(PolicyLimits::default, |l| PolicyLimits {
             fuel: l.fuel,
             memory_mb: l.memory_mb,
@@ -279,30 +243,19 @@ impl Orchestrator {
         });
         let identity = TaskIdentity {
             principal: caller.principal.clone(),
-            profile,
+            profile: live.profile.clone(),
             session: session.clone(),
             tool: record.tool.clone(),
         };
         let input = record.input.to_string();
-        let events: Arc<dyn EventSink> = Arc::new(HubEvents {
-            hub: self.hub.clone(),
-            session: session.clone(),
-            task: record.id.clone(),
-        });
-        let mut request = TaskRequest {
-            grants,
-            events: Some(events),
-            cancel: Some(cancel),
-            ..TaskRequest::new(&tool, input)
-        };
 
         // The invoke decision is announced before anything runs; a denied
         // task never starts.
-        let mut decision = self
-            .policy
-            .authorize_invoke(&identity, resources, &request.input);
+        let mut decision = self.policy.authorize_invoke(&identity, resources, &input);
         // What is recorded are the limits the task runs with, not only the permits'.
-        request.limits = crate::task::settle_limits(&mut decision, &self.executor, asked);
+        let in_force =
+            crate::task::settle_limits(&mut decision, self.catalog.engine().config(), asked);
+        let invoke_us = decision.elapsed_us;
         let decision_json = serde_json::to_value(&decision).unwrap_or(Value::Null);
         self.store.put_decision(
             &session,
@@ -314,54 +267,76 @@ impl Orchestrator {
             "policy.decision",
             json!({ "task": record.id, "action": "invoke", "decision": decision_json }),
         );
-        if decision.allowed {
-            record.state = "running".into();
-            record.started_at_ms = Some(now_ms());
-            self.store.put_task(&record);
-            self.hub.publish(
-                &session,
-                "task.started",
-                json!({ "task": record.id, "tool": record.tool }),
-            );
-        }
-        let gate: Arc<dyn Gate> = Arc::new(PublishingGate {
-            inner: self.policy.task_gate(identity),
-            hub: self.hub.clone(),
-            store: self.store.clone(),
-            session: session.clone(),
-            task: record.id.clone(),
-        });
-        let before = workspace_snapshot(&live).await;
-        let gated =
-            crate::task::run_decided(&self.executor, &plugin, decision, gate, request).await;
-        let after = workspace_snapshot(&live).await;
-        let changes = if Arc::ptr_eq(&before, &after) {
-            FileChanges::default()
-        } else {
-            before.changes(&after)
+        let finished = match in_force {
+            None => TaskFinished {
+                result: Err(TaskError::Denied {
+                    reasons: decision.explanation(),
+                }),
+                usage: Usage::default(),
+                decision_us: Vec::new(),
+            },
+            Some(limits) => {
+                record.state = "running".into();
+                record.started_at_ms = Some(now_ms());
+                self.store.put_task(&record);
+                self.hub.publish(
+                    &session,
+                    "task.started",
+                    json!({ "task": record.id, "tool": record.tool }),
+                );
+                // A remote sidecar decides with the entities this engine keeps for the task.
+                let entities = if live.sidecar.is_remote() {
+                    vec![
+                        crate::policy::principal_entity(&caller.principal, &[&caller.profile]),
+                        crate::policy::tool_entity(plugin.name(), &tool),
+                    ]
+                } else {
+                    Vec::new()
+                };
+                let run = crate::sidecar::RunTask {
+                    spec: TaskSpec {
+                        id: record.id.clone(),
+                        identity,
+                        input,
+                        limits,
+                        policy_version: decision.policy_version.clone(),
+                        entities,
+                    },
+                    plugin,
+                    secrets: self.secrets.select(live.secrets.iter().map(String::as_str)),
+                    events: Arc::new(SessionEvents {
+                        hub: self.hub.clone(),
+                        store: self.store.clone(),
+                        session: session.clone(),
+                        task: record.id.clone(),
+                    }),
+                    cancel,
+                };
+                live.sidecar
+                    .run_task(run)
+                    .await
+                    .unwrap_or_else(|error| TaskFinished {
+                        result: Err(sidecar_failure(&error)),
+                        usage: Usage::default(),
+                        decision_us: Vec::new(),
+                    })
+            }
         };
         let decision = decision_json;
-        if !changes.is_empty() {
-            self.hub.publish(
-                &session,
-                "file.changed",
-                json!({ "task": record.id, "changes": changes }),
-            );
-        }
-        let outcome = gated.outcome;
         if let Some(metrics) = self.metrics.get() {
-            metrics.decision("invoke", gated.decision.elapsed_us as f64 / 1e6);
-            for capability in &outcome.decisions {
-                metrics.decision("capability", capability.elapsed_us as f64 / 1e6);
+            metrics.decision("invoke", invoke_us as f64 / 1e6);
+            for elapsed in &finished.decision_us {
+                metrics.decision("capability", *elapsed as f64 / 1e6);
             }
-            let kind = outcome
+            let kind = finished
                 .result
                 .as_ref()
                 .err()
                 .map_or("completed", |e| e.kind());
-            let seconds = (outcome.usage.instantiate_us + outcome.usage.execute_us) as f64 / 1e6;
-            metrics.task_finished(kind, seconds, outcome.usage.fuel_consumed);
+            let seconds = (finished.usage.instantiate_us + finished.usage.execute_us) as f64 / 1e6;
+            metrics.task_finished(kind, seconds, finished.usage.fuel_consumed);
         }
+        let outcome = finished;
         record.finished_at_ms = Some(now_ms());
         record.usage = serde_json::to_value(&outcome.usage).ok();
         record.decision = Some(decision);
@@ -389,31 +364,6 @@ impl Orchestrator {
         self.store.put_task(&record);
         finish(&record);
         record
-    }
-}
-
-/// Decides a running task's capability uses and announces each decision as
-/// it is made (`policy.decision`), storing it too.
-struct PublishingGate {
-    inner: crate::policy::TaskGate,
-    hub: Arc<EventHub>,
-    store: crate::store::Store,
-    session: String,
-    task: String,
-}
-
-impl Gate for PublishingGate {
-    fn decide(&self, request: &CapabilityRequest) -> crate::policy::Decision {
-        let decision = self.inner.decide(request);
-        let value = json!({ "request": request, "decision": decision });
-        self.store
-            .put_decision(&self.session, Some(&self.task), &value);
-        self.hub.publish(
-            &self.session,
-            "policy.decision",
-            json!({ "task": self.task, "decision": value }),
-        );
-        decision
     }
 }
 
@@ -515,17 +465,6 @@ struct RunTask {
     cancel: CancellationToken,
 }
 
-/// The session's workspace now; a walk, when one is needed, runs on the blocking pool.
-async fn workspace_snapshot(live: &Arc<LiveSession>) -> Arc<super::Snapshot> {
-    if let Some(snapshot) = live.files.unchanged() {
-        return snapshot;
-    }
-    let live = live.clone();
-    tokio::task::spawn_blocking(move || live.files.snapshot())
-        .await
-        .unwrap_or_default()
-}
-
 fn touch(live: &LiveSession) {
     live.record
         .lock()
@@ -552,6 +491,19 @@ impl Drop for TaskHandle {
     fn drop(&mut self) {
         if let Some(cancel) = self.cancel.take() {
             cancel.cancel();
+        }
+    }
+}
+
+/// A task whose sidecar failed it: lost with the sidecar, or refused by it.
+fn sidecar_failure(error: &SidecarError) -> TaskError {
+    if error.is_lost() {
+        TaskError::HostLost {
+            message: error.to_string(),
+        }
+    } else {
+        TaskError::Internal {
+            message: error.to_string(),
         }
     }
 }

@@ -28,6 +28,8 @@ pub enum PolicyOrigin {
     Embedded,
     /// A directory, watched for changes.
     Dir(PathBuf),
+    /// A set an orchestrator shipped to a sidecar: one version, never reloaded.
+    Shipped(Box<PolicySources>),
 }
 
 impl PolicyOrigin {
@@ -35,6 +37,7 @@ impl PolicyOrigin {
         match self {
             PolicyOrigin::Embedded => Ok(PolicySources::embedded()),
             PolicyOrigin::Dir(dir) => PolicySources::read_dir(dir),
+            PolicyOrigin::Shipped(sources) => Ok((**sources).clone()),
         }
     }
 }
@@ -306,7 +309,7 @@ impl PolicyEngine {
     /// Polls the policy directory every `interval` and reloads on change.
     /// Returns `None` for embedded policies, which never change.
     pub fn watch(self: &Arc<Self>, interval: Duration) -> Option<tokio::task::JoinHandle<()>> {
-        if self.origin == PolicyOrigin::Embedded {
+        if !matches!(self.origin, PolicyOrigin::Dir(_)) {
             return None;
         }
         let engine = Arc::downgrade(self);

@@ -9,7 +9,7 @@ pub const SCHEMA_FILE: &str = "schema.cedarschema";
 pub const ENTITIES_FILE: &str = "entities.json";
 
 /// The text of every file of a policy set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PolicySources {
     /// Where the files were read from, for messages (`embedded` or a directory).
     pub origin: String,
@@ -19,7 +19,7 @@ pub struct PolicySources {
     pub entities: Option<SourceFile>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SourceFile {
     pub name: String,
     pub text: String,

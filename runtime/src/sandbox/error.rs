@@ -1,10 +1,10 @@
 use super::describe_bounds::DescribeViolation;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Why a task did not produce output. `kind` is stable: clients match on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TaskError {
     #[error("fuel budget of {limit} units exhausted")]
@@ -40,10 +40,13 @@ pub enum TaskError {
     /// The host could not run the task (no free instance slot, ...). Not the tool's fault.
     #[error("internal error: {message}")]
     Internal { message: String },
+    /// The sidecar running the task died or was cut off; what the task did there is lost.
+    #[error("the host running the task was lost: {message}")]
+    HostLost { message: String },
 }
 
 /// The bound an output crossed: `limit_bytes` or `limit_records` in the error's JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OutputBound {
     #[serde(rename = "limit_bytes")]
     Bytes(u64),
@@ -74,6 +77,7 @@ impl TaskError {
             Self::Denied { .. } => "denied",
             Self::Cancelled => "cancelled",
             Self::Internal { .. } => "internal",
+            Self::HostLost { .. } => "host_lost",
         }
     }
 
@@ -92,7 +96,8 @@ impl TaskError {
 #[allow(dead_code)]
 pub struct TaskFailure {
     /// `fuel_exhausted`, `memory_limit`, `timeout`, `trap`, `output_too_large`,
-    /// `invalid_input`, `tool_error`, `denied`, `cancelled`, `internal` or `interrupted`.
+    /// `invalid_input`, `tool_error`, `denied`, `cancelled`, `internal`, `host_lost` (the sidecar
+    /// running it died or was cut off) or `interrupted`.
     kind: String,
     message: String,
     /// `fuel_exhausted`: the fuel budget.

@@ -51,7 +51,7 @@ impl TaskRequest {
 }
 
 /// What a task used. Reported for every call, success or failure.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Usage {
     pub fuel_consumed: u64,
     pub peak_memory_bytes: u64,

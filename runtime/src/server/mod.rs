@@ -19,6 +19,7 @@ use crate::orchestrator::{Caller, Orchestrator, OrchestratorConfig};
 use crate::policy::{PolicyEngine, PolicyOrigin, principal_entity};
 use crate::sandbox::{Catalog, EngineConfig, Executor, SandboxEngine};
 use crate::secrets::SecretStore;
+use crate::sidecar::{LocalSidecar, SidecarPool};
 use crate::store::data_dir::{self, DataDirLock};
 use crate::store::{Store, StoredEvent};
 use crate::telemetry::{Gauges, Metrics};
@@ -202,6 +203,13 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         Arc::new(StorePersistence(store.clone())),
         hub_config,
     ));
+    let local = LocalSidecar::new(
+        crate::sidecar::pool::LOCAL,
+        Executor::new(engine.clone(), Arc::new(crate::policy::AllowAll)),
+        Arc::new(policy.clone()),
+        config.data_dir.join("workspaces"),
+    );
+    let sidecars = Arc::new(SidecarPool::new(Some(local), Vec::new()));
     let orchestrator = Arc::new(Orchestrator::new(
         OrchestratorConfig {
             workspaces: config.data_dir.join("workspaces"),
@@ -211,13 +219,13 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
             lifetime: config.session_lifetime,
         },
         Arc::new(catalog),
-        Executor::new(engine, Arc::new(crate::policy::AllowAll)),
+        sidecars,
         policy,
         store.clone(),
         hub.clone(),
         secrets,
     ));
-    orchestrator.recover()?;
+    orchestrator.recover().await?;
     let connections = Arc::new(ConnectionStats::default());
     let gauges = Arc::new(AppGauges {
         hub,

@@ -87,6 +87,8 @@ error_codes! {
     Capacity = "capacity": 503;
     /// Starting or shutting down.
     NotReady = "not_ready": 503;
+    /// No sidecar is ready to take a session, or none answers.
+    SidecarUnavailable = "sidecar_unavailable": 503;
     /// The server cannot take the request now.
     Unavailable = "unavailable": 503;
 }
@@ -120,6 +122,12 @@ impl Problem {
             extra: None,
             retry_after: None,
         }
+    }
+
+    /// Tells the client when to try again (`Retry-After`, seconds).
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn with(mut self, extra: Value) -> Self {

@@ -20,9 +20,12 @@ pub struct SessionRecord {
     pub last_active_ms: i64,
     pub closed_at_ms: Option<i64>,
     pub close_reason: Option<String>,
+    /// The workspace's path on the orchestrator's host (in-process sessions), else empty.
     pub workspace: String,
     /// What the session asked for when it was created.
     pub request: Value,
+    /// The sidecar the session runs on (`local`: this process).
+    pub sidecar: String,
 }
 
 /// A task as stored. `state` is one of `queued`, `running`, `completed`, `failed`, `cancelled`,
@@ -79,8 +82,8 @@ pub(crate) fn interrupted_error() -> Value {
 pub(crate) fn write_session(conn: &Connection, s: &SessionRecord) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO sessions (id, principal, profile, state, created_at_ms,
-             last_active_ms, closed_at_ms, close_reason, workspace, request)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             last_active_ms, closed_at_ms, close_reason, workspace, request, sidecar)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         s.id,
@@ -93,6 +96,7 @@ pub(crate) fn write_session(conn: &Connection, s: &SessionRecord) -> Result<(), 
         s.close_reason,
         s.workspace,
         serde_json::to_string(&s.request)?,
+        s.sidecar,
     ])?;
     Ok(())
 }
@@ -181,7 +185,7 @@ pub(crate) fn interrupt_unfinished(
 // ---- reads ----
 
 const SESSION_COLUMNS: &str = "id, principal, profile, state, created_at_ms, last_active_ms, \
-     closed_at_ms, close_reason, workspace, request";
+     closed_at_ms, close_reason, workspace, request, sidecar";
 
 const TASK_COLUMNS: &str = "id, session, tool, input, state, created_at_ms, started_at_ms, \
      finished_at_ms, output, error, usage, decision";
@@ -329,7 +333,7 @@ pub(crate) fn query_sessions(
     let (sql, values) = sessions_statement(query);
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(values.iter()), |row| {
-        let last: Option<i64> = row.get(10)?;
+        let last: Option<i64> = row.get(11)?;
         Ok((session_from_row(row)?, last.map_or(0, seq_from_sql)))
     })?;
     let mut rows: Vec<_> = rows.collect::<Result<_, _>>()?;
@@ -420,6 +424,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
         close_reason: row.get(7)?,
         workspace: row.get(8)?,
         request: json_col(row, 9)?,
+        sidecar: row.get(10)?,
     })
 }
 

@@ -76,6 +76,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX sessions_by_principal_state ON sessions (principal, state, created_at_ms, id);
     CREATE INDEX tasks_by_session_created ON tasks (session, created_at_ms, id);
     "#,
+    // 3: the sidecar a session runs on (`local`: in the server's own process).
+    r#"
+    ALTER TABLE sessions ADD COLUMN sidecar TEXT NOT NULL DEFAULT 'local';
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -20,6 +20,7 @@ fn session(id: &str, state: &str) -> SessionRecord {
         close_reason: (state == "closed").then(|| "client".to_owned()),
         workspace: "/tmp/ws".to_owned(),
         request: json!({"profile": "developer", "ttl_s": 600}),
+        sidecar: "local".to_owned(),
     }
 }
 

@@ -87,6 +87,7 @@ pub struct Transferred {
 pub struct Workspace {
     session: String,
     live: Arc<LiveSession>,
+    files: Arc<crate::sidecar::SessionWorkspace>,
 }
 
 impl Orchestrator {
@@ -94,9 +95,17 @@ impl Orchestrator {
     /// it (409); another principal's session is not found (404).
     pub fn workspace(&self, caller: &Caller, id: &str) -> Result<Workspace, FilesError> {
         if let Some(live) = self.live(caller, id) {
+            let Some(files) = live.sidecar.workspace(id) else {
+                return Err(FilesError::Conflict(format!(
+                    "session {id} runs on sidecar `{}`: file transfers reach workspaces in the \
+                     server's own process only",
+                    live.sidecar.id()
+                )));
+            };
             return Ok(Workspace {
                 session: id.to_owned(),
                 live,
+                files,
             });
         }
         let session = self.get_session(caller, id)?;
@@ -131,7 +140,7 @@ impl Workspace {
 
     /// The workspace's use of its disk quota now.
     pub fn disk(&self) -> super::DiskUsage {
-        (&self.live.disk).into()
+        self.files.disk_usage()
     }
 
     /// Writes `body` to `path` (parent directories created), replacing a file there.
@@ -140,12 +149,12 @@ impl Workspace {
         path: &WorkspacePath,
         body: &mut dyn Read,
     ) -> Result<Transferred, FilesError> {
-        put::put_file(&self.live.workspace, &self.live.disk, path, body)
+        put::put_file(&self.files.root, &self.files.disk, path, body)
     }
 
     /// The file at `path`, open for reading, and its size.
     pub fn open_file(&self, path: &WorkspacePath) -> Result<(std::fs::File, u64), FilesError> {
-        let root = crate::confined::open_root(&self.live.workspace)?;
+        let root = crate::confined::open_root(&self.files.root)?;
         let fd = crate::confined::open_beneath(
             root.as_fd(),
             path.as_path(),
@@ -169,12 +178,12 @@ impl Workspace {
 
     /// Writes the whole workspace to `out` as a tar (files, directories and links as links).
     pub fn write_tar(&self, out: &mut dyn Write) -> Result<Transferred, FilesError> {
-        archive_out::write_tar(&self.live.workspace, out)
+        archive_out::write_tar(&self.files.root, out)
     }
 
     /// Extracts the tar `input` into the workspace: all of it, or nothing.
     pub fn extract_tar(&self, input: &mut dyn Read) -> Result<Transferred, FilesError> {
-        archive_in::extract_tar(&self.live.workspace, &self.live.disk, input)
+        archive_in::extract_tar(&self.files.root, &self.files.disk, input)
     }
 }
 

@@ -35,6 +35,12 @@ impl From<OrchestratorError> for Problem {
             OrchestratorError::Capacity(_) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Capacity, detail)
             }
+            OrchestratorError::SidecarUnavailable(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::SidecarUnavailable,
+                detail,
+            )
+            .retry_after(5),
             OrchestratorError::Conflict(_) => {
                 Problem::new(StatusCode::CONFLICT, ErrorCode::Conflict, detail)
             }

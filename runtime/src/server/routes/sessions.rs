@@ -23,7 +23,7 @@ pub async fn create(
     Body(request): Body<CreateSession>,
 ) -> Result<impl IntoResponse, Problem> {
     app.orchestrator.check_tools(&request.tools).await?;
-    let session = blocking(&app, move |o| o.create_session(&caller, request)).await?;
+    let session = app.orchestrator.create_session(&caller, request).await?;
     Ok((StatusCode::CREATED, Json(session)))
 }
 

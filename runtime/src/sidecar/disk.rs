@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::path::Path;
 
 /// A session's quota in bytes (`disk_mb` of its resources).
-pub(super) fn limit(resources: &ResourceRequest) -> u64 {
+pub(crate) fn limit(resources: &ResourceRequest) -> u64 {
     resources.disk_mb.saturating_mul(1 << 20)
 }
 
@@ -18,7 +18,7 @@ const MAX_REBUILD_ENTRIES: usize = 1_000_000;
 
 /// A quota charged for everything the workspace at `root` holds now, walked by
 /// file descriptor beneath the root, links counted and never followed.
-pub(super) fn rebuilt(root: &Path, limit: u64) -> DiskQuota {
+pub(crate) fn rebuilt(root: &Path, limit: u64) -> DiskQuota {
     let mut entries: Vec<(InodeKey, u64)> = Vec::new();
     let walked = crate::confined::walk(root, MAX_REBUILD_ENTRIES, |entry, _| {
         // The root itself is not charged.
@@ -45,7 +45,7 @@ pub(super) fn rebuilt(root: &Path, limit: u64) -> DiskQuota {
 }
 
 /// Bytes free for unprivileged users on the filesystem that holds (or will hold) `dir`.
-pub(super) fn free_space(dir: &Path) -> Option<u64> {
+pub(crate) fn free_space(dir: &Path) -> Option<u64> {
     #[cfg(target_os = "linux")]
     {
         // Before the first session the directory may not exist yet: ask its nearest ancestor.

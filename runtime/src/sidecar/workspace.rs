@@ -86,7 +86,7 @@ impl Snapshot {
 }
 
 /// The payload of a `file.changed` event.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FileChanges {
     pub created: Vec<String>,
     pub modified: Vec<String>,
