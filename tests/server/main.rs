@@ -20,4 +20,5 @@ mod plugin_versions;
 mod plugins;
 mod quota;
 mod shutdown;
+mod sidecars;
 mod strict;

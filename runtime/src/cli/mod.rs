@@ -5,6 +5,7 @@ mod plugin;
 mod policy;
 mod run;
 mod serve;
+mod sidecar;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ enum Command {
     Policy(policy::PolicyCommand),
     /// Run the HTTP/SSE API server.
     Serve(Box<crate::server::ServeArgs>),
+    /// Run the execution half for an orchestrator (`[[sidecars]]` in its config).
+    Sidecar(Box<sidecar::SidecarArgs>),
     /// Manage API keys.
     #[command(subcommand)]
     Keys(serve::KeysCommand),
@@ -92,7 +95,7 @@ impl EngineArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // A server tells its operator what it does; one-shot commands stay quiet.
-    let default_filter = if matches!(cli.command, Command::Serve(_)) {
+    let default_filter = if matches!(cli.command, Command::Serve(_) | Command::Sidecar(_)) {
         "info,toolgate::decision=warn"
     } else {
         "warn"
@@ -114,6 +117,7 @@ pub fn main() -> ExitCode {
             Command::Plugin(command) => plugin::run(command).await,
             Command::Policy(command) => policy::run(command),
             Command::Serve(args) => serve::serve(*args).await,
+            Command::Sidecar(args) => sidecar::sidecar(*args).await,
             Command::Keys(command) => serve::keys(command),
             Command::Openapi => {
                 print_json(&crate::server::api_doc::document()).map(|()| ExitCode::SUCCESS)

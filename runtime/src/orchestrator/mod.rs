@@ -308,6 +308,36 @@ impl Orchestrator {
 }
 
 impl Orchestrator {
+    /// Ends every session on `sidecar`, which was lost: their running tasks have failed
+    /// `host_lost` (each with its one terminal event) before the session closes.
+    pub async fn sidecar_lost(&self, sidecar: &str) {
+        let lost: Vec<Arc<LiveSession>> = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let ids: Vec<String> = sessions
+                .iter()
+                .filter(|(_, s)| s.sidecar.id() == sidecar)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| sessions.remove(id)).collect()
+        };
+        for live in lost {
+            let until = tokio::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let running = live.running.lock().unwrap_or_else(|e| e.into_inner()).len();
+                if running == 0 || tokio::time::Instant::now() >= until {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let record = live
+                .record
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            self.end_lost(record, &format!("sidecar `{sidecar}` was lost"));
+        }
+    }
+
     /// Ends a session whose sidecar was lost, without asking the sidecar anything.
     fn end_lost(&self, mut record: SessionRecord, why: &str) {
         tracing::warn!(session = %record.id, sidecar = %record.sidecar, why, "session lost with its sidecar");

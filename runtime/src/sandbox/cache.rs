@@ -75,7 +75,7 @@ impl ArtifactCache {
 }
 
 /// The SHA-256 digest of a component's bytes, in hex.
-pub(crate) fn digest(bytes: &[u8]) -> String {
+pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 

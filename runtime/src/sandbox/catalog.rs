@@ -297,6 +297,17 @@ impl Catalog {
         Ok(plugin.clone())
     }
 
+    /// The bytes of the plugin `name` in force, if they hash to `digest` (what a remote
+    /// sidecar is shipped); `None` when it is gone or has changed since.
+    pub async fn bytes_of(&self, name: &str, digest: &str) -> Option<Bytes> {
+        let entry = self.entries().active.get(name).cloned()?;
+        let bytes = match &entry.source {
+            Source::Bundled(bytes) => Bytes::from_static(bytes),
+            Source::File(path) => Bytes::from(tokio::fs::read(path).await.ok()?),
+        };
+        (super::cache::digest(&bytes) == digest).then_some(bytes)
+    }
+
     /// Loads a plugin from a file outside the catalog (named after the file).
     pub async fn load_file(&self, path: &Path) -> Result<Plugin, CatalogError> {
         let name = plugin_name(path)?;

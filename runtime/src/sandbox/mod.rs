@@ -28,6 +28,7 @@ mod quota;
 mod quota_fs;
 mod state;
 
+pub use cache::digest as plugin_digest;
 pub use catalog::{Catalog, CatalogError, PluginOrigin, RemoveUploadError, is_valid_plugin_name};
 pub use describe_bounds::DescribeViolation;
 pub use engine::{EngineConfig, SandboxEngine};

@@ -62,6 +62,29 @@ struct FileConfig {
     policy_poll_ms: Option<u64>,
     event_buffer: Option<usize>,
     event_retention: Option<u64>,
+    local_sidecar: Option<bool>,
+    #[serde(default)]
+    sidecars: Vec<SidecarEntry>,
+    sidecar_health_interval_ms: Option<u64>,
+    sidecar_health_timeout_ms: Option<u64>,
+}
+
+/// One `[[sidecars]]` table of the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SidecarEntry {
+    id: String,
+    url: String,
+    token_file: PathBuf,
+}
+
+/// A `toolgate sidecar` this server runs sessions on.
+#[derive(Debug, Clone)]
+pub struct SidecarConfig {
+    pub id: String,
+    /// `http://host:port` (plain HTTP: loopback, or a network the operator trusts).
+    pub url: String,
+    pub token: String,
 }
 
 /// The resolved settings of a server.
@@ -101,6 +124,12 @@ pub struct ServeConfig {
     pub event_retention: u64,
     /// How often the reaper closes expired sessions and prunes old events.
     pub reap_interval: Duration,
+    /// Whether sessions may run in the server's own process (on unless `local_sidecar = false`).
+    pub local_sidecar: bool,
+    pub sidecars: Vec<SidecarConfig>,
+    pub sidecar_health_interval: Duration,
+    /// A sidecar that does not answer for this long is lost: its sessions end `host_lost`.
+    pub sidecar_health_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -124,6 +153,11 @@ impl ServeConfig {
             }
             None => FileConfig::default(),
         };
+        let sidecars = file
+            .sidecars
+            .iter()
+            .map(SidecarEntry::resolve)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let data_dir = args
             .data_dir
             .or(file.data_dir)
@@ -155,7 +189,27 @@ impl ServeConfig {
             event_buffer: file.event_buffer.unwrap_or(1024).max(1),
             event_retention: file.event_retention.unwrap_or(100_000).max(1),
             reap_interval: Duration::from_secs(5),
+            local_sidecar: file.local_sidecar.unwrap_or(true),
+            sidecars,
+            sidecar_health_interval: Duration::from_millis(
+                file.sidecar_health_interval_ms.unwrap_or(1000).max(50),
+            ),
+            sidecar_health_timeout: Duration::from_millis(
+                file.sidecar_health_timeout_ms.unwrap_or(5000).max(100),
+            ),
         };
+        anyhow::ensure!(
+            config.local_sidecar || !config.sidecars.is_empty(),
+            "local_sidecar = false needs at least one [[sidecars]] entry: sessions must run somewhere"
+        );
+        let mut ids = std::collections::HashSet::new();
+        for sidecar in &config.sidecars {
+            anyhow::ensure!(
+                sidecar.id != crate::sidecar::pool::LOCAL && ids.insert(sidecar.id.as_str()),
+                "sidecar id `{}` is used twice (or is `local`, the in-process sidecar's)",
+                sidecar.id
+            );
+        }
         anyhow::ensure!(
             config.rate_limit > 0 && config.rate_burst > 0,
             "rate_limit and rate_burst must be at least 1"
@@ -170,6 +224,50 @@ impl ServeConfig {
             "max_connections must be at least 1"
         );
         Ok(config)
+    }
+}
+
+impl SidecarEntry {
+    fn resolve(&self) -> anyhow::Result<SidecarConfig> {
+        anyhow::ensure!(
+            !self.id.is_empty()
+                && self.id.len() <= 64
+                && self
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "sidecar id `{}`: use letters, digits, `-` and `_` (1-64)",
+            self.id
+        );
+        let url: http::Uri = self
+            .url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("sidecar `{}`: url `{}`: {e}", self.id, self.url))?;
+        anyhow::ensure!(
+            url.scheme_str() == Some("http") && url.host().is_some(),
+            "sidecar `{}`: url `{}` must be http://HOST:PORT",
+            self.id,
+            self.url
+        );
+        let token = std::fs::read_to_string(&self.token_file).map_err(|e| {
+            anyhow::anyhow!(
+                "sidecar `{}`: cannot read token file {}: {e}",
+                self.id,
+                self.token_file.display()
+            )
+        })?;
+        let token = token.trim().to_owned();
+        anyhow::ensure!(
+            token.len() >= 16,
+            "sidecar `{}`: the token in {} is shorter than 16 characters",
+            self.id,
+            self.token_file.display()
+        );
+        Ok(SidecarConfig {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            token,
+        })
     }
 }
 

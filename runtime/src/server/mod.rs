@@ -19,7 +19,7 @@ use crate::orchestrator::{Caller, Orchestrator, OrchestratorConfig};
 use crate::policy::{PolicyEngine, PolicyOrigin, principal_entity};
 use crate::sandbox::{Catalog, EngineConfig, Executor, SandboxEngine};
 use crate::secrets::SecretStore;
-use crate::sidecar::{LocalSidecar, SidecarPool};
+use crate::sidecar::{LocalSidecar, RemoteContext, RemoteSidecar, SidecarEndpoint, SidecarPool};
 use crate::store::data_dir::{self, DataDirLock};
 use crate::store::{Store, StoredEvent};
 use crate::telemetry::{Gauges, Metrics};
@@ -203,13 +203,39 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         Arc::new(StorePersistence(store.clone())),
         hub_config,
     ));
-    let local = LocalSidecar::new(
-        crate::sidecar::pool::LOCAL,
-        Executor::new(engine.clone(), Arc::new(crate::policy::AllowAll)),
-        Arc::new(policy.clone()),
-        config.data_dir.join("workspaces"),
-    );
-    let sidecars = Arc::new(SidecarPool::new(Some(local), Vec::new()));
+    let local = config.local_sidecar.then(|| {
+        LocalSidecar::new(
+            crate::sidecar::pool::LOCAL,
+            Executor::new(engine.clone(), Arc::new(crate::policy::AllowAll)),
+            Arc::new(policy.clone()),
+            config.data_dir.join("workspaces"),
+        )
+    });
+    let catalog = Arc::new(catalog);
+    let (lost_tx, mut lost_rx) = tokio::sync::mpsc::unbounded_channel();
+    let context = RemoteContext {
+        policy: policy.clone(),
+        catalog: catalog.clone(),
+        store: store.clone(),
+        lost: lost_tx,
+    };
+    let mut remote: Vec<Arc<dyn crate::sidecar::Sidecar>> = Vec::new();
+    for sidecar in &config.sidecars {
+        let endpoint = SidecarEndpoint {
+            id: sidecar.id.clone(),
+            url: sidecar.url.clone(),
+            token: sidecar.token.clone(),
+            health_interval: config.sidecar_health_interval,
+            health_timeout: config.sidecar_health_timeout,
+        };
+        let client = RemoteSidecar::new(endpoint, context.clone());
+        // Sessions of the last run on it come back only if it answers now.
+        if let Err(error) = client.check().await {
+            tracing::warn!(sidecar = %sidecar.id, %error, "sidecar does not answer yet");
+        }
+        remote.push(Arc::new(client));
+    }
+    let sidecars = Arc::new(SidecarPool::new(local, remote));
     let orchestrator = Arc::new(Orchestrator::new(
         OrchestratorConfig {
             workspaces: config.data_dir.join("workspaces"),
@@ -218,7 +244,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
             idle_timeout: config.session_idle_timeout,
             lifetime: config.session_lifetime,
         },
-        Arc::new(catalog),
+        catalog,
         sidecars,
         policy,
         store.clone(),
@@ -226,6 +252,16 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         secrets,
     ));
     orchestrator.recover().await?;
+    // A lost sidecar's sessions end `host_lost`.
+    let weak = Arc::downgrade(&orchestrator);
+    tokio::spawn(async move {
+        while let Some(sidecar) = lost_rx.recv().await {
+            let Some(orchestrator) = weak.upgrade() else {
+                return;
+            };
+            orchestrator.sidecar_lost(&sidecar).await;
+        }
+    });
     let connections = Arc::new(ConnectionStats::default());
     let gauges = Arc::new(AppGauges {
         hub,

@@ -6,19 +6,20 @@
 //! cancels and closes. [`LocalSidecar`] is that work in this process; [`RemoteSidecar`] asks a
 //! `toolgate sidecar` on another process or host over HTTP ([`server`]), with the same types.
 
-// mod client;
+mod client;
 pub(crate) mod disk;
-// mod event_log;
+mod event_log;
 mod local;
+mod plugins;
 pub mod pool;
-// mod relay;
-// pub mod server;
+mod relay;
+pub mod server;
 mod shipped;
 mod watch;
 mod wire;
 mod workspace;
 
-// pub use client::{RemoteSidecar, SidecarEndpoint};
+pub use client::{RemoteContext, RemoteSidecar, SidecarEndpoint};
 pub use disk::DiskUsage;
 pub use local::{LocalSidecar, SessionWorkspace};
 pub use pool::{SidecarPool, SidecarStatus};

@@ -1,0 +1,110 @@
+//! `toolgate sidecar`: the execution half, for an orchestrator on this or another host.
+
+use crate::sandbox::{Catalog, EngineConfig, Executor, SandboxEngine};
+use crate::sidecar::server::{SidecarService, router};
+use crate::sidecar::{LocalSidecar, ShippedPolicies};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct SidecarArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "TOOLGATE_SIDECAR_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
+    listen: SocketAddr,
+    /// A file holding the token the orchestrator sends (16 characters or more).
+    #[arg(long, env = "TOOLGATE_SIDECAR_TOKEN_FILE", value_name = "FILE")]
+    token_file: PathBuf,
+    /// Where workspaces, shipped plugins and compiled plugins are kept
+    /// [default: $XDG_DATA_HOME/toolgate-sidecar or ~/.local/share/toolgate-sidecar].
+    #[arg(long, env = "TOOLGATE_SIDECAR_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than loopback (the token then crosses the
+    /// network in the clear: only on a network you trust, or behind a TLS proxy).
+    #[arg(long)]
+    allow_plaintext: bool,
+    /// Tasks running at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    max_running_tasks: u32,
+}
+
+pub(crate) async fn sidecar(args: SidecarArgs) -> anyhow::Result<ExitCode> {
+    if !args.listen.ip().is_loopback() && !args.allow_plaintext {
+        eprintln!(
+            "error: refusing to serve plain HTTP on {}: the orchestrator's token would cross the network in the clear; listen on loopback, or pass --allow-plaintext on a network you trust",
+            args.listen
+        );
+        return Ok(ExitCode::from(super::EXIT_USAGE));
+    }
+    let token = std::fs::read_to_string(&args.token_file).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the token file {}: {e}",
+            args.token_file.display()
+        )
+    })?;
+    let token = token.trim().to_owned();
+    if token.len() < 16 {
+        eprintln!(
+            "error: the token in {} is shorter than 16 characters",
+            args.token_file.display()
+        );
+        return Ok(ExitCode::from(super::EXIT_USAGE));
+    }
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    crate::store::create_private_dir(&data_dir)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let address = listener.local_addr()?;
+    let holder = format!(
+        "toolgate sidecar pid {}, listening on {address}",
+        std::process::id()
+    );
+    let _lock = crate::store::data_dir::lock(&data_dir, &holder)?;
+    // Sessions do not outlive a sidecar process: its orchestrator has ended them.
+    let workspaces = data_dir.join("workspaces");
+    if workspaces.exists() {
+        crate::confined::remove_tree(&workspaces)?;
+    }
+    std::fs::create_dir_all(&workspaces)?;
+
+    let engine = Arc::new(SandboxEngine::new(EngineConfig {
+        concurrent_tasks: args.max_running_tasks,
+        ..EngineConfig::default()
+    })?);
+    let policies = Arc::new(ShippedPolicies::default());
+    let local = LocalSidecar::new(
+        "sidecar",
+        Executor::new(engine.clone(), Arc::new(crate::policy::AllowAll)),
+        policies.clone(),
+        workspaces,
+    );
+    let catalog = Catalog::new(engine, Some(&data_dir.join("cache")));
+    let plugins = crate::sidecar::server::plugin_store(catalog, data_dir.join("plugins"))?;
+    let service = SidecarService::new(local, policies, plugins, token);
+    eprintln!("toolgate sidecar listening on http://{address}");
+    let draining = service.clone();
+    axum::serve(listener, router(service))
+        .with_graceful_shutdown(async move {
+            super::serve::shutdown_signal().await;
+            eprintln!("toolgate sidecar: draining (no new sessions; running tasks are cancelled)");
+            draining.drain(Duration::from_secs(10)).await;
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("toolgate-sidecar")
+}

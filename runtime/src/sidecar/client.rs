@@ -1,0 +1,642 @@
+//! The orchestrator's client of a `toolgate sidecar`: the seam over HTTP, the health checks
+//! that decide when it is lost, and the relay of each of its sessions' events.
+
+use super::relay::{Lines, Relay};
+use super::server::{Ack, PluginRef, TaskBody};
+use super::wire::{Frame, SessionSpec, SidecarHealth, SidecarState, TaskFinished};
+use super::{RunTask, Sidecar, SidecarError, SidecarFuture};
+use crate::policy::PolicyEngine;
+use crate::sandbox::Catalog;
+use crate::store::Store;
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How to reach a sidecar, from the `[[sidecars]]` of the config.
+#[derive(Debug, Clone)]
+pub struct SidecarEndpoint {
+    pub id: String,
+    /// `http://host:port`.
+    pub url: String,
+    pub token: String,
+    /// Between health checks.
+    pub health_interval: Duration,
+    /// Without an answer this long, the sidecar is lost and its sessions end `host_lost`.
+    pub health_timeout: Duration,
+}
+
+/// What a remote sidecar needs of its orchestrator: what to ship, where events are stored,
+/// whom to tell when it is lost.
+#[derive(Clone)]
+pub struct RemoteContext {
+    pub policy: Arc<PolicyEngine>,
+    pub catalog: Arc<Catalog>,
+    pub store: Store,
+    /// Gets the sidecar's id when it is lost: the orchestrator ends its sessions.
+    pub lost: mpsc::UnboundedSender<String>,
+}
+
+/// Time for one call; a plugin upload (compiled on arrival) gets longer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// A relay connection that brings nothing, not even a keep-alive, for this long is dropped.
+const RELAY_SILENCE: Duration = Duration::from_secs(15);
+/// How often the stored frames are acknowledged.
+const ACK_EVERY: Duration = Duration::from_millis(100);
+
+#[derive(Clone)]
+pub struct RemoteSidecar {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoint: SidecarEndpoint,
+    base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    context: RemoteContext,
+    health: Mutex<Health>,
+    relays: Mutex<HashMap<String, Arc<Relay>>>,
+    /// Sessions ended as lost that the sidecar may still hold (told to close when it answers).
+    orphans: Mutex<Vec<String>>,
+}
+
+struct Health {
+    state: SidecarState,
+    last_ok: Instant,
+    boot: Option<String>,
+}
+
+impl RemoteSidecar {
+    /// A client of the sidecar at `endpoint`; its health checks and acknowledgements run
+    /// until the last clone is dropped.
+    pub fn new(endpoint: SidecarEndpoint, context: RemoteContext) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        let inner = Arc::new(Inner {
+            base: endpoint.url.trim_end_matches('/').to_owned(),
+            endpoint,
+            client,
+            context,
+            health: Mutex::new(Health {
+                // Not ready until it has answered once.
+                state: SidecarState::Lost,
+                last_ok: Instant::now(),
+                boot: None,
+            }),
+            relays: Mutex::default(),
+            orphans: Mutex::default(),
+        });
+        tokio::spawn(health_loop(Arc::downgrade(&inner)));
+        tokio::spawn(ack_loop(Arc::downgrade(&inner)));
+        Self { inner }
+    }
+
+    /// Checks health once now; an answer makes the sidecar ready (or draining) at once.
+    pub async fn check(&self) -> Result<SidecarHealth, SidecarError> {
+        let answer = self.inner.check_health().await?;
+        let mut health = self.inner.health.lock().unwrap_or_else(|e| e.into_inner());
+        if health.boot.is_none() {
+            health.boot = Some(answer.boot.clone());
+            health.state = answer.state;
+            health.last_ok = Instant::now();
+        }
+        Ok(answer)
+    }
+}
+
+impl Inner {
+    fn unreachable(&self, message: impl std::fmt::Display) -> SidecarError {
+        SidecarError::Unreachable {
+            sidecar: self.endpoint.id.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Request<Full<Bytes>> {
+        Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", self.endpoint.token),
+            )
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Full::new(body))
+            .expect("a request of known parts")
+    }
+
+    /// One call; a problem answer becomes its typed error.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        content_type: &str,
+        timeout: Duration,
+    ) -> Result<Bytes, SidecarError> {
+        let request = self.request(method, path, body, content_type);
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| self.unreachable(error_chain(&e)))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| self.unreachable(e))?
+                .to_bytes();
+            Ok::<_, SidecarError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| {
+                self.unreachable(format!("no answer within {} ms", timeout.as_millis()))
+            })??;
+        if status.is_success() {
+            return Ok(body);
+        }
+        Err(self.problem(status, &body))
+    }
+
+    fn problem(&self, status: StatusCode, body: &[u8]) -> SidecarError {
+        let problem: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let detail = problem["detail"].as_str().unwrap_or("").to_owned();
+        let arg = |prefix: &str| {
+            detail
+                .rsplit(' ')
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches(prefix)
+                .to_owned()
+        };
+        match problem["code"].as_str() {
+            Some("unauthorized") => SidecarError::Unauthorized,
+            Some("unknown_session") => SidecarError::UnknownSession(arg("")),
+            Some("policy_version_missing") => SidecarError::PolicyVersionMissing(arg("")),
+            Some("plugin_missing") => SidecarError::PluginMissing(arg("")),
+            Some("draining") => SidecarError::Draining,
+            Some("invalid_request") => SidecarError::Invalid(detail),
+            Some(_) => SidecarError::Internal(detail),
+            None => SidecarError::Protocol(format!("HTTP {status} without a problem body")),
+        }
+    }
+
+    async fn check_health(&self) -> Result<SidecarHealth, SidecarError> {
+        let timeout = self
+            .endpoint
+            .health_interval
+            .clamp(Duration::from_millis(100), CALL_TIMEOUT);
+        let body = self
+            .call(
+                Method::GET,
+                "/v1/sidecar/health",
+                Bytes::new(),
+                "application/json",
+                timeout,
+            )
+            .await?;
+        serde_json::from_slice(&body).map_err(|e| SidecarError::Protocol(e.to_string()))
+    }
+
+    fn relay(&self, session: &str) -> Option<Arc<Relay>> {
+        self.relays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(session)
+            .cloned()
+    }
+
+    /// Every session here ends: waiting tasks fail `host_lost`, the orchestrator is told.
+    fn lose_all(&self, why: &str) {
+        let relays: Vec<Arc<Relay>> = self
+            .relays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, r)| r)
+            .collect();
+        let error = SidecarError::Lost {
+            sidecar: self.endpoint.id.clone(),
+            message: why.to_owned(),
+        };
+        tracing::error!(sidecar = %self.endpoint.id, sessions = relays.len(), why, "sidecar lost");
+        for relay in &relays {
+            relay.stop.cancel();
+            relay.fail_all(&error);
+        }
+        self.orphans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(relays.iter().map(|r| r.session.clone()));
+        let _ = self.context.lost.send(self.endpoint.id.clone());
+    }
+
+    async fn ship_policy(&self, version: &str) -> Result<(), SidecarError> {
+        let snapshot = self.context.policy.snapshot();
+        if snapshot.version != version {
+            return Err(SidecarError::Internal(format!(
+                "policy-set version {version} was replaced while its task was being sent"
+            )));
+        }
+        let body = Bytes::from(serde_json::to_vec(snapshot.sources()).unwrap_or_default());
+        self.call(
+            Method::PUT,
+            &format!("/v1/sidecar/policies/{version}"),
+            body,
+            "application/json",
+            UPLOAD_TIMEOUT,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn ship_plugin(&self, plugin: &PluginRef) -> Result<(), SidecarError> {
+        let bytes = self
+            .context
+            .catalog
+            .bytes_of(&plugin.name, &plugin.digest)
+            .await
+            .ok_or_else(|| {
+                SidecarError::Internal(format!(
+                    "plugin `{}` changed while its task was being sent",
+                    plugin.name
+                ))
+            })?;
+        let path = format!("/v1/sidecar/plugins/{}?name={}", plugin.digest, plugin.name);
+        self.call(
+            Method::PUT,
+            &path,
+            bytes,
+            "application/wasm",
+            UPLOAD_TIMEOUT,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn open(self: Arc<Self>, spec: SessionSpec) -> Result<(), SidecarError> {
+        let body = Bytes::from(serde_json::to_vec(&spec).unwrap_or_default());
+        self.call(
+            Method::POST,
+            "/v1/sidecar/sessions",
+            body,
+            "application/json",
+            CALL_TIMEOUT,
+        )
+        .await?;
+        let relay = Relay::new(spec.id.clone());
+        self.relays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(spec.id, relay.clone());
+        tokio::spawn(relay_loop(Arc::downgrade(&self), relay));
+        Ok(())
+    }
+
+    async fn run(self: Arc<Self>, run: RunTask) -> Result<TaskFinished, SidecarError> {
+        let RunTask {
+            plugin,
+            spec,
+            secrets,
+            events,
+            cancel,
+        } = run;
+        let session = spec.session().to_owned();
+        let relay = self
+            .relay(&session)
+            .ok_or_else(|| SidecarError::UnknownSession(session.clone()))?;
+        let task = spec.id.clone();
+        let mut finished = relay.register(&task, events);
+        let body = TaskBody {
+            plugin: PluginRef {
+                name: plugin.name().to_owned(),
+                digest: plugin.digest().to_owned(),
+            },
+            spec,
+            secrets: secrets
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+                .collect(),
+        };
+        let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+        let path = format!("/v1/sidecar/sessions/{session}/tasks");
+        let mut sent = Err(SidecarError::Internal("not sent".into()));
+        // At most one of each: the policy set, the plugin, then the task is taken or refused.
+        for _ in 0..3 {
+            sent = self
+                .call(
+                    Method::POST,
+                    &path,
+                    body.clone(),
+                    "application/json",
+                    CALL_TIMEOUT,
+                )
+                .await;
+            let shipped = match &sent {
+                Err(SidecarError::PolicyVersionMissing(_)) => {
+                    let version = serde_json::from_slice::<serde_json::Value>(&body).ok();
+                    let version = version
+                        .as_ref()
+                        .and_then(|b| b["spec"]["policy_version"].as_str())
+                        .unwrap_or_default();
+                    self.ship_policy(version).await
+                }
+                Err(SidecarError::PluginMissing(_)) => {
+                    self.ship_plugin(&PluginRef {
+                        name: plugin.name().to_owned(),
+                        digest: plugin.digest().to_owned(),
+                    })
+                    .await
+                }
+                _ => break,
+            };
+            if let Err(error) = shipped {
+                sent = Err(error);
+                break;
+            }
+        }
+        if let Err(error) = sent {
+            relay.forget(&task);
+            return Err(error);
+        }
+        // A cancel is passed on; the task's outcome still comes through the relay.
+        let this = self.clone();
+        let cancel_path = format!("/v1/sidecar/sessions/{session}/tasks/{task}/cancel");
+        tokio::select! {
+            result = &mut finished => return result.unwrap_or_else(|_| Err(self.unreachable("the relay stopped"))),
+            _ = cancel.cancelled() => {
+                tokio::spawn(async move {
+                    let _ = this.call(Method::POST, &cancel_path, Bytes::new(), "application/json", CALL_TIMEOUT).await;
+                });
+            }
+        }
+        finished
+            .await
+            .unwrap_or_else(|_| Err(self.unreachable("the relay stopped")))
+    }
+
+    async fn close(self: Arc<Self>, session: String) -> Result<(), SidecarError> {
+        let Some(relay) = self.relay(&session) else {
+            return Ok(());
+        };
+        // Cancelled tasks' outcomes come first (bounded: a lost sidecar fails them anyway).
+        let until = Instant::now() + CALL_TIMEOUT;
+        while relay.waiting() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let closed = self
+            .call(
+                Method::DELETE,
+                &format!("/v1/sidecar/sessions/{session}"),
+                Bytes::new(),
+                "application/json",
+                CALL_TIMEOUT,
+            )
+            .await;
+        self.relays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&session);
+        relay.stop.cancel();
+        relay.fail_all(&SidecarError::UnknownSession(session));
+        match closed {
+            Ok(_) | Err(SidecarError::UnknownSession(_)) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Reads the session's event stream from the sidecar once, until it ends or breaks.
+    async fn relay_once(&self, relay: &Relay) -> Result<(), SidecarError> {
+        let path = format!(
+            "/v1/sidecar/sessions/{}/events?after={}",
+            relay.session,
+            relay.cursor()
+        );
+        let request = self.request(Method::GET, &path, Bytes::new(), "application/json");
+        let response = tokio::time::timeout(CALL_TIMEOUT, self.client.request(request))
+            .await
+            .map_err(|_| self.unreachable("the event stream did not open"))?
+            .map_err(|e| self.unreachable(error_chain(&e)))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(self.problem(status, &body));
+        }
+        let mut body = response.into_body();
+        let mut lines = Lines::default();
+        loop {
+            let frame = tokio::select! {
+                _ = relay.stop.cancelled() => return Ok(()),
+                frame = tokio::time::timeout(RELAY_SILENCE, body.frame()) => frame,
+            };
+            let chunk = match frame {
+                Err(_) => return Err(self.unreachable("the event stream went silent")),
+                Ok(None) => return Ok(()),
+                Ok(Some(Err(e))) => return Err(self.unreachable(e)),
+                Ok(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+            };
+            for line in lines.push(&chunk)? {
+                let frame: Frame = serde_json::from_slice(&line).map_err(|e| {
+                    SidecarError::Protocol(format!("a frame of the event stream: {e}"))
+                })?;
+                relay.dispatch(frame);
+            }
+        }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+async fn relay_loop(inner: std::sync::Weak<Inner>, relay: Arc<Relay>) {
+    let mut backoff = Duration::from_millis(50);
+    while !relay.stop.is_cancelled() {
+        let Some(this) = inner.upgrade() else { return };
+        match this.relay_once(&relay).await {
+            Ok(()) => backoff = Duration::from_millis(50),
+            Err(error) => {
+                tracing::debug!(sidecar = %this.endpoint.id, session = %relay.session, %error, "relay connection broke; resuming");
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+        drop(this);
+        tokio::select! {
+            _ = relay.stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+    }
+}
+
+async fn health_loop(inner: std::sync::Weak<Inner>) {
+    loop {
+        let Some(this) = inner.upgrade() else { return };
+        let interval = this.endpoint.health_interval;
+        let checked = this.check_health().await;
+        let now = Instant::now();
+        let mut lost = None;
+        {
+            let mut health = this.health.lock().unwrap_or_else(|e| e.into_inner());
+            match &checked {
+                Ok(answer) => {
+                    if health.boot.as_ref().is_some_and(|b| *b != answer.boot) {
+                        lost = Some("the sidecar restarted: its sessions are gone".to_owned());
+                    }
+                    if health.state == SidecarState::Lost {
+                        tracing::info!(sidecar = %this.endpoint.id, "sidecar answers");
+                    }
+                    health.boot = Some(answer.boot.clone());
+                    health.last_ok = now;
+                    health.state = answer.state;
+                }
+                Err(error)
+                    if now.duration_since(health.last_ok) >= this.endpoint.health_timeout =>
+                {
+                    if health.state != SidecarState::Lost {
+                        lost = Some(format!(
+                            "no health answer for {} ms: {error}",
+                            this.endpoint.health_timeout.as_millis()
+                        ));
+                    }
+                    health.state = SidecarState::Lost;
+                }
+                Err(_) => {}
+            }
+        }
+        if let Some(why) = lost {
+            this.lose_all(&why);
+        }
+        if checked.is_ok() {
+            let orphans: Vec<String> =
+                std::mem::take(&mut *this.orphans.lock().unwrap_or_else(|e| e.into_inner()));
+            for session in orphans {
+                let _ = this
+                    .call(
+                        Method::DELETE,
+                        &format!("/v1/sidecar/sessions/{session}"),
+                        Bytes::new(),
+                        "application/json",
+                        CALL_TIMEOUT,
+                    )
+                    .await;
+            }
+        }
+        drop(this);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Tells the sidecar which frames are stored, once the store has them.
+async fn ack_loop(inner: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(ACK_EVERY).await;
+        let Some(this) = inner.upgrade() else { return };
+        let pending: Vec<(Arc<Relay>, u64)> = this
+            .relays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|r| (r.clone(), r.cursor()))
+            .filter(|(r, cursor)| *cursor > r.acked.load(Ordering::SeqCst))
+            .collect();
+        if pending.is_empty() {
+            continue;
+        }
+        let store = this.context.store.clone();
+        if !matches!(
+            tokio::task::spawn_blocking(move || store.flush()).await,
+            Ok(Ok(()))
+        ) {
+            continue;
+        }
+        let ack = Ack {
+            sessions: pending
+                .iter()
+                .map(|(r, c)| (r.session.clone(), *c))
+                .collect(),
+        };
+        let body = Bytes::from(serde_json::to_vec(&ack).unwrap_or_default());
+        if this
+            .call(
+                Method::POST,
+                "/v1/sidecar/ack",
+                body,
+                "application/json",
+                CALL_TIMEOUT,
+            )
+            .await
+            .is_ok()
+        {
+            for (relay, cursor) in pending {
+                relay.acked.fetch_max(cursor, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+impl Sidecar for RemoteSidecar {
+    fn id(&self) -> &str {
+        &self.inner.endpoint.id
+    }
+
+    fn open_session(&self, spec: SessionSpec) -> SidecarFuture<Result<(), SidecarError>> {
+        Box::pin(self.inner.clone().open(spec))
+    }
+
+    fn run_task(&self, run: RunTask) -> SidecarFuture<Result<TaskFinished, SidecarError>> {
+        Box::pin(self.inner.clone().run(run))
+    }
+
+    fn close_session(&self, session: &str) -> SidecarFuture<Result<(), SidecarError>> {
+        Box::pin(self.inner.clone().close(session.to_owned()))
+    }
+
+    fn state(&self) -> SidecarState {
+        self.inner
+            .health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .state
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+}
