@@ -466,10 +466,23 @@ impl Inner {
                 },
             };
             for line in lines.push(&chunk)? {
-                let frame: Frame = serde_json::from_slice(&line).map_err(|e| {
-                    SidecarError::Protocol(format!("a frame of the event stream: {e}"))
-                })?;
-                relay.dispatch(frame);
+                match serde_json::from_slice::<Frame>(&line) {
+                    Ok(frame) => relay.dispatch(frame),
+                    Err(e) => {
+                        let error =
+                            SidecarError::Protocol(format!("a frame of the event stream: {e}"));
+                        // Numbered and addressed: its task fails, the stream goes on.
+                        let value: serde_json::Value =
+                            serde_json::from_slice(&line).map_err(|_| error.clone())?;
+                        let (Some(seq), Some(task)) =
+                            (value["seq"].as_u64(), value["task"].as_str())
+                        else {
+                            return Err(error);
+                        };
+                        tracing::warn!(sidecar = %self.endpoint.id, session = %relay.session, seq, %error, "unreadable frame skipped; its task fails");
+                        relay.skip(seq, task, error);
+                    }
+                }
             }
         }
     }

@@ -86,6 +86,19 @@ impl Relay {
         self.cursor.store(frame.seq, Ordering::SeqCst);
     }
 
+    /// A frame that does not read as one: its task fails with `error` and the stream goes on
+    /// after it (else the same frame would stop the relay forever).
+    pub fn skip(&self, seq: u64, task: &str, error: SidecarError) {
+        if seq <= self.cursor() {
+            return;
+        }
+        let mut waiters = self.lock();
+        if let Some(waiter) = waiters.remove(task) {
+            let _ = waiter.done.send(Err(error));
+        }
+        self.cursor.store(seq, Ordering::SeqCst);
+    }
+
     /// Every waiting task ends with `error` (the sidecar was lost).
     pub fn fail_all(&self, error: &SidecarError) {
         for (_, waiter) in self.lock().drain() {

@@ -92,7 +92,7 @@ pub struct FileChanges {
     pub modified: Vec<String>,
     pub deleted: Vec<String>,
     /// Changes past the bounds of the lists, counted but not named.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     #[schema(required = false, minimum = 1)]
     pub omitted: u64,
     #[serde(skip)]
