@@ -328,6 +328,7 @@ impl Inner {
             .relay(&session)
             .ok_or_else(|| SidecarError::UnknownSession(session.clone()))?;
         let task = spec.id.clone();
+        let version = spec.policy_version.clone();
         let mut finished = relay.register(&task, events);
         let body = TaskBody {
             plugin: PluginRef {
@@ -355,14 +356,7 @@ impl Inner {
                 )
                 .await;
             let shipped = match &sent {
-                Err(SidecarError::PolicyVersionMissing(_)) => {
-                    let version = serde_json::from_slice::<serde_json::Value>(&body).ok();
-                    let version = version
-                        .as_ref()
-                        .and_then(|b| b["spec"]["policy_version"].as_str())
-                        .unwrap_or_default();
-                    self.ship_policy(version).await
-                }
+                Err(SidecarError::PolicyVersionMissing(_)) => self.ship_policy(&version).await,
                 Err(SidecarError::PluginMissing(_)) => {
                     self.ship_plugin(&PluginRef {
                         name: plugin.name().to_owned(),
