@@ -136,6 +136,14 @@ impl Cluster {
         // Sidecar `a` is reached through a proxy the test can cut.
         let proxy = CuttableProxy::start(url_a.trim_start_matches("http://").to_owned()).await;
         let policies = test_policies(root);
+        // The shipped profiles give secrets to http.fetch only; this test's tool reads one.
+        write(
+            &policies.join("secrets.cedar"),
+            r#"@id("test.secret")
+permit (principal, action == Action::"read_secret", resource == Secret::"github_token")
+when { context.tool == "hostile.secret" };
+"#,
+        );
         let plugins = root.join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
         std::fs::copy(artifact("hostile"), plugins.join("hostile.wasm")).unwrap();

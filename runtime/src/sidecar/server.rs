@@ -222,14 +222,14 @@ fn error_response(error: &SidecarError) -> Response {
 
 /// A JSON body, or a 422 that says where it went wrong and never what it held (a task's
 /// body carries secrets).
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Response> {
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, SidecarError> {
     serde_json::from_slice(body).map_err(|e| {
-        error_response(&SidecarError::Invalid(format!(
+        SidecarError::Invalid(format!(
             "{what} is not the JSON expected ({:?} error at line {}, column {})",
             e.classify(),
             e.line(),
             e.column()
-        )))
+        ))
     })
 }
 
@@ -244,7 +244,7 @@ async fn put_policy(
 ) -> Response {
     let sources: PolicySources = match parse(&body, "the policy set") {
         Ok(sources) => sources,
-        Err(response) => return response,
+        Err(error) => return error_response(&error),
     };
     let policies = service.policies.clone();
     let installed = tokio::task::spawn_blocking(move || policies.install(&version, sources)).await;
@@ -275,7 +275,7 @@ async fn put_plugin(
 async fn open_session(State(service): State<Arc<SidecarService>>, body: Bytes) -> Response {
     let spec: SessionSpec = match parse(&body, "the session") {
         Ok(spec) => spec,
-        Err(response) => return response,
+        Err(error) => return error_response(&error),
     };
     let id = spec.id.clone();
     if let Err(error) = service.local.open_session(spec).await {
@@ -318,7 +318,7 @@ async fn run_task(
 ) -> Response {
     let task: TaskBody = match parse(&body, "the task") {
         Ok(task) => task,
-        Err(response) => return response,
+        Err(error) => return error_response(&error),
     };
     if task.spec.session() != id {
         return error_response(&SidecarError::Invalid(format!(
@@ -448,7 +448,7 @@ async fn events(
 async fn ack(State(service): State<Arc<SidecarService>>, body: Bytes) -> Response {
     let ack: Ack = match parse(&body, "the acknowledgement") {
         Ok(ack) => ack,
-        Err(response) => return response,
+        Err(error) => return error_response(&error),
     };
     for (session, seq) in ack.sessions {
         if let Some(log) = service.log(&session) {
