@@ -4,52 +4,13 @@
 //! sidecar killed with SIGKILL takes only its own sessions with it.
 
 use crate::common::*;
+use crate::processes::{Process, spawn, write};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-
-/// A child process that is killed when the test ends, however it ends.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the binary with `args` and waits for `banner` on stderr; returns what follows it.
-fn spawn(args: &[&str], banner: &str) -> (Process, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_toolgate"))
-        .args(args)
-        .env("TOOLGATE_LOG", "warn,toolgate::sidecar=debug")
-        .env("RUST_BACKTRACE", "0")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start toolgate");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let rest = loop {
-        let line = lines
-            .next()
-            .expect("the process says where it listens")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix(banner) {
-            break rest.trim().to_owned();
-        }
-    };
-    // What the processes say is shown with a failing test.
-    let who = args[0].to_owned();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            eprintln!("[{who}] {line}");
-        }
-    });
-    (Process(child), rest)
-}
 
 /// A TCP proxy on loopback whose open connections the test can cut at once.
 struct CuttableProxy {
@@ -89,12 +50,6 @@ impl CuttableProxy {
         }
         live
     }
-}
-
-fn write(path: &std::path::Path, text: &str) {
-    let aside = path.with_extension("partial");
-    std::fs::write(&aside, text).unwrap();
-    std::fs::rename(aside, path).unwrap();
 }
 
 struct Cluster {

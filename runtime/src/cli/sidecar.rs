@@ -30,15 +30,41 @@ pub struct SidecarArgs {
     /// network in the clear: only on a network you trust, or behind a TLS proxy).
     #[arg(long)]
     allow_plaintext: bool,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(
+        long,
+        env = "TOOLGATE_SIDECAR_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        env = "TOOLGATE_SIDECAR_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
     /// Tasks running at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     max_running_tasks: u32,
 }
 
 pub(crate) async fn sidecar(args: SidecarArgs) -> anyhow::Result<ExitCode> {
-    if !args.listen.ip().is_loopback() && !args.allow_plaintext {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match crate::sidecar::tls::server_config(cert, key) {
+            Ok(config) => Some(config),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return Ok(ExitCode::from(super::EXIT_USAGE));
+            }
+        },
+        _ => None,
+    };
+    if tls.is_none() && !args.listen.ip().is_loopback() && !args.allow_plaintext {
         eprintln!(
-            "error: refusing to serve plain HTTP on {}: the orchestrator's token would cross the network in the clear; listen on loopback, or pass --allow-plaintext on a network you trust",
+            "error: refusing to serve plain HTTP on {}: the orchestrator's token would cross the network in the clear; give --tls-cert and --tls-key, listen on loopback, or pass --allow-plaintext on a network you trust",
             args.listen
         );
         return Ok(ExitCode::from(super::EXIT_USAGE));
@@ -89,15 +115,28 @@ pub(crate) async fn sidecar(args: SidecarArgs) -> anyhow::Result<ExitCode> {
     let catalog = Catalog::new(engine, Some(&data_dir.join("cache")));
     let plugins = crate::sidecar::server::plugin_store(catalog, data_dir.join("plugins"))?;
     let service = SidecarService::new(local, policies, plugins, token);
-    eprintln!("toolgate sidecar listening on http://{address}");
     let draining = service.clone();
-    axum::serve(listener, router(service))
-        .with_graceful_shutdown(async move {
-            super::serve::shutdown_signal().await;
-            eprintln!("toolgate sidecar: draining (no new sessions; running tasks are cancelled)");
-            draining.drain(Duration::from_secs(10)).await;
-        })
-        .await?;
+    let shutdown = async move {
+        super::serve::shutdown_signal().await;
+        eprintln!("toolgate sidecar: draining (no new sessions; running tasks are cancelled)");
+        draining.drain(Duration::from_secs(10)).await;
+    };
+    let app = router(service);
+    match tls {
+        Some(config) => {
+            let listener = crate::sidecar::tls::TlsListener::new(listener, config)?;
+            eprintln!("toolgate sidecar listening on https://{address}");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+        None => {
+            eprintln!("toolgate sidecar listening on http://{address}");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

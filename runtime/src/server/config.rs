@@ -76,15 +76,25 @@ struct SidecarEntry {
     id: String,
     url: String,
     token_file: PathBuf,
+    /// PEM certificates trusted for an `https` url (an operator's CA or the sidecar's own
+    /// self-signed certificate); the public web roots when absent.
+    ca_file: Option<PathBuf>,
+    /// Plain `http` to a host other than loopback (the token then crosses the network in
+    /// the clear).
+    #[serde(default)]
+    allow_plaintext: bool,
 }
 
 /// A `toolgate sidecar` this server runs sessions on.
 #[derive(Debug, Clone)]
 pub struct SidecarConfig {
     pub id: String,
-    /// `http://host:port` (plain HTTP: loopback, or a network the operator trusts).
+    /// `https://host:port`, or `http://host:port` on loopback or a network the operator
+    /// trusts.
     pub url: String,
     pub token: String,
+    /// Trusted roots for `https`; empty: the public web roots.
+    pub ca_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// The resolved settings of a server.
@@ -202,6 +212,10 @@ impl ServeConfig {
             config.local_sidecar || !config.sidecars.is_empty(),
             "local_sidecar = false needs at least one [[sidecars]] entry: sessions must run somewhere"
         );
+        anyhow::ensure!(
+            config.sidecar_health_timeout >= config.sidecar_health_interval,
+            "sidecar_health_timeout_ms must be at least sidecar_health_interval_ms: a sidecar is lost only after a check has had the chance to fail"
+        );
         let mut ids = std::collections::HashSet::new();
         for sidecar in &config.sidecars {
             anyhow::ensure!(
@@ -243,12 +257,35 @@ impl SidecarEntry {
             .url
             .parse()
             .map_err(|e| anyhow::anyhow!("sidecar `{}`: url `{}`: {e}", self.id, self.url))?;
+        let https = match url.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => anyhow::bail!(
+                "sidecar `{}`: url `{}` must be https://HOST:PORT or http://HOST:PORT",
+                self.id,
+                self.url
+            ),
+        };
+        let Some(host) = url.host() else {
+            anyhow::bail!("sidecar `{}`: url `{}` has no host", self.id, self.url);
+        };
         anyhow::ensure!(
-            url.scheme_str() == Some("http") && url.host().is_some(),
-            "sidecar `{}`: url `{}` must be http://HOST:PORT",
+            https || self.allow_plaintext || is_loopback(host),
+            "sidecar `{}`: url `{}` is plain HTTP to a host other than loopback: the token would cross the network in the clear; use https, or set allow_plaintext = true on a network you trust",
             self.id,
             self.url
         );
+        let ca_certificates = match &self.ca_file {
+            Some(path) => {
+                anyhow::ensure!(https, "sidecar `{}`: ca_file is for an https url", self.id);
+                let certificates = crate::sidecar::tls::read_certificates(path)
+                    .map_err(|e| anyhow::anyhow!("sidecar `{}`: ca_file: {e}", self.id))?;
+                crate::sidecar::tls::client_config(&certificates)
+                    .map_err(|e| anyhow::anyhow!("sidecar `{}`: ca_file: {e}", self.id))?;
+                certificates
+            }
+            None => Vec::new(),
+        };
         let token = std::fs::read_to_string(&self.token_file).map_err(|e| {
             anyhow::anyhow!(
                 "sidecar `{}`: cannot read token file {}: {e}",
@@ -267,8 +304,18 @@ impl SidecarEntry {
             id: self.id.clone(),
             url: self.url.clone(),
             token,
+            ca_certificates,
         })
     }
+}
+
+/// `localhost` or a loopback address (`[::1]` included).
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn default_data_dir() -> PathBuf {
@@ -277,4 +324,86 @@ fn default_data_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .unwrap_or_else(|| PathBuf::from("."))
         .join("toolgate")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The config resolved from `toml`, with a token file `token` (the given text) beside it.
+    fn resolve(toml: &str, token: &str) -> anyhow::Result<ServeConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), token).unwrap();
+        let toml = toml.replace("TOKEN", &dir.path().join("token").display().to_string());
+        let path = dir.path().join("toolgate.toml");
+        std::fs::write(&path, toml).unwrap();
+        ServeConfig::resolve(ServeArgs {
+            config: Some(path),
+            data_dir: Some(dir.path().join("data")),
+            ..ServeArgs::default()
+        })
+    }
+
+    const TOKEN: &str = "a-token-of-at-least-sixteen\n";
+
+    fn error(toml: &str, token: &str) -> String {
+        resolve(toml, token).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn sidecar_entries_resolve() {
+        let config = resolve(
+            r#"local_sidecar = false
+[[sidecars]]
+id = "a"
+url = "http://127.0.0.1:8081"
+token_file = "TOKEN"
+[[sidecars]]
+id = "b"
+url = "http://10.0.0.7:8081"
+token_file = "TOKEN"
+allow_plaintext = true
+"#,
+            TOKEN,
+        )
+        .unwrap();
+        assert!(!config.local_sidecar);
+        let ids: Vec<&str> = config.sidecars.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(config.sidecars[0].token, "a-token-of-at-least-sixteen");
+    }
+
+    #[test]
+    fn bad_sidecar_entries_are_refused_with_the_reason() {
+        let entry = |id: &str, url: &str| {
+            format!("[[sidecars]]\nid = \"{id}\"\nurl = \"{url}\"\ntoken_file = \"TOKEN\"\n")
+        };
+        let twice = format!(
+            "{}{}",
+            entry("a", "http://[::1]:1"),
+            entry("a", "http://localhost:2")
+        );
+        assert!(error(&twice, TOKEN).contains("used twice"));
+        assert!(error(&entry("local", "http://127.0.0.1:1"), TOKEN).contains("used twice"));
+        assert!(error(&entry("a b", "http://127.0.0.1:1"), TOKEN).contains("letters, digits"));
+        assert!(error(&entry("a", "ftp://127.0.0.1:1"), TOKEN).contains("must be https"));
+        assert!(error(&entry("a", "not a url"), TOKEN).contains("url"));
+        let plain = error(&entry("a", "http://10.0.0.7:8081"), TOKEN);
+        assert!(plain.contains("in the clear"), "{plain}");
+        assert!(error(&entry("a", "http://127.0.0.1:1"), "short\n").contains("shorter than 16"));
+        let missing = entry("a", "http://127.0.0.1:1").replace("TOKEN", "/nonexistent/token");
+        assert!(error(&missing, TOKEN).contains("cannot read token file"));
+        let unknown = format!("{}colour = \"blue\"\n", entry("a", "http://127.0.0.1:1"));
+        assert!(error(&unknown, TOKEN).contains("colour"));
+        let ca = format!(
+            "{}ca_file = \"TOKEN\"\n",
+            entry("a", "https://example.test:1")
+        );
+        assert!(error(&ca, TOKEN).contains("no PEM certificate"));
+        let ca_plain = format!("{}ca_file = \"TOKEN\"\n", entry("a", "http://127.0.0.1:1"));
+        assert!(error(&ca_plain, TOKEN).contains("ca_file is for an https url"));
+        assert!(error("local_sidecar = false\n", TOKEN).contains("at least one [[sidecars]]"));
+        let timeouts = "sidecar_health_interval_ms = 2000\nsidecar_health_timeout_ms = 1000\n";
+        assert!(error(timeouts, TOKEN).contains("at least sidecar_health_interval_ms"));
+    }
 }

@@ -225,10 +225,12 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
             id: sidecar.id.clone(),
             url: sidecar.url.clone(),
             token: sidecar.token.clone(),
+            ca_certificates: sidecar.ca_certificates.clone(),
             health_interval: config.sidecar_health_interval,
             health_timeout: config.sidecar_health_timeout,
         };
-        let client = RemoteSidecar::new(endpoint, context.clone());
+        let client = RemoteSidecar::new(endpoint, context.clone())
+            .map_err(|e| anyhow::anyhow!("sidecar `{}`: {e}", sidecar.id))?;
         // Sessions of the last run on it come back only if it answers now.
         if let Err(error) = client.check().await {
             tracing::warn!(sidecar = %sidecar.id, %error, "sidecar does not answer yet");

@@ -11,6 +11,7 @@ use crate::store::Store;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -24,9 +25,11 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone)]
 pub struct SidecarEndpoint {
     pub id: String,
-    /// `http://host:port`.
+    /// `https://host:port` or `http://host:port`.
     pub url: String,
     pub token: String,
+    /// Roots trusted for `https`; empty: the public web roots.
+    pub ca_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// Between health checks.
     pub health_interval: Duration,
     /// Without an answer this long, the sidecar is lost and its sessions end `host_lost`.
@@ -60,7 +63,7 @@ pub struct RemoteSidecar {
 struct Inner {
     endpoint: SidecarEndpoint,
     base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     context: RemoteContext,
     health: Mutex<Health>,
     relays: Mutex<HashMap<String, Arc<Relay>>>,
@@ -77,10 +80,19 @@ struct Health {
 impl RemoteSidecar {
     /// A client of the sidecar at `endpoint`; its health checks and acknowledgements run
     /// until the last clone is dropped.
-    pub fn new(endpoint: SidecarEndpoint, context: RemoteContext) -> Self {
+    pub fn new(
+        endpoint: SidecarEndpoint,
+        context: RemoteContext,
+    ) -> Result<Self, super::tls::TlsError> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(3)));
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(super::tls::client_config(&endpoint.ca_certificates)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(256)
@@ -101,7 +113,7 @@ impl RemoteSidecar {
         });
         tokio::spawn(health_loop(Arc::downgrade(&inner)));
         tokio::spawn(ack_loop(Arc::downgrade(&inner)));
-        Self { inner }
+        Ok(Self { inner })
     }
 
     /// Checks health once now; an answer makes the sidecar ready (or draining) at once.
@@ -183,30 +195,33 @@ impl Inner {
     fn problem(&self, status: StatusCode, body: &[u8]) -> SidecarError {
         let problem: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
         let detail = problem["detail"].as_str().unwrap_or("").to_owned();
-        let arg = |prefix: &str| {
-            detail
-                .rsplit(' ')
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches(prefix)
-                .to_owned()
-        };
+        let arg = || problem["subject"].as_str().unwrap_or_default().to_owned();
         match problem["code"].as_str() {
             Some("unauthorized") => SidecarError::Unauthorized,
-            Some("unknown_session") => SidecarError::UnknownSession(arg("")),
-            Some("policy_version_missing") => SidecarError::PolicyVersionMissing(arg("")),
-            Some("plugin_missing") => SidecarError::PluginMissing(arg("")),
+            Some("unknown_session") => SidecarError::UnknownSession(arg()),
+            Some("policy_version_missing") => SidecarError::PolicyVersionMissing(arg()),
+            Some("plugin_missing") => SidecarError::PluginMissing(arg()),
             Some("draining") => SidecarError::Draining,
             Some("invalid_request") => SidecarError::Invalid(detail),
+            Some("too_large") => SidecarError::TooLarge(detail),
             Some(_) => SidecarError::Internal(detail),
             None => SidecarError::Protocol(format!("HTTP {status} without a problem body")),
         }
     }
 
     async fn check_health(&self) -> Result<SidecarHealth, SidecarError> {
+        // A slow answer is still an answer: a check may take what is left of the health
+        // timeout, so the sidecar is lost neither early nor late.
+        let since_ok = self
+            .health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_ok
+            .elapsed();
         let timeout = self
             .endpoint
-            .health_interval
+            .health_timeout
+            .saturating_sub(since_ok)
             .clamp(Duration::from_millis(100), CALL_TIMEOUT);
         let body = self
             .call(

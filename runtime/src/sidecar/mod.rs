@@ -15,6 +15,7 @@ pub mod pool;
 mod relay;
 pub mod server;
 mod shipped;
+pub mod tls;
 mod watch;
 mod wire;
 mod workspace;
@@ -76,6 +77,8 @@ pub enum SidecarError {
     Lost { sidecar: String, message: String },
     #[error("bad request to the sidecar: {0}")]
     Invalid(String),
+    #[error("too large for the sidecar: {0}")]
+    TooLarge(String),
     #[error("the sidecar answered what toolgate cannot read: {0}")]
     Protocol(String),
     #[error("the sidecar failed: {0}")]
@@ -94,8 +97,20 @@ impl SidecarError {
             Self::Unreachable { .. } => "sidecar_unreachable",
             Self::Lost { .. } => "host_lost",
             Self::Invalid(_) => "invalid_request",
+            Self::TooLarge(_) => "too_large",
             Self::Protocol(_) => "sidecar_protocol",
             Self::Internal(_) => "internal",
+        }
+    }
+
+    /// What the error is about (a session, a policy version, a plugin digest), for a client
+    /// to act on without reading the message.
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            Self::UnknownSession(s) | Self::PolicyVersionMissing(s) | Self::PluginMissing(s) => {
+                Some(s)
+            }
+            _ => None,
         }
     }
 

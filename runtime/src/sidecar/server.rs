@@ -161,6 +161,13 @@ pub fn router(service: Arc<SidecarService>) -> Router {
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     api.fallback(|| async { problem(StatusCode::NOT_FOUND, "not_found", "no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "the route does not take this method".into(),
+            )
+        })
         .with_state(service)
 }
 
@@ -187,13 +194,25 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn problem(status: StatusCode, code: &str, detail: String) -> Response {
-    let body = serde_json::json!({
+    problem_about(status, code, detail, None)
+}
+
+fn problem_about(
+    status: StatusCode,
+    code: &str,
+    detail: String,
+    subject: Option<&str>,
+) -> Response {
+    let mut body = serde_json::json!({
         "type": format!("urn:toolgate:sidecar:{code}"),
         "title": status.canonical_reason().unwrap_or("error"),
         "status": status.as_u16(),
         "code": code,
         "detail": detail,
     });
+    if let Some(subject) = subject {
+        body["subject"] = subject.into();
+    }
     (
         status,
         [(header::CONTENT_TYPE, "application/problem+json")],
@@ -211,13 +230,41 @@ pub(crate) fn status_of(error: &SidecarError) -> StatusCode {
         }
         SidecarError::Draining => StatusCode::SERVICE_UNAVAILABLE,
         SidecarError::Invalid(_) | SidecarError::Protocol(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        SidecarError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         SidecarError::Unreachable { .. } | SidecarError::Lost { .. } => StatusCode::BAD_GATEWAY,
         SidecarError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 fn error_response(error: &SidecarError) -> Response {
-    problem(status_of(error), error.code(), error.to_string())
+    problem_about(
+        status_of(error),
+        error.code(),
+        error.to_string(),
+        error.subject(),
+    )
+}
+
+/// A request body within the route's limit; one over it is a 413 problem, not axum's text.
+struct Limited(Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Limited {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let limit_hit = |e: axum::extract::rejection::BytesRejection| {
+            let error = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                SidecarError::TooLarge(e.body_text())
+            } else {
+                SidecarError::Invalid(e.body_text())
+            };
+            error_response(&error)
+        };
+        Bytes::from_request(request, state)
+            .await
+            .map(Limited)
+            .map_err(limit_hit)
+    }
 }
 
 /// A JSON body, or a 422 that says where it went wrong and never what it held (a task's
@@ -240,7 +287,7 @@ async fn health(State(service): State<Arc<SidecarService>>) -> Response {
 async fn put_policy(
     State(service): State<Arc<SidecarService>>,
     Path(version): Path<String>,
-    body: Bytes,
+    Limited(body): Limited,
 ) -> Response {
     let sources: PolicySources = match parse(&body, "the policy set") {
         Ok(sources) => sources,
@@ -263,16 +310,24 @@ struct PluginQuery {
 async fn put_plugin(
     State(service): State<Arc<SidecarService>>,
     Path(digest): Path<String>,
-    Query(query): Query<PluginQuery>,
-    body: Bytes,
+    query: Result<Query<PluginQuery>, axum::extract::rejection::QueryRejection>,
+    Limited(body): Limited,
 ) -> Response {
+    let Ok(Query(query)) = query else {
+        return error_response(&SidecarError::Invalid(
+            "a plugin is shipped with `?name=` (its name)".into(),
+        ));
+    };
     match service.plugins.put(&query.name, &digest, &body).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error_response(&error),
     }
 }
 
-async fn open_session(State(service): State<Arc<SidecarService>>, body: Bytes) -> Response {
+async fn open_session(
+    State(service): State<Arc<SidecarService>>,
+    Limited(body): Limited,
+) -> Response {
     let spec: SessionSpec = match parse(&body, "the session") {
         Ok(spec) => spec,
         Err(error) => return error_response(&error),
@@ -314,7 +369,7 @@ impl TaskEvents for LogEvents {
 async fn run_task(
     State(service): State<Arc<SidecarService>>,
     Path(id): Path<String>,
-    body: Bytes,
+    Limited(body): Limited,
 ) -> Response {
     let task: TaskBody = match parse(&body, "the task") {
         Ok(task) => task,
@@ -445,7 +500,7 @@ async fn events(
         .into_response()
 }
 
-async fn ack(State(service): State<Arc<SidecarService>>, body: Bytes) -> Response {
+async fn ack(State(service): State<Arc<SidecarService>>, Limited(body): Limited) -> Response {
     let ack: Ack = match parse(&body, "the acknowledgement") {
         Ok(ack) => ack,
         Err(error) => return error_response(&error),
