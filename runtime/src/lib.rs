@@ -20,6 +20,7 @@ pub mod sidecar;
 pub mod store;
 pub mod task;
 pub mod telemetry;
+pub mod vocabulary;
 
 /// The build script's toolchain check (it cannot test itself).
 #[cfg(test)]

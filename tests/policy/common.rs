@@ -80,7 +80,7 @@ pub async fn run_asking(
 pub fn kind(outcome: &GatedOutcome) -> &'static str {
     match &outcome.outcome.result {
         Ok(output) => panic!("expected an error, got {output}"),
-        Err(e) => e.kind(),
+        Err(e) => e.kind().as_str(),
     }
 }
 

@@ -19,7 +19,7 @@ pub async fn run(plugin: &Plugin, request: TaskRequest) -> TaskOutcome {
 pub fn error_kind(outcome: &TaskOutcome) -> &'static str {
     match &outcome.result {
         Ok(output) => panic!("expected an error, got output {output}"),
-        Err(error) => error.kind(),
+        Err(error) => error.kind().as_str(),
     }
 }
 

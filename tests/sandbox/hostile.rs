@@ -341,7 +341,7 @@ async fn reads_outside_the_preopens_are_refused() {
         .await;
         let error = outcome.result.as_ref().expect_err(path);
         assert!(
-            matches!(error.kind(), "denied" | "tool_error"),
+            matches!(error.kind().as_str(), "denied" | "tool_error"),
             "{path}: {error:?}"
         );
         let shown = serde_json::to_string(&outcome).unwrap();

@@ -6,6 +6,7 @@ use crate::policy::{
 };
 use crate::sandbox::{DirGrant, EventSink, Executor, Grants, Secret, TaskRequest, ToolEvent};
 use crate::secrets::SecretStore;
+use crate::vocabulary::EventName;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::json;
@@ -87,8 +88,8 @@ struct StderrEvents;
 impl EventSink for StderrEvents {
     fn emit(&self, event: ToolEvent) {
         let name = match &event {
-            ToolEvent::Log { .. } => "tool.log",
-            ToolEvent::Progress { .. } => "tool.progress",
+            ToolEvent::Log { .. } => EventName::ToolLog,
+            ToolEvent::Progress { .. } => EventName::ToolProgress,
         };
         let line = json!({ "event": name, "data": event });
         let _ = writeln!(std::io::stderr().lock(), "{line}");

@@ -138,13 +138,18 @@ impl EventHub {
     /// it to every subscriber without waiting for any. Returns its sequence
     /// number. Publishing to a closed session still numbers and keeps the
     /// event; subscribers that have not ended yet receive it.
-    pub fn publish(&self, session: &str, name: &str, data: serde_json::Value) -> u64 {
+    pub fn publish(
+        &self,
+        session: &str,
+        name: crate::vocabulary::EventName,
+        data: serde_json::Value,
+    ) -> u64 {
         let mut dropped = 0u64;
         let seq = self.inner.with_session(session, |_, state| {
             state.last_seq += 1;
             let event = Arc::new(Event {
                 seq: state.last_seq,
-                name: name.to_owned(),
+                name: name.as_str().to_owned(),
                 data: data.to_string().into(),
                 at_ms: now_ms(),
             });

@@ -34,7 +34,7 @@ pub use persistence::{EventPersistence, MemoryPersistence};
 pub use subscription::Subscription;
 
 /// The SSE event name of a [`Delivery::Gap`].
-pub const GAP_EVENT: &str = "gap";
+pub const GAP_EVENT: &str = crate::vocabulary::EventName::Gap.as_str();
 
 /// One event of one session.
 #[derive(Debug, Clone, PartialEq, Serialize)]

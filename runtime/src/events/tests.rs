@@ -1,3 +1,4 @@
+use crate::vocabulary::EventName;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ fn config(buffer: usize, subscriber_queue: usize) -> HubConfig {
 
 fn publish_n(hub: &EventHub, session: &str, n: u64) {
     for i in 0..n {
-        hub.publish(session, "tool.log", json!({ "i": i }));
+        hub.publish(session, EventName::ToolLog, json!({ "i": i }));
     }
 }
 
@@ -67,23 +68,32 @@ async fn numbering_continues_after_restart() {
     let persistence = Arc::new(MemoryPersistence::new());
     let hub = hub_with(persistence.clone(), HubConfig::default());
     assert_eq!(hub.last_seq("s"), 0);
-    assert_eq!(hub.publish("s", "session.created", json!({})), 1);
-    assert_eq!(hub.publish("s", "task.queued", json!({})), 2);
-    assert_eq!(hub.publish("s", "task.started", json!({})), 3);
-    assert_eq!(hub.publish("other", "session.created", json!({})), 1);
+    assert_eq!(hub.publish("s", EventName::SessionCreated, json!({})), 1);
+    assert_eq!(hub.publish("s", EventName::TaskQueued, json!({})), 2);
+    assert_eq!(hub.publish("s", EventName::TaskStarted, json!({})), 3);
+    assert_eq!(
+        hub.publish("other", EventName::SessionCreated, json!({})),
+        1
+    );
     drop(hub);
 
     let hub = hub_with(persistence, HubConfig::default());
     assert_eq!(hub.last_seq("s"), 3);
-    assert_eq!(hub.publish("s", "task.completed", json!({ "ok": true })), 4);
-    assert_eq!(hub.publish("other", "message", json!({})), 2);
+    assert_eq!(
+        hub.publish("s", EventName::TaskCompleted, json!({ "ok": true })),
+        4
+    );
+    assert_eq!(hub.publish("other", EventName::ToolLog, json!({})), 2);
 
     // 2 and 3 come from the persistence (the new hub's ring only has 4).
     let mut sub = hub.subscribe("s", Some(1)).unwrap();
     let got = take(&mut sub, 3).await;
     assert_eq!(seqs(&got), [2, 3, 4]);
     assert_eq!(got[0].name(), "task.queued");
-    assert_eq!(hub.publish("s", "message", json!({ "live": true })), 5);
+    assert_eq!(
+        hub.publish("s", EventName::ToolLog, json!({ "live": true })),
+        5
+    );
     let got = take(&mut sub, 1).await;
     assert_eq!(seqs(&got), [5]);
     assert_eq!(parse(&got[0].data()), json!({ "live": true }));
@@ -111,13 +121,13 @@ async fn replay_returns_exactly_the_events_after_the_position() {
     // Only new events.
     let mut sub = hub.subscribe("s", None).unwrap();
     assert!(sub.next().now_or_never().is_none());
-    hub.publish("s", "message", json!("x"));
+    hub.publish("s", EventName::ToolLog, json!("x"));
     assert_eq!(seqs(&take(&mut sub, 1).await), [21]);
 
     // A position beyond the end: events up to it are skipped.
     let mut sub = hub.subscribe("s", Some(22)).unwrap();
-    hub.publish("s", "message", json!("y"));
-    hub.publish("s", "message", json!("z"));
+    hub.publish("s", EventName::ToolLog, json!("y"));
+    hub.publish("s", EventName::ToolLog, json!("z"));
     assert_eq!(seqs(&take(&mut sub, 1).await), [23]);
 
     // The same on a closed session: the backlog, then the end.
@@ -171,7 +181,7 @@ async fn race(config: HubConfig) -> u64 {
         let hub = hub.clone();
         tokio::spawn(async move {
             for i in 0..TOTAL {
-                hub.publish("s", "tool.progress", json!({ "i": i }));
+                hub.publish("s", EventName::ToolProgress, json!({ "i": i }));
                 if i % 64 == 0 {
                     tokio::task::yield_now().await;
                 }
@@ -299,7 +309,7 @@ async fn a_slow_subscriber_never_blocks_and_catches_up() {
     assert!(sub.next().now_or_never().is_none());
 
     // Caught up: live again, nothing more dropped.
-    hub.publish("s", "message", json!({}));
+    hub.publish("s", EventName::ToolLog, json!({}));
     assert_eq!(seqs(&take(&mut sub, 1).await), [5_001]);
     assert_eq!(hub.dropped(), 5_000 - 16);
 }
@@ -349,7 +359,11 @@ async fn close_ends_streams_after_the_last_event() {
     };
     tokio::task::yield_now().await;
     publish_n(&hub, "s", 3);
-    hub.publish("s", "session.closed", json!({ "reason": "deleted" }));
+    hub.publish(
+        "s",
+        EventName::SessionClosed,
+        json!({ "reason": "deleted" }),
+    );
     hub.close("s");
     assert!(hub.is_closed("s"));
 
@@ -386,7 +400,7 @@ async fn ten_thousand_subscribers_each_get_the_event() {
         .map(|_| hub.subscribe("s", None).unwrap())
         .collect();
     assert_eq!(hub.subscribers(), 10_000);
-    let seq = hub.publish("s", "message", json!({ "hello": "all" }));
+    let seq = hub.publish("s", EventName::ToolLog, json!({ "hello": "all" }));
     for sub in &mut subs {
         let delivery = sub.next().now_or_never().expect("ready").expect("an event");
         assert_eq!(event_seq(&delivery), seq);
@@ -439,7 +453,7 @@ async fn forget_frees_a_closed_session_once_nobody_listens() {
     assert_eq!(seqs(&got), [2, 3]);
     hub.forget("s");
     assert!(!hub.is_closed("s"));
-    assert_eq!(hub.publish("s", "message", json!({})), 4);
+    assert_eq!(hub.publish("s", EventName::ToolLog, json!({})), 4);
 }
 
 fn parse(text: &str) -> serde_json::Value {

@@ -26,6 +26,7 @@ use crate::sandbox::Catalog;
 use crate::secrets::SecretStore;
 use crate::sidecar::{SessionSpec, Sidecar, SidecarPool};
 use crate::store::{SessionRecord, Store};
+use crate::vocabulary::EventName;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -238,9 +239,9 @@ impl Orchestrator {
         for task in &interrupted {
             self.hub.publish(
                 &task.session,
-                "task.failed",
+                EventName::TaskFailed,
                 serde_json::json!({
-                    "task": task.id, "tool": task.tool, "state": "interrupted", "error": task.error,
+                    "task": task.id, "tool": task.tool, "state": task.state, "error": task.error,
                 }),
             );
         }
@@ -341,14 +342,14 @@ impl Orchestrator {
     /// Ends a session whose sidecar was lost, without asking the sidecar anything.
     fn end_lost(&self, mut record: SessionRecord, why: &str) {
         tracing::warn!(session = %record.id, sidecar = %record.sidecar, why, "session lost with its sidecar");
-        record.state = "closed".into();
+        record.state = crate::vocabulary::SessionState::Closed;
         record.closed_at_ms = Some(now_ms());
-        record.close_reason = Some("host_lost".into());
+        record.close_reason = Some(crate::vocabulary::CloseReason::HostLost);
         self.store.put_session(&record);
         self.hub.publish(
             &record.id,
-            "session.closed",
-            serde_json::json!({ "session": record.id, "reason": "host_lost", "message": why }),
+            EventName::SessionClosed,
+            serde_json::json!({ "session": record.id, "reason": crate::vocabulary::CloseReason::HostLost, "message": why }),
         );
         self.hub.close(&record.id);
         self.hub.forget(&record.id);

@@ -2,6 +2,7 @@ use super::{Caller, LiveSession, Orchestrator, OrchestratorError, now_ms};
 use crate::policy::ResourceRequest;
 use crate::sidecar::{SessionSpec, Sidecar, SidecarError};
 use crate::store::SessionRecord;
+use crate::vocabulary::{CloseReason, EventName, SessionState};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -36,16 +37,15 @@ pub struct SessionView {
     pub id: String,
     pub principal: String,
     pub profile: String,
-    /// `open` or `closed`.
-    #[schema(pattern = "^(open|closed)$")]
-    pub state: String,
+    pub state: SessionState,
     /// Milliseconds since the Unix epoch.
     pub created_at_ms: i64,
     /// The last task start or finish, ms since the epoch.
     pub last_active_ms: i64,
     pub closed_at_ms: Option<i64>,
-    /// `deleted`, `idle` or `lifetime`.
-    pub close_reason: Option<String>,
+    /// Why it was closed: `deleted`, `idle`, `lifetime` or `host_lost` (its sidecar died,
+    /// was cut off or restarted).
+    pub close_reason: Option<CloseReason>,
     /// What the session asked for when it was created, defaults filled in.
     #[schema(value_type = SessionRequest)]
     pub request: Value,
@@ -104,11 +104,11 @@ impl Orchestrator {
             id: record.id.clone(),
             principal: record.principal.clone(),
             profile: record.profile.clone(),
-            state: record.state.clone(),
+            state: record.state,
             created_at_ms: record.created_at_ms,
             last_active_ms: record.last_active_ms,
             closed_at_ms: record.closed_at_ms,
-            close_reason: record.close_reason.clone(),
+            close_reason: record.close_reason,
             request: record.request.clone(),
             last_event_id,
             sidecar: record.sidecar.clone(),
@@ -177,7 +177,7 @@ impl Orchestrator {
             id: id.clone(),
             principal: caller.principal.clone(),
             profile: profile.clone(),
-            state: "open".into(),
+            state: SessionState::Open,
             created_at_ms: now,
             last_active_ms: now,
             closed_at_ms: None,
@@ -201,12 +201,12 @@ impl Orchestrator {
         );
         self.hub.publish(
             &id,
-            "session.created",
+            EventName::SessionCreated,
             json!({ "session": id, "principal": caller.principal, "profile": profile }),
         );
         self.hub.publish(
             &id,
-            "policy.decision",
+            EventName::PolicyDecision,
             json!({ "action": "create_session", "decision": decision_json }),
         );
         let live = LiveSession::new(record, sidecar);
@@ -259,7 +259,7 @@ impl Orchestrator {
         &self,
         caller: &Caller,
         id: &str,
-        reason: &str,
+        reason: CloseReason,
     ) -> Result<SessionView, OrchestratorError> {
         let live = self.live(caller, id);
         let Some(live) = live else {
@@ -269,7 +269,7 @@ impl Orchestrator {
         Ok(self.close_live(id, &live, reason))
     }
 
-    fn close_live(&self, id: &str, live: &Arc<LiveSession>, reason: &str) -> SessionView {
+    fn close_live(&self, id: &str, live: &Arc<LiveSession>, reason: CloseReason) -> SessionView {
         self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -284,9 +284,9 @@ impl Orchestrator {
         }
         let record = {
             let mut record = live.record.lock().unwrap_or_else(|e| e.into_inner());
-            record.state = "closed".into();
+            record.state = SessionState::Closed;
             record.closed_at_ms = Some(now_ms());
-            record.close_reason = Some(reason.into());
+            record.close_reason = Some(reason);
             record.clone()
         };
         self.store.put_session(&record);
@@ -301,7 +301,7 @@ impl Orchestrator {
         });
         self.hub.publish(
             id,
-            "session.closed",
+            EventName::SessionClosed,
             json!({ "session": id, "reason": reason }),
         );
         self.hub.close(id);
@@ -350,7 +350,7 @@ impl Orchestrator {
         let now = now_ms();
         let idle = self.config.idle_timeout.as_millis() as i64;
         let lifetime = self.config.lifetime.as_millis() as i64;
-        let expired: Vec<(String, Arc<LiveSession>, &str)> = self
+        let expired: Vec<(String, Arc<LiveSession>, CloseReason)> = self
             .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -363,16 +363,16 @@ impl Orchestrator {
                     .unwrap_or_else(|e| e.into_inner())
                     .is_empty();
                 if now - record.created_at_ms > lifetime {
-                    Some((id.clone(), live.clone(), "lifetime"))
+                    Some((id.clone(), live.clone(), CloseReason::Lifetime))
                 } else if !busy && now - record.last_active_ms > idle {
-                    Some((id.clone(), live.clone(), "idle"))
+                    Some((id.clone(), live.clone(), CloseReason::Idle))
                 } else {
                     None
                 }
             })
             .collect();
         for (id, live, reason) in &expired {
-            self.close_live(id, live, reason);
+            self.close_live(id, live, *reason);
         }
         expired.len()
     }

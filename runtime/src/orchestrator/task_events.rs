@@ -4,6 +4,7 @@ use crate::events::EventHub;
 use crate::sandbox::ToolEvent;
 use crate::sidecar::{TaskEvent, TaskEvents};
 use crate::store::Store;
+use crate::vocabulary::EventName;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -19,8 +20,8 @@ impl TaskEvents for SessionEvents {
         match event {
             TaskEvent::Tool { event } => {
                 let name = match &event {
-                    ToolEvent::Log { .. } => "tool.log",
-                    ToolEvent::Progress { .. } => "tool.progress",
+                    ToolEvent::Log { .. } => EventName::ToolLog,
+                    ToolEvent::Progress { .. } => EventName::ToolProgress,
                 };
                 let mut data = serde_json::to_value(&event).unwrap_or_default();
                 data["task"] = self.task.clone().into();
@@ -31,14 +32,14 @@ impl TaskEvents for SessionEvents {
                     .put_decision(&self.session, Some(&self.task), &decision);
                 self.hub.publish(
                     &self.session,
-                    "policy.decision",
+                    EventName::PolicyDecision,
                     json!({ "task": self.task, "decision": decision }),
                 );
             }
             TaskEvent::FilesChanged { changes } => {
                 self.hub.publish(
                     &self.session,
-                    "file.changed",
+                    EventName::FileChanged,
                     json!({ "task": self.task, "changes": changes }),
                 );
             }

@@ -4,6 +4,7 @@ use crate::policy::{PolicyLimits, TaskIdentity};
 use crate::sandbox::{TaskError, Usage};
 use crate::sidecar::{SidecarError, TaskFinished, TaskSpec};
 use crate::store::TaskRecord;
+use crate::vocabulary::{ErrorKind, EventName, TaskState};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -89,7 +90,7 @@ impl Orchestrator {
             session: session_id.into(),
             tool: request.tool.clone(),
             input: request.input.clone(),
-            state: "queued".into(),
+            state: TaskState::Queued,
             created_at_ms: now_ms(),
             started_at_ms: None,
             finished_at_ms: None,
@@ -101,7 +102,7 @@ impl Orchestrator {
         self.store.put_task(&record);
         self.hub.publish(
             session_id,
-            "task.queued",
+            EventName::TaskQueued,
             json!({ "task": id, "tool": request.tool }),
         );
         let cancel = self.shutdown.child_token();
@@ -192,13 +193,13 @@ impl Orchestrator {
         };
         // A plugin that cannot be loaded, or lacks the tool, fails the task before it starts.
         let fail_early = |mut record: TaskRecord, message: String| {
-            record.state = "failed".into();
+            record.state = TaskState::Failed;
             record.error = Some(json!({ "kind": "invalid_input", "message": message }));
             record.finished_at_ms = Some(now_ms());
             self.store.put_task(&record);
             self.hub.publish(
                 &session,
-                "task.failed",
+                EventName::TaskFailed,
                 json!({ "task": record.id, "error": record.error }),
             );
             finish(&record);
@@ -219,13 +220,13 @@ impl Orchestrator {
         {
             let _running = live.running.lock().unwrap_or_else(|e| e.into_inner());
             if cancel.is_cancelled() {
-                record.state = "cancelled".into();
+                record.state = TaskState::Cancelled;
                 record.error = Some(crate::sandbox::TaskError::Cancelled.to_json());
                 record.finished_at_ms = Some(now_ms());
                 self.store.put_task(&record);
                 self.hub.publish(
                     &session,
-                    "task.failed",
+                    EventName::TaskFailed,
                     json!({ "task": record.id, "state": record.state, "error": record.error }),
                 );
                 drop(_running);
@@ -264,7 +265,7 @@ impl Orchestrator {
         );
         self.hub.publish(
             &session,
-            "policy.decision",
+            EventName::PolicyDecision,
             json!({ "task": record.id, "action": "invoke", "decision": decision_json }),
         );
         let finished = match in_force {
@@ -276,12 +277,12 @@ impl Orchestrator {
                 decision_us: Vec::new(),
             },
             Some(limits) => {
-                record.state = "running".into();
+                record.state = TaskState::Running;
                 record.started_at_ms = Some(now_ms());
                 self.store.put_task(&record);
                 self.hub.publish(
                     &session,
-                    "task.started",
+                    EventName::TaskStarted,
                     json!({ "task": record.id, "tool": record.tool }),
                 );
                 // A remote sidecar decides with the entities this engine keeps for the task.
@@ -332,7 +333,7 @@ impl Orchestrator {
                 .result
                 .as_ref()
                 .err()
-                .map_or("completed", |e| e.kind());
+                .map_or(TaskState::Completed.as_str(), |e| e.kind().as_str());
             let seconds = (finished.usage.instantiate_us + finished.usage.execute_us) as f64 / 1e6;
             metrics.task_finished(kind, seconds, finished.usage.fuel_consumed);
         }
@@ -342,23 +343,23 @@ impl Orchestrator {
         record.decision = Some(decision);
         match outcome.result {
             Ok(output) => {
-                record.state = "completed".into();
+                record.state = TaskState::Completed;
                 record.output =
                     Some(serde_json::from_str(&output).unwrap_or(Value::String(output)));
                 self.hub.publish(
                     &session,
-                    "task.completed",
+                    EventName::TaskCompleted,
                     json!({ "task": record.id, "output": record.output, "usage": record.usage }),
                 );
             }
             Err(error) => {
-                record.state = if error.kind() == "cancelled" {
-                    "cancelled".into()
+                record.state = if error.kind() == ErrorKind::Cancelled {
+                    TaskState::Cancelled
                 } else {
-                    "failed".into()
+                    TaskState::Failed
                 };
                 record.error = Some(error.to_json());
-                self.hub.publish(&session, "task.failed", json!({ "task": record.id, "state": record.state, "error": record.error, "usage": record.usage }));
+                self.hub.publish(&session, EventName::TaskFailed, json!({ "task": record.id, "state": record.state, "error": record.error, "usage": record.usage }));
             }
         }
         self.store.put_task(&record);

@@ -3,6 +3,8 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use crate::vocabulary::ErrorKind;
+
 /// Why a task did not produce output. `kind` is stable: clients match on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -64,20 +66,20 @@ impl std::fmt::Display for OutputBound {
 }
 
 impl TaskError {
-    /// The stable, machine-readable name of this error.
-    pub fn kind(&self) -> &'static str {
+    /// The stable, machine-readable name of this error (its JSON `kind`).
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::FuelExhausted { .. } => "fuel_exhausted",
-            Self::MemoryLimit { .. } => "memory_limit",
-            Self::Timeout { .. } => "timeout",
-            Self::Trap { .. } => "trap",
-            Self::OutputTooLarge { .. } => "output_too_large",
-            Self::InvalidInput { .. } => "invalid_input",
-            Self::ToolError { .. } => "tool_error",
-            Self::Denied { .. } => "denied",
-            Self::Cancelled => "cancelled",
-            Self::Internal { .. } => "internal",
-            Self::HostLost { .. } => "host_lost",
+            Self::FuelExhausted { .. } => ErrorKind::FuelExhausted,
+            Self::MemoryLimit { .. } => ErrorKind::MemoryLimit,
+            Self::Timeout { .. } => ErrorKind::Timeout,
+            Self::Trap { .. } => ErrorKind::Trap,
+            Self::OutputTooLarge { .. } => ErrorKind::OutputTooLarge,
+            Self::InvalidInput { .. } => ErrorKind::InvalidInput,
+            Self::ToolError { .. } => ErrorKind::ToolError,
+            Self::Denied { .. } => ErrorKind::Denied,
+            Self::Cancelled => ErrorKind::Cancelled,
+            Self::Internal { .. } => ErrorKind::Internal,
+            Self::HostLost { .. } => ErrorKind::HostLost,
         }
     }
 
@@ -95,10 +97,9 @@ impl TaskError {
 #[schema(as = TaskError)]
 #[allow(dead_code)]
 pub struct TaskFailure {
-    /// `fuel_exhausted`, `memory_limit`, `timeout`, `trap`, `output_too_large`,
-    /// `invalid_input`, `tool_error`, `denied`, `cancelled`, `internal`, `host_lost` (the sidecar
-    /// running it died or was cut off) or `interrupted`.
-    kind: String,
+    /// What went wrong; `host_lost`: the sidecar running it died or was cut off;
+    /// `interrupted`: the server stopped under it.
+    kind: ErrorKind,
     message: String,
     /// `fuel_exhausted`: the fuel budget.
     #[schema(required = false, nullable = false)]
@@ -218,5 +219,51 @@ impl PluginError {
             | Self::Unavailable { origin, .. } => *origin = new.into(),
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    /// The JSON `kind` (serde's tag) and [`TaskError::kind`] are the same word.
+    #[test]
+    fn the_json_kind_is_the_kind() {
+        let errors = [
+            TaskError::FuelExhausted { limit: 1 },
+            TaskError::MemoryLimit {
+                limit_bytes: 1,
+                requested_bytes: 2,
+            },
+            TaskError::Timeout { timeout_ms: 1 },
+            TaskError::Trap {
+                message: "t".into(),
+            },
+            TaskError::OutputTooLarge {
+                what: "output".into(),
+                limit: OutputBound::Bytes(1),
+            },
+            TaskError::InvalidInput {
+                message: "m".into(),
+                path: None,
+            },
+            TaskError::ToolError {
+                message: "m".into(),
+            },
+            TaskError::Denied { reasons: vec![] },
+            TaskError::Cancelled,
+            TaskError::Internal {
+                message: "m".into(),
+            },
+            TaskError::HostLost {
+                message: "m".into(),
+            },
+        ];
+        for error in &errors {
+            assert_eq!(error.to_json()["kind"], error.kind().as_str());
+        }
+        let mut kinds: Vec<ErrorKind> = errors.iter().map(TaskError::kind).collect();
+        kinds.push(ErrorKind::Interrupted);
+        assert_eq!(kinds, ErrorKind::ALL, "every kind has its error");
     }
 }

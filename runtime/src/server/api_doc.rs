@@ -94,7 +94,7 @@ pub fn document() -> Value {
         .iter()
         .map(|(name, schema)| {
             let reference = format!("#/components/schemas/{schema}");
-            ((*name).to_owned(), json!({ "$ref": reference }))
+            (name.as_str().to_owned(), json!({ "$ref": reference }))
         })
         .collect();
     doc["paths"]["/v1/sessions/{id}/events"]["get"]["x-events"] = Value::Object(events);

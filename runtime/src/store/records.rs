@@ -7,19 +7,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::StoreError;
+use crate::vocabulary::{CloseReason, ErrorKind, SessionState, TaskState};
 
-/// A session as stored. `state` is `"open"` or `"closed"`.
+/// A session as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {
     pub id: String,
     pub principal: String,
     pub profile: String,
-    /// `"open"` or `"closed"`.
-    pub state: String,
+    pub state: SessionState,
     pub created_at_ms: i64,
     pub last_active_ms: i64,
     pub closed_at_ms: Option<i64>,
-    pub close_reason: Option<String>,
+    pub close_reason: Option<CloseReason>,
     /// The workspace's path on the orchestrator's host (in-process sessions), else empty.
     pub workspace: String,
     /// What the session asked for when it was created.
@@ -28,8 +28,7 @@ pub struct SessionRecord {
     pub sidecar: String,
 }
 
-/// A task as stored. `state` is one of `queued`, `running`, `completed`, `failed`, `cancelled`,
-/// `interrupted`.
+/// A task as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[schema(as = Task)]
 pub struct TaskRecord {
@@ -40,8 +39,7 @@ pub struct TaskRecord {
     #[schema(value_type = Object)]
     pub input: Value,
     /// queued → running → completed | failed | cancelled | interrupted.
-    #[schema(pattern = "^(queued|running|completed|failed|cancelled|interrupted)$")]
-    pub state: String,
+    pub state: TaskState,
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
@@ -72,7 +70,7 @@ pub struct StoredEvent {
 /// The error written into a task that was queued or running when the server stopped.
 pub(crate) fn interrupted_error() -> Value {
     serde_json::json!({
-        "kind": "interrupted",
+        "kind": ErrorKind::Interrupted,
         "message": "the server stopped while the task was running",
     })
 }
@@ -158,22 +156,28 @@ pub(crate) fn interrupt_unfinished(
     let tx = conn.transaction()?;
     let mut tasks = {
         let mut stmt = tx.prepare_cached(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN ('queued', 'running')
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN (?1, ?2)
              ORDER BY created_at_ms, session, id"
         ))?;
-        stmt.query_map([], task_from_row)?
+        stmt.query_map([TaskState::Queued, TaskState::Running], task_from_row)?
             .collect::<Result<Vec<_>, _>>()?
     };
     let error = interrupted_error();
     let error_text = serde_json::to_string(&error)?;
     {
         let mut update = tx.prepare_cached(
-            "UPDATE tasks SET state = 'interrupted', finished_at_ms = ?1, error = ?2
+            "UPDATE tasks SET state = ?5, finished_at_ms = ?1, error = ?2
              WHERE session = ?3 AND id = ?4",
         )?;
         for task in &mut tasks {
-            update.execute(params![now_ms, error_text, task.session, task.id])?;
-            task.state = "interrupted".to_owned();
+            update.execute(params![
+                now_ms,
+                error_text,
+                task.session,
+                task.id,
+                TaskState::Interrupted
+            ])?;
+            task.state = TaskState::Interrupted;
             task.finished_at_ms = Some(now_ms);
             task.error = Some(error.clone());
         }
@@ -201,9 +205,9 @@ pub(crate) fn session(conn: &Connection, id: &str) -> Result<Option<SessionRecor
 
 pub(crate) fn open_sessions(conn: &Connection) -> Result<Vec<SessionRecord>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {SESSION_COLUMNS} FROM sessions WHERE state = 'open' ORDER BY created_at_ms, id"
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE state = ?1 ORDER BY created_at_ms, id"
     ))?;
-    let rows = stmt.query_map([], session_from_row)?;
+    let rows = stmt.query_map([SessionState::Open], session_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -1,5 +1,6 @@
 use std::path::Path;
 
+use crate::vocabulary::{CloseReason, SessionState, TaskState};
 use serde_json::json;
 
 use super::*;
@@ -13,11 +14,11 @@ fn session(id: &str, state: &str) -> SessionRecord {
         id: id.to_owned(),
         principal: "alice".to_owned(),
         profile: "developer".to_owned(),
-        state: state.to_owned(),
+        state: state.parse().unwrap(),
         created_at_ms: 1_000,
         last_active_ms: 2_000,
         closed_at_ms: (state == "closed").then_some(3_000),
-        close_reason: (state == "closed").then(|| "client".to_owned()),
+        close_reason: (state == "closed").then_some(CloseReason::Deleted),
         workspace: "/tmp/ws".to_owned(),
         request: json!({"profile": "developer", "ttl_s": 600}),
         sidecar: "local".to_owned(),
@@ -31,7 +32,7 @@ fn task(session: &str, id: &str, state: &str, created_at_ms: i64) -> TaskRecord 
         session: session.to_owned(),
         tool: "fs.read".to_owned(),
         input: json!({"path": "notes.txt"}),
-        state: state.to_owned(),
+        state: state.parse().unwrap(),
         created_at_ms,
         started_at_ms: (state != "queued").then_some(created_at_ms + 1),
         finished_at_ms: finished.then_some(created_at_ms + 2),
@@ -187,9 +188,9 @@ fn sessions_round_trip() {
 
     // put replaces.
     let mut closed = a.clone();
-    closed.state = "closed".to_owned();
+    closed.state = SessionState::Closed;
     closed.closed_at_ms = Some(9_000);
-    closed.close_reason = Some("idle".to_owned());
+    closed.close_reason = Some(CloseReason::Idle);
     store.put_session(&closed);
     store.flush().unwrap();
     assert_eq!(store.get_session("s-a").unwrap(), Some(closed));
@@ -222,7 +223,7 @@ fn tasks_round_trip() {
     assert!(store.list_tasks("none").unwrap().is_empty());
 
     let mut running = queued;
-    running.state = "running".to_owned();
+    running.state = TaskState::Running;
     running.started_at_ms = Some(11);
     store.put_task(&running);
     store.flush().unwrap();
@@ -369,7 +370,7 @@ fn a_task_written_again_in_one_batch_is_stored_as_it_was_last() {
     let mut first = task("s1", "t1", "queued", 10);
     let second = task("s1", "t2", "queued", 11);
     store.put_task(&first);
-    first.state = "running".to_owned();
+    first.state = TaskState::Running;
     store.put_task(&first);
     store.put_task(&second);
     first = task("s1", "t1", "completed", 10);
@@ -390,7 +391,7 @@ fn a_task_written_again_in_one_batch_is_stored_as_it_was_last() {
             .collect::<Vec<_>>(),
         ["t2", "t3"]
     );
-    third.state = "completed".to_owned();
+    third.state = TaskState::Completed;
     store.put_task(&third);
     store.flush().unwrap();
     assert_eq!(store.get_task("s1", "t3").unwrap(), Some(third));

@@ -118,7 +118,12 @@ impl Orchestrator {
 
     /// Records a transfer on the session's event stream (`file.uploaded`, `file.downloaded`);
     /// it counts as activity of the session.
-    pub fn record_transfer(&self, workspace: &Workspace, event: &str, what: &Transferred) {
+    pub fn record_transfer(
+        &self,
+        workspace: &Workspace,
+        event: crate::vocabulary::EventName,
+        what: &Transferred,
+    ) {
         workspace
             .live
             .record

@@ -6,6 +6,7 @@ use crate::server::App;
 use crate::server::api_doc::errors;
 use crate::server::auth::{AuthedKey, key_revoked};
 use crate::server::problem::{ErrorCode, Problem};
+use crate::vocabulary::EventName;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -50,7 +51,7 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let session = app.orchestrator.get_session(&caller, &id)?;
-    if session.state == "closed" {
+    if session.state == crate::vocabulary::SessionState::Closed {
         // The hub may not know (after a restart): the stream ends after the backlog.
         app.orchestrator.hub().close(&id);
     }
@@ -62,7 +63,7 @@ pub async fn stream(
     };
     let hub = app.orchestrator.hub();
     let subscribed = hub.subscribe(&id, after);
-    if session.state == "closed" {
+    if session.state == crate::vocabulary::SessionState::Closed {
         // Frees the closed session's entry once this subscriber leaves.
         hub.forget(&id);
     }
@@ -90,7 +91,7 @@ pub async fn stream(
                 // The gap's id is its last lost event: a reconnect resumes after it.
                 Delivery::Gap { from, to } => Event::default()
                     .id(to.to_string())
-                    .event("gap")
+                    .event(EventName::Gap.as_str())
                     .data(format!(r#"{{"from":{from},"to":{to}}}"#)),
             };
             Ok::<_, Infallible>(event)
@@ -108,20 +109,20 @@ pub async fn stream(
 }
 
 /// The `data:` of each event, by `event:` name: the stream operation's `x-events`.
-pub const EVENTS: &[(&str, &str)] = &[
-    ("session.created", "SessionCreatedEvent"),
-    ("task.queued", "TaskAnnouncedEvent"),
-    ("task.started", "TaskAnnouncedEvent"),
-    ("policy.decision", "PolicyDecisionEvent"),
-    ("tool.log", "ToolLogEvent"),
-    ("tool.progress", "ToolProgressEvent"),
-    ("file.changed", "FileChangedEvent"),
-    ("file.uploaded", "Transferred"),
-    ("file.downloaded", "Transferred"),
-    ("task.completed", "TaskCompletedEvent"),
-    ("task.failed", "TaskFailedEvent"),
-    ("session.closed", "SessionClosedEvent"),
-    ("gap", "GapEvent"),
+pub const EVENTS: &[(EventName, &str)] = &[
+    (EventName::SessionCreated, "SessionCreatedEvent"),
+    (EventName::TaskQueued, "TaskAnnouncedEvent"),
+    (EventName::TaskStarted, "TaskAnnouncedEvent"),
+    (EventName::PolicyDecision, "PolicyDecisionEvent"),
+    (EventName::ToolLog, "ToolLogEvent"),
+    (EventName::ToolProgress, "ToolProgressEvent"),
+    (EventName::FileChanged, "FileChangedEvent"),
+    (EventName::FileUploaded, "Transferred"),
+    (EventName::FileDownloaded, "Transferred"),
+    (EventName::TaskCompleted, "TaskCompletedEvent"),
+    (EventName::TaskFailed, "TaskFailedEvent"),
+    (EventName::SessionClosed, "SessionClosedEvent"),
+    (EventName::Gap, "GapEvent"),
 ];
 
 /// The schemas of [`EVENTS`]. The orchestrator writes these payloads as JSON where it
@@ -227,7 +228,7 @@ mod payloads {
         tool: Option<String>,
         /// `failed`, `cancelled` or `interrupted`.
         #[schema(required = false, nullable = false)]
-        state: Option<String>,
+        state: Option<crate::vocabulary::TaskState>,
         error: TaskFailure,
         #[schema(required = false)]
         usage: Option<Usage>,
@@ -237,8 +238,10 @@ mod payloads {
     #[derive(ToSchema)]
     pub struct SessionClosedEvent {
         session: String,
-        /// `deleted`, `idle` or `lifetime`.
-        reason: String,
+        reason: crate::vocabulary::CloseReason,
+        /// `host_lost`: what happened to the sidecar.
+        #[schema(required = false, nullable = false)]
+        message: Option<String>,
     }
 
     /// `gap`: events `from..=to` are older than anything the server still keeps; the stream
@@ -248,5 +251,16 @@ mod payloads {
     pub struct GapEvent {
         from: u64,
         to: u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_name_has_its_payload_schema() {
+        let names: Vec<EventName> = EVENTS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, EventName::ALL);
     }
 }

@@ -8,6 +8,7 @@ use crate::server::App;
 use crate::server::api_doc::errors;
 use crate::server::auth::Authed;
 use crate::server::problem::{ErrorCode, Problem};
+use crate::vocabulary::EventName;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -148,7 +149,7 @@ pub async fn put_file(
         run_blocking(move || workspace.put_file(&path, &mut reader)).await?
     };
     app.orchestrator
-        .record_transfer(&workspace, "file.uploaded", &stored);
+        .record_transfer(&workspace, EventName::FileUploaded, &stored);
     let status = if stored.replaced == Some(true) {
         StatusCode::OK
     } else {
@@ -179,7 +180,7 @@ pub async fn get_file(
     };
     app.orchestrator.record_transfer(
         &workspace,
-        "file.downloaded",
+        EventName::FileDownloaded,
         &Transferred {
             path: Some(shown),
             size,
@@ -245,7 +246,7 @@ pub async fn put_tar(
         run_blocking(move || workspace.extract_tar(&mut reader)).await?
     };
     app.orchestrator
-        .record_transfer(&workspace, "file.uploaded", &extracted);
+        .record_transfer(&workspace, EventName::FileUploaded, &extracted);
     Ok((StatusCode::OK, Json(extracted)).into_response())
 }
 
@@ -276,7 +277,9 @@ pub async fn get_tar(
             Ok(summary)
         });
         match written {
-            Ok(summary) => orchestrator.record_transfer(&workspace, "file.downloaded", &summary),
+            Ok(summary) => {
+                orchestrator.record_transfer(&workspace, EventName::FileDownloaded, &summary)
+            }
             // The client went away, or the workspace could not be read: the body ends with an
             // error, so the client sees a cut archive, never a short one that looks whole.
             Err(error) => {

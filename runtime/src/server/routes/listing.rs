@@ -10,6 +10,7 @@ use crate::server::api_doc::errors;
 use crate::server::auth::Authed;
 use crate::server::problem::{ErrorCode, Problem};
 use crate::store::{Position, TaskRecord};
+use crate::vocabulary::{SessionState, TaskState, UnknownWord};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{OriginalUri, Path, Query, State};
@@ -25,16 +26,6 @@ use std::sync::Arc;
 pub const DEFAULT_LIMIT: usize = 50;
 /// The most items a page may have.
 pub const MAX_LIMIT: usize = 200;
-
-const SESSION_STATES: &[&str] = &["open", "closed"];
-const TASK_STATES: &[&str] = &[
-    "queued",
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-    "interrupted",
-];
 
 /// `GET /v1/sessions?state=&principal=&limit=&cursor=`. Values are read as text and checked
 /// here, so each bad one gets its own `invalid_query` naming it.
@@ -105,7 +96,7 @@ pub async fn sessions(
     query: Result<Query<SessionsQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(query) = query.map_err(bad_query)?;
-    let state = one_of("state", query.state, SESSION_STATES)?;
+    let state = one_of::<SessionState>("state", query.state)?;
     let principal = match query.principal {
         Some(p) if p.is_empty() || p.len() > 128 || p.chars().any(char::is_control) => {
             return Err(invalid_query(
@@ -154,7 +145,7 @@ pub async fn tasks(
     query: Result<Query<TasksQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(query) = query.map_err(bad_query)?;
-    let state = one_of("state", query.state, TASK_STATES)?;
+    let state = one_of::<TaskState>("state", query.state)?;
     let tool = match query.tool {
         Some(tool) if !is_tool_name(&tool) => {
             return Err(invalid_query("tool", "`tool` must be a tool name, plugin.tool").into());
@@ -274,17 +265,20 @@ fn limit(text: Option<&str>) -> Result<usize, BadQuery> {
         })
 }
 
-fn one_of(
+/// A parameter that must be a word of vocabulary `W`, kept as text for the store's query.
+fn one_of<W: std::str::FromStr<Err = UnknownWord>>(
     name: &'static str,
     value: Option<String>,
-    allowed: &[&str],
 ) -> Result<Option<String>, BadQuery> {
     match value {
-        Some(v) if !allowed.contains(&v.as_str()) => Err(invalid_query(
-            name,
-            format!("`{name}` must be one of {}", allowed.join(", ")),
-        )),
-        v => Ok(v),
+        Some(v) => match v.parse::<W>() {
+            Ok(_) => Ok(Some(v)),
+            Err(unknown) => Err(invalid_query(
+                name,
+                format!("`{name}` must be one of {}", unknown.expected),
+            )),
+        },
+        None => Ok(None),
     }
 }
 

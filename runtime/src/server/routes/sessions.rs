@@ -69,7 +69,10 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, Problem> {
     Ok(Json(
-        blocking(&app, move |o| o.close_session(&caller, &id, "deleted")).await?,
+        blocking(&app, move |o| {
+            o.close_session(&caller, &id, crate::vocabulary::CloseReason::Deleted)
+        })
+        .await?,
     ))
 }
 
