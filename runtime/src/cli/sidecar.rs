@@ -132,6 +132,10 @@ pub(crate) async fn sidecar(args: SidecarArgs) -> anyhow::Result<ExitCode> {
         }
         None => {
             eprintln!("toolgate sidecar listening on http://{address}");
+            // Small answers and relay chunks go out at once, not after the peer's ACK.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await?;
