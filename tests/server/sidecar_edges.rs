@@ -17,13 +17,17 @@ use toolgate::sidecar::{SessionSpec, TaskSpec};
 const TOKEN: &str = "a-token-of-at-least-sixteen-characters";
 
 fn sidecar(dir: &Path, extra: &[&str]) -> (Process, String) {
+    sidecar_on(dir, "127.0.0.1:0", extra)
+}
+
+fn sidecar_on(dir: &Path, listen: &str, extra: &[&str]) -> (Process, String) {
     let token = dir.join("sidecar.token");
     write(&token, TOKEN);
     let data = dir.join("sidecar");
     let mut args = vec![
         "sidecar",
         "--listen",
-        "127.0.0.1:0",
+        listen,
         "--token-file",
         token.to_str().unwrap(),
         "--data-dir",
@@ -60,6 +64,7 @@ fn session_spec(id: &str) -> Value {
         principal: "admin".into(),
         profile: "developer".into(),
         resources: ResourceRequest::default(),
+        resume: false,
     })
     .unwrap()
 }
@@ -623,4 +628,118 @@ async fn a_sidecar_stopped_with_sigterm_drains_and_its_orchestrator_says_so() {
         assert!(started.elapsed() < Duration::from_secs(10), "{session}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Stops a process with SIGTERM and waits for it to exit.
+fn stop(process: &mut Process) {
+    let pid = process.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    while process.0.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(20), "{pid} exits");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn get(client: &reqwest::Client, key: &str, url: String) -> Value {
+    client
+        .get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orchestrator_restart_keeps_remote_sessions_but_a_sidecar_restart_does_not_resurrect_them()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (mut sidecar_process, url) = sidecar(root, &[]);
+    let token = root.join("sidecar.token");
+    let tables = format!(
+        "[[sidecars]]\nid = \"only\"\nurl = \"{url}\"\ntoken_file = \"{}\"\n",
+        token.display()
+    );
+    let client = reqwest::Client::new();
+    let (mut first, base, admin) = orchestrator(root, &tables);
+    let (status, session) = call(&client, &admin, format!("{base}/v1/sessions"), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let id = session["id"].as_str().unwrap().to_owned();
+    let (_, task) = call(
+        &client,
+        &admin,
+        format!("{base}/v1/sessions/{id}/tasks"),
+        json!({"tool": "fs.write", "input": {"path": "kept.txt", "content": "still here"}}),
+    )
+    .await;
+    assert_eq!(task["state"], "completed", "{task}");
+
+    // The orchestrator restarts; the sidecar kept the workspace, and the session goes on.
+    stop(&mut first);
+    let (mut second, base, admin) = orchestrator(root, &tables);
+    let session = get(&client, &admin, format!("{base}/v1/sessions/{id}")).await;
+    assert_eq!(session["state"], "open", "{session}");
+    let (_, task) = call(
+        &client,
+        &admin,
+        format!("{base}/v1/sessions/{id}/tasks"),
+        json!({"tool": "fs.read", "input": {"path": "kept.txt"}}),
+    )
+    .await;
+    assert!(task["output"].to_string().contains("still here"), "{task}");
+    let stream = client
+        .get(format!("{base}/v1/sessions/{id}/events?after=0"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let mut completed = 0;
+    let events = read_events(stream, |e| {
+        completed += usize::from(e.name == "task.completed");
+        completed == 2
+    })
+    .await;
+    let ids: Vec<u64> = events.iter().filter_map(|e| e.id).collect();
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "one stream across the restart, none twice: {ids:?}"
+    );
+
+    // Both restart, the sidecar while the orchestrator is down: it no longer holds the
+    // session, and the orchestrator ends it rather than open an empty workspace.
+    stop(&mut second);
+    stop(&mut sidecar_process);
+    let address = url.trim_start_matches("http://");
+    let (_sidecar_again, _) = sidecar_on(root, address, &[]);
+    let (_third, base, admin) = orchestrator(root, &tables);
+    let session = get(&client, &admin, format!("{base}/v1/sessions/{id}")).await;
+    assert_eq!(
+        (session["state"].as_str(), session["close_reason"].as_str()),
+        (Some("closed"), Some("host_lost")),
+        "{session}"
+    );
+    let (status, fresh) = call(&client, &admin, format!("{base}/v1/sessions"), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{fresh}");
+    let fresh_id = fresh["id"].as_str().unwrap();
+    let (_, task) = call(
+        &client,
+        &admin,
+        format!("{base}/v1/sessions/{fresh_id}/tasks"),
+        json!({"tool": "fs.read", "input": {"path": "kept.txt"}}),
+    )
+    .await;
+    assert_eq!(
+        task["state"], "failed",
+        "a new session starts empty: {task}"
+    );
 }

@@ -125,6 +125,7 @@ impl LiveSession {
             principal: record.principal.clone(),
             profile: record.profile.clone(),
             resources: self.resources,
+            resume: false,
         }
     }
 
@@ -258,7 +259,11 @@ impl Orchestrator {
             let live = LiveSession::new(record, sidecar.clone());
             // A sidecar keeps a session's workspace across a restart of either side; one
             // that no longer has it (or does not answer) has lost it.
-            match sidecar.open_session(live.spec()).await {
+            let spec = SessionSpec {
+                resume: true,
+                ..live.spec()
+            };
+            match sidecar.open_session(spec).await {
                 Ok(()) => {
                     self.sessions
                         .lock()

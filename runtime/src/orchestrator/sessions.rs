@@ -165,6 +165,7 @@ impl Orchestrator {
             principal: caller.principal.clone(),
             profile: profile.clone(),
             resources,
+            resume: false,
         };
         // Nothing is recorded before a sidecar has the session's workspace.
         let sidecar = self.place(spec).await?;

@@ -152,6 +152,9 @@ impl LocalSidecar {
             return Ok(());
         }
         let root = self.workspace_root(&spec.id);
+        if spec.resume && !root.is_dir() {
+            return Err(SidecarError::UnknownSession(spec.id.clone()));
+        }
         let limit = disk::limit(&spec.resources);
         // A workspace that is already there (a restart of this process) keeps its files.
         let disk = if root.is_dir() {

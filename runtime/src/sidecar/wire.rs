@@ -14,6 +14,10 @@ pub struct SessionSpec {
     pub profile: String,
     /// The workspace's disk quota comes from `disk_mb`.
     pub resources: ResourceRequest,
+    /// Reopens a session the sidecar should still hold (an orchestrator's restart): one it
+    /// no longer has is `unknown_session`, never a new empty workspace.
+    #[serde(default)]
+    pub resume: bool,
 }
 
 /// One task for a sidecar: everything but the plugin's bytes, the secrets' values and the
