@@ -63,7 +63,11 @@ pub struct RemoteSidecar {
 struct Inner {
     endpoint: SidecarEndpoint,
     base: String,
+    /// Calls: HTTP/1.1, a pool of connections (the lowest latency per request).
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Sessions' event streams: HTTP/2, all of them over one connection however many
+    /// sessions are open.
+    streams: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     context: RemoteContext,
     health: Mutex<Health>,
     relays: Mutex<HashMap<String, Arc<Relay>>>,
@@ -88,19 +92,36 @@ impl RemoteSidecar {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(3)));
         connector.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(super::tls::client_config(&endpoint.ca_certificates)?)
+        let tls = super::tls::client_config(&endpoint.ca_certificates)?;
+        let calls = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
-            .wrap_connector(connector);
+            .wrap_connector(connector.clone());
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(256)
-            .build(connector);
+            .build(calls);
+        let h2 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http2()
+            .wrap_connector(connector);
+        let streams = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            // Windows sized for many busy streams; pings find a dead connection between
+            // frames (the relay's own silence timeout is the backstop).
+            .http2_adaptive_window(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .http2_keep_alive_timeout(Duration::from_secs(5))
+            .timer(hyper_util::rt::TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(h2);
         let inner = Arc::new(Inner {
             base: endpoint.url.trim_end_matches('/').to_owned(),
             endpoint,
             client,
+            streams,
             context,
             health: Mutex::new(Health {
                 // Not ready until it has answered once.
@@ -444,7 +465,7 @@ impl Inner {
             relay.cursor()
         );
         let request = self.request(Method::GET, &path, Bytes::new(), "application/json");
-        let response = tokio::time::timeout(CALL_TIMEOUT, self.client.request(request))
+        let response = tokio::time::timeout(CALL_TIMEOUT, self.streams.request(request))
             .await
             .map_err(|_| self.unreachable("the event stream did not open"))?
             .map_err(|e| self.unreachable(error_chain(&e)))?;
