@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use toolgate::policy::{ResourceRequest, TaskIdentity};
 use toolgate::sandbox::Limits;
@@ -742,4 +743,168 @@ async fn an_orchestrator_restart_keeps_remote_sessions_but_a_sidecar_restart_doe
         task["state"], "failed",
         "a new session starts empty: {task}"
     );
+}
+
+/// A sidecar of the test's own that answers like one but writes the event frames it is
+/// told to: the orchestrator's side of a broken or hostile sidecar.
+struct FakeSidecar {
+    url: String,
+    /// Lines to write on the session's event stream, for each task posted, in turn.
+    tasks: tokio::sync::mpsc::UnboundedReceiver<String>,
+    lines: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+}
+
+impl FakeSidecar {
+    async fn start() -> Self {
+        use axum::routing::{delete, get, post};
+        let (task_tx, tasks) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (lines, line_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let line_rx = Arc::new(tokio::sync::Mutex::new(line_rx));
+        let health = || async {
+            axum::Json(
+                json!({"state": "ready", "boot": "fake", "sessions": 1, "running_tasks": 0, "policy_versions": []}),
+            )
+        };
+        let events = move || {
+            let line_rx = line_rx.clone();
+            async move {
+                let stream = futures_util::stream::unfold(line_rx, |rx| async move {
+                    let line = rx.lock().await.recv().await?;
+                    Some((
+                        Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(line)),
+                        rx,
+                    ))
+                });
+                axum::body::Body::from_stream(stream)
+            }
+        };
+        let post_task = move |body: axum::body::Bytes| {
+            let task_tx = task_tx.clone();
+            async move {
+                let body: Value = serde_json::from_slice(&body).unwrap();
+                task_tx
+                    .send(body["spec"]["id"].as_str().unwrap().to_owned())
+                    .unwrap();
+                axum::http::StatusCode::ACCEPTED
+            }
+        };
+        let app = axum::Router::new()
+            .route("/v1/sidecar/health", get(health))
+            .route(
+                "/v1/sidecar/sessions",
+                post(|| async { axum::http::StatusCode::NO_CONTENT }),
+            )
+            .route(
+                "/v1/sidecar/sessions/{id}",
+                delete(|| async { axum::http::StatusCode::NO_CONTENT }),
+            )
+            .route("/v1/sidecar/sessions/{id}/tasks", post(post_task))
+            .route("/v1/sidecar/sessions/{id}/events", get(events))
+            .route(
+                "/v1/sidecar/ack",
+                post(|| async { axum::http::StatusCode::NO_CONTENT }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, tasks, lines }
+    }
+
+    fn write(&self, line: impl AsRef<[u8]>) {
+        let mut line = line.as_ref().to_vec();
+        line.push(b'\n');
+        self.lines.send(line).unwrap();
+    }
+}
+
+fn finished_frame(seq: u64, task: &str) -> String {
+    serde_json::to_string(&toolgate::sidecar::Frame {
+        seq,
+        task: task.to_owned(),
+        event: toolgate::sidecar::TaskEvent::Finished {
+            finished: toolgate::sidecar::TaskFinished {
+                result: Ok(r#"{"from": "the fake"}"#.to_owned()),
+                usage: toolgate::sandbox::Usage::default(),
+                decision_us: Vec::new(),
+            },
+        },
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_frames_fail_only_their_own_tasks_and_the_stream_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut fake = FakeSidecar::start().await;
+    let token = root.join("sidecar.token");
+    write(&token, TOKEN);
+    let (_orchestrator, base, admin) = orchestrator(
+        root,
+        &format!(
+            "[[sidecars]]\nid = \"fake\"\nurl = \"{}\"\ntoken_file = \"{}\"\n",
+            fake.url,
+            token.display()
+        ),
+    );
+    let client = reqwest::Client::new();
+    let (status, session) = call(&client, &admin, format!("{base}/v1/sessions"), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let id = session["id"].as_str().unwrap().to_owned();
+    let run = |client: reqwest::Client, base: String, admin: String, id: String| {
+        tokio::spawn(async move {
+            call(
+                &client,
+                &admin,
+                format!("{base}/v1/sessions/{id}/tasks"),
+                json!({"tool": "hostile.sleep", "input": {"ms": 1}}),
+            )
+            .await
+            .1
+        })
+    };
+
+    // A frame that names its task but does not read as a frame: that task fails.
+    let first = run(client.clone(), base.clone(), admin.clone(), id.clone());
+    let task = fake.tasks.recv().await.unwrap();
+    fake.write(format!(
+        r#"{{"seq":1,"task":"{task}","event":{{"kind":"no such kind"}}}}"#
+    ));
+    let first = first.await.unwrap();
+    assert_eq!(first["state"], "failed", "{first}");
+    assert_eq!(first["error"]["kind"], "internal", "{first}");
+    assert!(
+        first["error"]["message"].to_string().contains("frame"),
+        "{first}"
+    );
+
+    // Bytes that say nothing of whose they are are skipped; the next frame is read.
+    let second = run(client.clone(), base.clone(), admin.clone(), id.clone());
+    let task = fake.tasks.recv().await.unwrap();
+    fake.write(b"\xff\xfe not a frame at all");
+    fake.write(finished_frame(3, &task));
+    let second = second.await.unwrap();
+    assert_eq!(second["state"], "completed", "{second}");
+    assert_eq!(second["output"]["from"], "the fake", "{second}");
+
+    // A frame past the size bound is dropped as it comes (memory stays bounded), its task
+    // fails, and the stream goes on.
+    let third = run(client.clone(), base.clone(), admin.clone(), id.clone());
+    let task = fake.tasks.recv().await.unwrap();
+    let mut huge =
+        format!(r#"{{"seq":4,"task":"{task}","event":{{"kind":"tool","pad":""#).into_bytes();
+    huge.resize(70 << 20, b'x');
+    huge.extend_from_slice(br#""}}"#);
+    fake.write(huge);
+    let third = third.await.unwrap();
+    assert_eq!(third["state"], "failed", "{third}");
+    assert!(
+        third["error"]["message"].to_string().contains("bytes"),
+        "{third}"
+    );
+    let fourth = run(client.clone(), base.clone(), admin.clone(), id.clone());
+    let task = fake.tasks.recv().await.unwrap();
+    fake.write(finished_frame(5, &task));
+    let fourth = fourth.await.unwrap();
+    assert_eq!(fourth["state"], "completed", "{fourth}");
 }

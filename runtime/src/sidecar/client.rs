@@ -1,7 +1,7 @@
 //! The orchestrator's client of a `toolgate sidecar`: the seam over HTTP, the health checks
 //! that decide when it is lost, and the relay of each of its sessions' events.
 
-use super::relay::{Lines, Relay};
+use super::relay::{Line, Lines, Relay, frame_head};
 use super::server::{Ack, PluginRef, TaskBody};
 use super::wire::{Frame, SessionSpec, SidecarHealth, SidecarState, TaskFinished};
 use super::{RunTask, Sidecar, SidecarError, SidecarFuture};
@@ -52,6 +52,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// A relay connection that brings nothing, not even a keep-alive, for this long is dropped.
 const RELAY_SILENCE: Duration = Duration::from_secs(15);
+/// How long past a remote task's deadline its outcome is waited for (time queued on a busy
+/// sidecar, the relay catching up after a cut) before the task is failed here.
+const OUTCOME_GRACE: Duration = Duration::from_secs(60);
 /// How often the stored frames are acknowledged.
 const ACK_EVERY: Duration = Duration::from_millis(100);
 
@@ -365,6 +368,8 @@ impl Inner {
             .ok_or_else(|| SidecarError::UnknownSession(session.clone()))?;
         let task = spec.id.clone();
         let version = spec.policy_version.clone();
+        // However the sidecar fares, nobody waits for a task much past its own deadline.
+        let deadline = spec.limits.timeout + OUTCOME_GRACE;
         let mut finished = relay.register(&task, events);
         let body = TaskBody {
             plugin: PluginRef {
@@ -412,19 +417,46 @@ impl Inner {
             return Err(error);
         }
         // A cancel is passed on; the task's outcome still comes through the relay.
-        let this = self.clone();
         let cancel_path = format!("/v1/sidecar/sessions/{session}/tasks/{task}/cancel");
-        tokio::select! {
-            result = &mut finished => return result.unwrap_or_else(|_| Err(self.unreachable("the relay stopped"))),
-            _ = cancel.cancelled() => {
+        let waited = tokio::time::timeout(deadline, async {
+            tokio::select! {
+                result = &mut finished => return result,
+                _ = cancel.cancelled() => {
+                    let this = self.clone();
+                    let cancel_path = cancel_path.clone();
+                    tokio::spawn(async move {
+                        let _ = this.call(Method::POST, &cancel_path, Bytes::new(), "application/json", CALL_TIMEOUT).await;
+                    });
+                }
+            }
+            (&mut finished).await
+        })
+        .await;
+        match waited {
+            Ok(result) => result.unwrap_or_else(|_| Err(self.unreachable("the relay stopped"))),
+            Err(_) => {
+                // The sidecar answers health checks but never told how the task ended (its
+                // outcome was unreadable, or it was lost there): the task ends here, and the
+                // sidecar is told to stop it.
+                relay.forget(&task);
+                let this = self.clone();
                 tokio::spawn(async move {
-                    let _ = this.call(Method::POST, &cancel_path, Bytes::new(), "application/json", CALL_TIMEOUT).await;
+                    let _ = this
+                        .call(
+                            Method::POST,
+                            &cancel_path,
+                            Bytes::new(),
+                            "application/json",
+                            CALL_TIMEOUT,
+                        )
+                        .await;
                 });
+                Err(SidecarError::Protocol(format!(
+                    "the sidecar did not report the task's end within {} s of its deadline",
+                    OUTCOME_GRACE.as_secs()
+                )))
             }
         }
-        finished
-            .await
-            .unwrap_or_else(|_| Err(self.unreachable("the relay stopped")))
     }
 
     async fn close(self: Arc<Self>, session: String) -> Result<(), SidecarError> {
@@ -495,24 +527,30 @@ impl Inner {
                     Err(_) => continue,
                 },
             };
-            for line in lines.push(&chunk)? {
-                match serde_json::from_slice::<Frame>(&line) {
-                    Ok(frame) => relay.dispatch(frame),
-                    Err(e) => {
-                        let error =
-                            SidecarError::Protocol(format!("a frame of the event stream: {e}"));
-                        // Numbered and addressed: its task fails, the stream goes on.
-                        let value: serde_json::Value =
-                            serde_json::from_slice(&line).map_err(|_| error.clone())?;
-                        let (Some(seq), Some(task)) =
-                            (value["seq"].as_u64(), value["task"].as_str())
-                        else {
-                            return Err(error);
-                        };
-                        tracing::warn!(sidecar = %self.endpoint.id, session = %relay.session, seq, %error, "unreadable frame skipped; its task fails");
-                        relay.skip(seq, task, error);
-                    }
-                }
+            for line in lines.push(&chunk) {
+                let (line, error) = match line {
+                    Line::Whole(line) => match serde_json::from_slice::<Frame>(&line) {
+                        Ok(frame) => {
+                            relay.dispatch(frame);
+                            continue;
+                        }
+                        Err(e) => (line, format!("a frame of the event stream: {e}")),
+                    },
+                    Line::Oversized { head } => (
+                        head,
+                        format!(
+                            "a frame of the event stream is over {} bytes",
+                            super::relay::MAX_FRAME_BYTES
+                        ),
+                    ),
+                };
+                // Frames come numbered one after another: one that cannot be read is the
+                // next, and its task (when it says which) fails; the stream goes on.
+                let (seq, task) = frame_head(&line);
+                let seq = seq.unwrap_or_else(|| relay.cursor() + 1);
+                let error = SidecarError::Protocol(error);
+                tracing::warn!(sidecar = %self.endpoint.id, session = %relay.session, seq, %error, "unreadable frame skipped; its task fails");
+                relay.skip(seq, task.as_deref().unwrap_or_default(), error);
             }
         }
     }

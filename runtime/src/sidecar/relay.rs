@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-/// A frame line longer than this is garbled or hostile: the connection is dropped.
+/// A frame line longer than this is garbled or hostile: it is dropped and its task fails.
 pub(super) const MAX_FRAME_BYTES: usize = 64 << 20;
 
 struct Waiter {
@@ -111,33 +111,75 @@ impl Relay {
     }
 }
 
+/// One line of the event stream.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Line {
+    Whole(Vec<u8>),
+    /// A line past [`MAX_FRAME_BYTES`]: only its beginning is kept (it names the frame's
+    /// `seq` and `task`), the rest is dropped as it comes.
+    Oversized {
+        head: Vec<u8>,
+    },
+}
+
+/// Bytes of an oversized line kept to find out which frame it was.
+const HEAD_BYTES: usize = 256;
+
 /// Splits a byte stream into lines, holding a partial line until its end comes.
 #[derive(Default)]
 pub(super) struct Lines {
     partial: Vec<u8>,
+    /// Inside an oversized line: bytes are dropped until its end.
+    discarding: bool,
 }
 
 impl Lines {
-    /// The whole lines `chunk` completes (empty ones, the keep-alives, left out), or an error
-    /// when a line grows past [`MAX_FRAME_BYTES`].
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Vec<u8>>, SidecarError> {
+    /// The lines `chunk` completes (empty ones, the keep-alives, left out). A line never
+    /// holds more than [`MAX_FRAME_BYTES`] in memory.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<Line> {
         let mut lines = Vec::new();
         for piece in chunk.split_inclusive(|b| *b == b'\n') {
+            let ends = piece.last() == Some(&b'\n');
+            if self.discarding {
+                self.discarding = !ends;
+                continue;
+            }
             self.partial.extend_from_slice(piece);
-            if self.partial.last() == Some(&b'\n') {
+            if ends {
                 let mut line = std::mem::take(&mut self.partial);
                 line.pop();
                 if !line.is_empty() {
-                    lines.push(line);
+                    lines.push(Line::Whole(line));
                 }
             } else if self.partial.len() > MAX_FRAME_BYTES {
-                return Err(SidecarError::Protocol(format!(
-                    "a frame of the event stream is over {MAX_FRAME_BYTES} bytes"
-                )));
+                let mut head = std::mem::take(&mut self.partial);
+                head.truncate(HEAD_BYTES);
+                self.discarding = true;
+                lines.push(Line::Oversized { head });
             }
         }
-        Ok(lines)
+        lines
     }
+}
+
+/// The `seq` and `task` a frame's text begins with (`{"seq":N,"task":"…"`, the order frames
+/// are written in), read without parsing the rest: a garbled or cut frame still says whose
+/// it was.
+pub(super) fn frame_head(bytes: &[u8]) -> (Option<u64>, Option<String>) {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(HEAD_BYTES)]);
+    let after = |key: &str| text.find(key).map(|at| &text[at + key.len()..]);
+    let seq = after("\"seq\":").and_then(|rest| {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    });
+    let task = after("\"task\":\"").and_then(|rest| {
+        let id: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        (!id.is_empty()).then_some(id)
+    });
+    (seq, task)
 }
 
 #[cfg(test)]
@@ -198,22 +240,38 @@ mod tests {
     }
 
     #[test]
-    fn lines_are_split_across_chunks_and_oversized_ones_refused() {
+    fn lines_are_split_across_chunks_and_oversized_ones_cut_short() {
         let mut lines = Lines::default();
-        assert!(lines.push(b"{\"a\"").unwrap().is_empty());
+        assert!(lines.push(b"{\"a\"").is_empty());
         assert_eq!(
-            lines.push(b":1}\n\n{}\n{").unwrap(),
-            [b"{\"a\":1}".to_vec(), b"{}".to_vec()]
+            lines.push(b":1}\n\n{}\n{"),
+            [
+                Line::Whole(b"{\"a\":1}".to_vec()),
+                Line::Whole(b"{}".to_vec())
+            ]
         );
         let mut huge = Lines::default();
+        let mut got = huge.push(br#"{"seq":41,"task":"t_0abc","event":{"kind":"finished","#);
         let chunk = vec![b'x'; 1 << 20];
-        let mut failed = false;
-        for _ in 0..=(MAX_FRAME_BYTES >> 20) {
-            if huge.push(&chunk).is_err() {
-                failed = true;
-                break;
-            }
+        for _ in 0..=(MAX_FRAME_BYTES >> 20) + 3 {
+            got.extend(huge.push(&chunk));
         }
-        assert!(failed, "an endless line is refused");
+        assert!(
+            huge.partial.len() <= MAX_FRAME_BYTES,
+            "memory stays bounded"
+        );
+        got.extend(huge.push(b"xx}\n{\"seq\":42}\n"));
+        let [Line::Oversized { head }, Line::Whole(next)] = &got[..] else {
+            panic!("{got:?}");
+        };
+        assert_eq!(frame_head(head), (Some(41), Some("t_0abc".to_owned())));
+        assert_eq!(next, br#"{"seq":42}"#, "the stream goes on after it");
+    }
+
+    #[test]
+    fn a_garbled_frame_still_names_its_seq_and_task() {
+        let bytes = br#"{"seq":7,"task":"t_01ff","event":{"kind":"tool","ev"#;
+        assert_eq!(frame_head(bytes), (Some(7), Some("t_01ff".to_owned())));
+        assert_eq!(frame_head(b"\xff\xfe garbage"), (None, None));
     }
 }
