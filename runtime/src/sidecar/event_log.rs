@@ -68,7 +68,9 @@ impl EventLog {
         Some(out)
     }
 
-    /// Waits for a frame or the close that comes after `after`.
+    /// Waits for a kept frame after `after`, or the close. Frames already acknowledged are
+    /// gone and never come back: a reader behind them (an orchestrator that restarted) waits
+    /// for the next one rather than being woken for nothing, over and over.
     pub async fn wait_after(&self, after: u64) {
         loop {
             let notified = self.changed.notified();
@@ -76,7 +78,7 @@ impl EventLog {
             notified.as_mut().enable();
             {
                 let state = self.lock();
-                if state.last > after || state.closed {
+                if state.kept.back().is_some_and(|(seq, _)| *seq > after) || state.closed {
                     return;
                 }
             }
@@ -155,5 +157,26 @@ mod tests {
             .await
             .expect("woken")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_reader_behind_acknowledged_frames_waits_for_the_next_one() {
+        let log = EventLog::default();
+        log.push("t", log_event("a"));
+        log.push("t", log_event("b"));
+        log.ack(2);
+        assert_eq!(log.after(0, 1 << 20).unwrap(), []);
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(50), log.wait_after(0)).await;
+        assert!(waited.is_err(), "nothing new: it waits");
+        let log = std::sync::Arc::new(log);
+        let reader = tokio::spawn({
+            let log = log.clone();
+            async move { log.wait_after(0).await }
+        });
+        log.push("t", log_event("c"));
+        reader.await.unwrap();
+        let lines = log.after(0, 1 << 20).unwrap();
+        assert_eq!(lines.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [3]);
     }
 }
