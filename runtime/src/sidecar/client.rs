@@ -337,12 +337,15 @@ impl Inner {
 
     async fn open(self: Arc<Self>, spec: SessionSpec) -> Result<(), SidecarError> {
         let body = Bytes::from(serde_json::to_vec(&spec).unwrap_or_default());
+        // A sidecar that cannot open a session within its health timeout is as good as lost:
+        // the session is placed elsewhere rather than keep its client waiting.
+        let timeout = self.endpoint.health_timeout.min(CALL_TIMEOUT);
         self.call(
             Method::POST,
             "/v1/sidecar/sessions",
             body,
             "application/json",
-            CALL_TIMEOUT,
+            timeout,
         )
         .await?;
         let relay = Relay::new(spec.id.clone());
@@ -384,34 +387,46 @@ impl Inner {
         };
         let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
         let path = format!("/v1/sidecar/sessions/{session}/tasks");
-        let mut sent = Err(SidecarError::Internal("not sent".into()));
-        // At most one of each: the policy set, the plugin, then the task is taken or refused.
-        for _ in 0..3 {
-            sent = self
-                .call(
-                    Method::POST,
-                    &path,
-                    body.clone(),
-                    "application/json",
-                    CALL_TIMEOUT,
-                )
-                .await;
-            let shipped = match &sent {
-                Err(SidecarError::PolicyVersionMissing(_)) => self.ship_policy(&version).await,
-                Err(SidecarError::PluginMissing(_)) => {
-                    self.ship_plugin(&PluginRef {
-                        name: plugin.name().to_owned(),
-                        digest: plugin.digest().to_owned(),
-                    })
-                    .await
+        let send = async {
+            let mut sent = Err(SidecarError::Internal("not sent".into()));
+            // At most one of each: the policy set, the plugin, then the task is taken or
+            // refused.
+            for _ in 0..3 {
+                sent = self
+                    .call(
+                        Method::POST,
+                        &path,
+                        body.clone(),
+                        "application/json",
+                        CALL_TIMEOUT,
+                    )
+                    .await;
+                let shipped = match &sent {
+                    Err(SidecarError::PolicyVersionMissing(_)) => self.ship_policy(&version).await,
+                    Err(SidecarError::PluginMissing(_)) => {
+                        self.ship_plugin(&PluginRef {
+                            name: plugin.name().to_owned(),
+                            digest: plugin.digest().to_owned(),
+                        })
+                        .await
+                    }
+                    _ => break,
+                };
+                if let Err(error) = shipped {
+                    sent = Err(error);
+                    break;
                 }
-                _ => break,
-            };
-            if let Err(error) = shipped {
-                sent = Err(error);
-                break;
             }
-        }
+            sent
+        };
+        // The outcome can come first: the sidecar was lost while the task was being sent (a
+        // frozen sidecar never answers the post), or the task finished before its 202 arrived.
+        let sent = tokio::select! {
+            sent = send => sent,
+            result = &mut finished => {
+                return result.unwrap_or_else(|_| Err(self.unreachable("the relay stopped")));
+            }
+        };
         if let Err(error) = sent {
             relay.forget(&task);
             return Err(error);
