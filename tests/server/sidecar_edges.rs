@@ -908,3 +908,42 @@ async fn unreadable_frames_fail_only_their_own_tasks_and_the_stream_goes_on() {
     let fourth = fourth.await.unwrap();
     assert_eq!(fourth["state"], "completed", "{fourth}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_closes_idle_connections_and_those_past_its_cap() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (_sidecar, url) = sidecar(
+        dir.path(),
+        &["--max-connections", "8", "--header-timeout-ms", "400"],
+    );
+    let address = url.trim_start_matches("http://").to_owned();
+    // Eight connections that say nothing take every slot; the ninth is closed at once.
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut surplus = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_millis(300), surplus.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "closed at once: {read:?}"
+    );
+    // The silent ones are closed after the header timeout, and the sidecar answers again.
+    for mut connection in idle {
+        let read = tokio::time::timeout(Duration::from_secs(3), connection.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "closed when idle: {read:?}"
+        );
+    }
+    let health = reqwest::Client::new()
+        .get(format!("{url}/v1/sidecar/health"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}

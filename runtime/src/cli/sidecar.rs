@@ -1,6 +1,7 @@
 //! `toolgate sidecar`: the execution half, for an orchestrator on this or another host.
 
 use crate::sandbox::{Catalog, EngineConfig, Executor, SandboxEngine};
+use crate::server::listener::{self, ConnectionLimits};
 use crate::sidecar::server::{SidecarService, router};
 use crate::sidecar::{LocalSidecar, ShippedPolicies};
 use clap::Args;
@@ -46,6 +47,14 @@ pub struct SidecarArgs {
         requires = "tls_cert"
     )]
     tls_key: Option<PathBuf>,
+    /// How long a connection may go without a request in flight, its TLS handshake
+    /// included, before it is closed.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    header_timeout_ms: u64,
+    /// Connections open at once (fewer when the descriptor limit is lower); more are closed
+    /// as soon as they are accepted.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(4..=1_000_000))]
+    max_connections: u64,
     /// Tasks running at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     max_running_tasks: u32,
@@ -116,31 +125,26 @@ pub(crate) async fn sidecar(args: SidecarArgs) -> anyhow::Result<ExitCode> {
     let plugins = crate::sidecar::server::plugin_store(catalog, data_dir.join("plugins"))?;
     let service = SidecarService::new(local, policies, plugins, token);
     let draining = service.clone();
-    let shutdown = async move {
+    let stop = async move {
         super::serve::shutdown_signal().await;
         eprintln!("toolgate sidecar: draining (no new sessions; running tasks are cancelled)");
         draining.drain(Duration::from_secs(10)).await;
     };
-    let app = router(service);
-    match tls {
-        Some(config) => {
-            let listener = crate::sidecar::tls::TlsListener::new(listener, config)?;
-            eprintln!("toolgate sidecar listening on https://{address}");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await?;
-        }
-        None => {
-            eprintln!("toolgate sidecar listening on http://{address}");
-            // Small answers and relay chunks go out at once, not after the peer's ACK.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await?;
-        }
-    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("toolgate sidecar listening on {scheme}://{address}");
+    // The same bounds as the API server's: a peer without the token cannot hold the sidecar
+    // with idle or trickling connections.
+    let limits = ConnectionLimits {
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
+        max_connections: crate::server::fd_limit::fit_connection_cap(
+            usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        ),
+    };
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    let connections = Arc::new(crate::server::ConnectionStats::default());
+    let open =
+        listener::accept_until(listener, router(service), limits, connections, stop, tls).await;
+    open.finish(Duration::from_secs(10)).await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,7 +8,8 @@
 //! first request's headers, and again after each response is done. A connection that says
 //! nothing, or too little, in time is shut down gracefully (HTTP/2 `GOAWAY`) and dropped
 //! soon after. A request counts until its response body ends, so event streams and slow
-//! tasks keep their connection.
+//! tasks keep their connection. With TLS (a sidecar given a certificate) the handshake is
+//! part of the first deadline and holds a connection slot like any connection.
 
 use axum::Router;
 use axum::body::Body;
@@ -22,8 +23,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -89,6 +92,7 @@ async fn accept_while_draining(
     router: Router,
     limits: ConnectionLimits,
     force: CancellationToken,
+    tls: Option<TlsAcceptor>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -120,7 +124,7 @@ async fn accept_while_draining(
                 stats: stats.clone(),
             },
         };
-        tokio::spawn(connection.serve(builder.clone()));
+        tokio::spawn(connection.serve_over(tls.clone(), builder.clone()));
     }
 }
 
@@ -131,6 +135,7 @@ pub(crate) async fn accept_until(
     limits: ConnectionLimits,
     stats: Arc<ConnectionStats>,
     stop: impl Future<Output = ()>,
+    tls: Option<TlsAcceptor>,
 ) -> Draining {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -186,7 +191,7 @@ pub(crate) async fn accept_until(
             force: force.clone(),
             _slot: slot,
         };
-        tokio::spawn(connection.serve(builder.clone()));
+        tokio::spawn(connection.serve_over(tls.clone(), builder.clone()));
     }
     stopping.cancel();
     let acceptor = tokio::spawn(accept_while_draining(
@@ -194,6 +199,7 @@ pub(crate) async fn accept_until(
         router,
         limits,
         force.clone(),
+        tls,
     ));
     Draining {
         slots,
@@ -204,8 +210,8 @@ pub(crate) async fn accept_until(
 }
 
 /// One accepted connection and what bounds it.
-struct Connection {
-    stream: TcpStream,
+struct Connection<S> {
+    stream: S,
     router: Router,
     limits: ConnectionLimits,
     /// The server stops: finish the requests in flight, take no more.
@@ -226,7 +232,36 @@ impl Drop for Slot {
     }
 }
 
-impl Connection {
+impl Connection<tokio::net::TcpStream> {
+    /// Serves the connection, after its TLS handshake when there is an acceptor. A client
+    /// that does not finish the handshake within the header timeout is dropped.
+    async fn serve_over(self, tls: Option<TlsAcceptor>, builder: auto::Builder<TokioExecutor>) {
+        let Some(acceptor) = tls else {
+            return self.serve(builder).await;
+        };
+        let handshake = tokio::select! {
+            done = tokio::time::timeout(self.limits.header_timeout, acceptor.accept(self.stream)) => done,
+            () = self.force.cancelled() => return,
+        };
+        match handshake {
+            Ok(Ok(stream)) => {
+                let connection = Connection {
+                    stream,
+                    router: self.router,
+                    limits: self.limits,
+                    stopping: self.stopping,
+                    force: self.force,
+                    _slot: self._slot,
+                };
+                connection.serve(builder).await;
+            }
+            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake not finished in time"),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Connection<S> {
     async fn serve(self, builder: auto::Builder<TokioExecutor>) {
         let in_flight = InFlight::default();
         let requests = in_flight.clone();

@@ -4,10 +4,10 @@
 pub mod api_doc;
 mod auth;
 pub mod config;
-mod fd_limit;
+pub(crate) mod fd_limit;
 mod http_metrics;
 mod in_flight;
-mod listener;
+pub(crate) mod listener;
 pub mod problem;
 mod routes;
 
@@ -499,6 +499,7 @@ pub async fn run(
         limits,
         app.connections.clone(),
         stopping,
+        None,
     )
     .await;
     // Event streams end, running tasks are cancelled and recorded (a waiting client gets its

@@ -101,8 +101,10 @@ impl RemoteSidecar {
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector.clone());
+        // Idle connections are let go before the sidecar's own idle deadline (10 s) closes
+        // them, so a call never lands on one the sidecar is closing.
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(256)
             .build(calls);
         let h2 = hyper_rustls::HttpsConnectorBuilder::new()
@@ -118,7 +120,7 @@ impl RemoteSidecar {
             .http2_keep_alive_interval(Duration::from_secs(5))
             .http2_keep_alive_timeout(Duration::from_secs(5))
             .timer(hyper_util::rt::TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(5))
             .build(h2);
         let inner = Arc::new(Inner {
             base: endpoint.url.trim_end_matches('/').to_owned(),
