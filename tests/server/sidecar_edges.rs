@@ -947,3 +947,83 @@ async fn a_sidecar_closes_idle_connections_and_those_past_its_cap() {
         .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_its_sidecar_no_longer_holds_ends_host_lost_with_its_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (_sidecar, url) = sidecar(root, &[]);
+    let token = root.join("sidecar.token");
+    let (_orchestrator, base, admin) = orchestrator(
+        root,
+        &format!(
+            "[[sidecars]]\nid = \"only\"\nurl = \"{url}\"\ntoken_file = \"{}\"\n",
+            token.display()
+        ),
+    );
+    let client = reqwest::Client::new();
+    let (_, session) = call(&client, &admin, format!("{base}/v1/sessions"), json!({})).await;
+    let id = session["id"].as_str().unwrap().to_owned();
+    let (status, sleeping) = call(
+        &client,
+        &admin,
+        format!("{base}/v1/sessions/{id}/tasks"),
+        json!({"tool": "hostile.sleep", "input": {"ms": 20000}, "wait": false}),
+    )
+    .await;
+    assert!(status.is_success(), "{sleeping}");
+    let task_url = format!(
+        "{base}/v1/sessions/{id}/tasks/{}",
+        sleeping["id"].as_str().unwrap()
+    );
+    let started = Instant::now();
+    loop {
+        let health: Value = client
+            .get(format!("{url}/v1/sidecar/health"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["running_tasks"] == 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{health}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Someone with the token closes the session on the sidecar behind the orchestrator's back.
+    let closed = client
+        .delete(format!("{url}/v1/sidecar/sessions/{id}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status(), StatusCode::NO_CONTENT);
+    let started = Instant::now();
+    let task = loop {
+        let task = get(&client, &admin, task_url.clone()).await;
+        if task["state"] != "running" {
+            break task;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{task}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(task["state"], "failed", "{task}");
+    assert_eq!(task["error"]["kind"], "host_lost", "{task}");
+    // The session closes right after its tasks have ended.
+    let started = Instant::now();
+    let session = loop {
+        let session = get(&client, &admin, format!("{base}/v1/sessions/{id}")).await;
+        if session["state"] != "open" || started.elapsed() > Duration::from_secs(5) {
+            break session;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        (session["state"].as_str(), session["close_reason"].as_str()),
+        (Some("closed"), Some("host_lost")),
+        "{session}"
+    );
+}

@@ -314,14 +314,19 @@ impl Orchestrator {
 }
 
 impl Orchestrator {
-    /// Ends every session on `sidecar`, which was lost: their running tasks have failed
-    /// `host_lost` (each with its one terminal event) before the session closes.
-    pub async fn sidecar_lost(&self, sidecar: &str) {
+    /// Ends the sessions `loss` names (all of a lost sidecar's, or one it no longer holds):
+    /// their running tasks have failed `host_lost` (each with its one terminal event) before
+    /// the session closes.
+    pub async fn sidecar_lost(&self, loss: &crate::sidecar::Loss) {
+        let sidecar = loss.sidecar.as_str();
         let lost: Vec<Arc<LiveSession>> = {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             let ids: Vec<String> = sessions
                 .iter()
-                .filter(|(_, s)| s.sidecar.id() == sidecar)
+                .filter(|(id, s)| {
+                    s.sidecar.id() == sidecar
+                        && loss.session.as_ref().is_none_or(|only| only == *id)
+                })
                 .map(|(id, _)| id.clone())
                 .collect();
             ids.iter().filter_map(|id| sessions.remove(id)).collect()

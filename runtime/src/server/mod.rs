@@ -257,11 +257,11 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
     // A lost sidecar's sessions end `host_lost`.
     let weak = Arc::downgrade(&orchestrator);
     tokio::spawn(async move {
-        while let Some(sidecar) = lost_rx.recv().await {
+        while let Some(loss) = lost_rx.recv().await {
             let Some(orchestrator) = weak.upgrade() else {
                 return;
             };
-            orchestrator.sidecar_lost(&sidecar).await;
+            orchestrator.sidecar_lost(&loss).await;
         }
     });
     let connections = Arc::new(ConnectionStats::default());

@@ -43,8 +43,16 @@ pub struct RemoteContext {
     pub policy: Arc<PolicyEngine>,
     pub catalog: Arc<Catalog>,
     pub store: Store,
-    /// Gets the sidecar's id when it is lost: the orchestrator ends its sessions.
-    pub lost: mpsc::UnboundedSender<String>,
+    /// Told when a sidecar, or one session on it, is lost: the orchestrator ends them.
+    pub lost: mpsc::UnboundedSender<Loss>,
+}
+
+/// What was lost on a remote sidecar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    pub sidecar: String,
+    /// One session the sidecar no longer holds; `None`: the sidecar and all its sessions.
+    pub session: Option<String>,
 }
 
 /// Time for one call; a plugin upload (compiled on arrival) gets longer.
@@ -291,7 +299,31 @@ impl Inner {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(relays.iter().map(|r| r.session.clone()));
-        let _ = self.context.lost.send(self.endpoint.id.clone());
+        let _ = self.context.lost.send(Loss {
+            sidecar: self.endpoint.id.clone(),
+            session: None,
+        });
+    }
+
+    /// One session the sidecar answers it does not hold (it restarted without the
+    /// orchestrator noticing, or it was told to close it): the session ends `host_lost`,
+    /// its waiting tasks with it.
+    fn lose_session(&self, relay: &Relay) {
+        self.relays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&relay.session);
+        let error = SidecarError::Lost {
+            sidecar: self.endpoint.id.clone(),
+            message: format!("it no longer holds session {}", relay.session),
+        };
+        tracing::error!(sidecar = %self.endpoint.id, session = %relay.session, "session lost on its sidecar");
+        relay.stop.cancel();
+        relay.fail_all(&error);
+        let _ = self.context.lost.send(Loss {
+            sidecar: self.endpoint.id.clone(),
+            session: Some(relay.session.clone()),
+        });
     }
 
     async fn ship_policy(&self, version: &str) -> Result<(), SidecarError> {
@@ -342,14 +374,25 @@ impl Inner {
         // A sidecar that cannot open a session within its health timeout is as good as lost:
         // the session is placed elsewhere rather than keep its client waiting.
         let timeout = self.endpoint.health_timeout.min(CALL_TIMEOUT);
-        self.call(
-            Method::POST,
-            "/v1/sidecar/sessions",
-            body,
-            "application/json",
-            timeout,
-        )
-        .await?;
+        let opened = self
+            .call(
+                Method::POST,
+                "/v1/sidecar/sessions",
+                body,
+                "application/json",
+                timeout,
+            )
+            .await;
+        if let Err(error) = opened {
+            if error.is_lost() {
+                // It may yet open it once it answers again: it is told to close it then.
+                self.orphans
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(spec.id.clone());
+            }
+            return Err(error);
+        }
         let relay = Relay::new(spec.id.clone());
         self.relays
             .lock()
@@ -368,9 +411,11 @@ impl Inner {
             cancel,
         } = run;
         let session = spec.session().to_owned();
-        let relay = self
-            .relay(&session)
-            .ok_or_else(|| SidecarError::UnknownSession(session.clone()))?;
+        // No relay: the session was lost with its sidecar (its close follows).
+        let relay = self.relay(&session).ok_or_else(|| SidecarError::Lost {
+            sidecar: self.endpoint.id.clone(),
+            message: format!("session {session} was lost with it"),
+        })?;
         let task = spec.id.clone();
         let version = spec.policy_version.clone();
         // However the sidecar fares, nobody waits for a task much past its own deadline.
@@ -590,6 +635,10 @@ async fn relay_loop(inner: std::sync::Weak<Inner>, relay: Arc<Relay>) {
         let Some(this) = inner.upgrade() else { return };
         match this.relay_once(&relay).await {
             Ok(()) => backoff = Duration::from_millis(50),
+            Err(SidecarError::UnknownSession(_)) => {
+                this.lose_session(&relay);
+                return;
+            }
             Err(error) => {
                 tracing::debug!(sidecar = %this.endpoint.id, session = %relay.session, %error, "relay connection broke; resuming");
                 backoff = (backoff * 2).min(Duration::from_secs(1));

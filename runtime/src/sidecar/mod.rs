@@ -20,7 +20,7 @@ mod watch;
 mod wire;
 mod workspace;
 
-pub use client::{RemoteContext, RemoteSidecar, SidecarEndpoint};
+pub use client::{Loss, RemoteContext, RemoteSidecar, SidecarEndpoint};
 pub use disk::DiskUsage;
 pub use local::{LocalSidecar, SessionWorkspace};
 pub use pool::{SidecarPool, SidecarStatus};
