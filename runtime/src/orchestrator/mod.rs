@@ -250,6 +250,9 @@ impl Orchestrator {
             .store
             .open_sessions()
             .map_err(|e| OrchestratorError::Internal(e.to_string()))?;
+        // Reopened all at once: a sidecar that does not answer costs its health timeout
+        // once, not once per session.
+        let mut reopening = Vec::new();
         for record in open {
             let Some(sidecar) = self.sidecars.get(&record.sidecar) else {
                 let lost = format!("its sidecar `{}` is no longer configured", record.sidecar);
@@ -263,7 +266,10 @@ impl Orchestrator {
                 resume: true,
                 ..live.spec()
             };
-            match sidecar.open_session(spec).await {
+            reopening.push(async move { (sidecar.open_session(spec).await, live) });
+        }
+        for (opened, live) in futures_util::future::join_all(reopening).await {
+            match opened {
                 Ok(()) => {
                     self.sessions
                         .lock()

@@ -26,6 +26,8 @@ use subtle::ConstantTimeEq;
 const BODY_LIMIT: usize = 16 << 20;
 /// A shipped plugin, at most.
 const PLUGIN_LIMIT: usize = 256 << 20;
+/// Plugins received and compiled at once; more wait their turn.
+const PLUGIN_UPLOADS: usize = 2;
 /// Bytes of frames written to a relay connection in one go.
 const CHUNK_BYTES: usize = 256 << 10;
 /// A relay connection with nothing to say writes an empty line this often (keeps proxies and
@@ -62,6 +64,8 @@ pub struct SidecarService {
     local: LocalSidecar,
     policies: Arc<ShippedPolicies>,
     plugins: PluginStore,
+    /// Plugin uploads at once: each is held whole in memory and compiled on arrival.
+    uploads: tokio::sync::Semaphore,
     logs: Mutex<HashMap<String, Arc<EventLog>>>,
     token: String,
     boot: String,
@@ -78,6 +82,7 @@ impl SidecarService {
             local,
             policies,
             plugins,
+            uploads: tokio::sync::Semaphore::new(PLUGIN_UPLOADS),
             logs: Mutex::default(),
             token,
             boot: uuid::Uuid::new_v4().simple().to_string(),
@@ -311,12 +316,20 @@ async fn put_plugin(
     State(service): State<Arc<SidecarService>>,
     Path(digest): Path<String>,
     query: Result<Query<PluginQuery>, axum::extract::rejection::QueryRejection>,
-    Limited(body): Limited,
+    request: Request,
 ) -> Response {
     let Ok(Query(query)) = query else {
         return error_response(&SidecarError::Invalid(
             "a plugin is shipped with `?name=` (its name)".into(),
         ));
+    };
+    // The turn is taken before the body is read: waiting uploads hold no memory.
+    let Ok(_turn) = service.uploads.acquire().await else {
+        return error_response(&SidecarError::Draining);
+    };
+    let body = match <Limited as axum::extract::FromRequest<()>>::from_request(request, &()).await {
+        Ok(Limited(body)) => body,
+        Err(response) => return response,
     };
     match service.plugins.put(&query.name, &digest, &body).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
