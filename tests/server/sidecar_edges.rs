@@ -285,14 +285,44 @@ async fn every_bad_request_to_a_sidecar_is_a_problem_and_leaves_nothing_behind()
         (Some("ready"), Some(0)),
         "{health}"
     );
+    // A request stamped with a deadline already past (its orchestrator gave it up) is refused.
+    let past = (toolgate::sidecar::wall_ms() - 1).to_string();
+    problem(
+        client
+            .post(url("/sessions"))
+            .bearer_auth(TOKEN)
+            .header(toolgate::sidecar::NOT_AFTER_HEADER, &past)
+            .json(&session_spec(session))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CONFLICT,
+        "stale_request",
+    )
+    .await;
+    let future = (toolgate::sidecar::wall_ms() + 60_000).to_string();
     let opened = client
         .post(url("/sessions"))
         .bearer_auth(TOKEN)
+        .header(toolgate::sidecar::NOT_AFTER_HEADER, &future)
         .json(&session_spec(session))
         .send()
         .await
         .unwrap();
     assert_eq!(opened.status(), StatusCode::NO_CONTENT);
+    problem(
+        client
+            .post(url(&format!("/sessions/{session}/tasks")))
+            .bearer_auth(TOKEN)
+            .header(toolgate::sidecar::NOT_AFTER_HEADER, &past)
+            .json(&task_body(session, "feedfacefeedface"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CONFLICT,
+        "stale_request",
+    )
+    .await;
     // Open, but the sidecar holds no policy set yet: the task is refused naming the version.
     let body = problem(
         client
@@ -761,9 +791,10 @@ impl FakeSidecar {
         let (lines, line_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
         let line_rx = Arc::new(tokio::sync::Mutex::new(line_rx));
         let health = || async {
-            axum::Json(
-                json!({"state": "ready", "boot": "fake", "sessions": 1, "running_tasks": 0, "policy_versions": []}),
-            )
+            axum::Json(json!({
+                "state": "ready", "boot": "fake", "sessions": 1, "running_tasks": 0,
+                "policy_versions": [], "now_ms": toolgate::sidecar::wall_ms(),
+            }))
         };
         let events = move || {
             let line_rx = line_rx.clone();
@@ -778,9 +809,21 @@ impl FakeSidecar {
                 axum::body::Body::from_stream(stream)
             }
         };
-        let post_task = move |body: axum::body::Bytes| {
+        let post_task = move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
             let task_tx = task_tx.clone();
             async move {
+                // Stamped with the moment its orchestrator would give it up: about the
+                // health timeout (1.5 s) from now, in this clock.
+                let not_after: u64 = headers[toolgate::sidecar::NOT_AFTER_HEADER]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let now = toolgate::sidecar::wall_ms();
+                assert!(
+                    not_after > now && not_after <= now + 1_600,
+                    "{not_after} against {now}"
+                );
                 let body: Value = serde_json::from_slice(&body).unwrap();
                 task_tx
                     .send(body["spec"]["id"].as_str().unwrap().to_owned())
@@ -1025,5 +1068,72 @@ async fn a_session_its_sidecar_no_longer_holds_ends_host_lost_with_its_tasks() {
         (session["state"].as_str(), session["close_reason"].as_str()),
         (Some("closed"), Some("host_lost")),
         "{session}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_given_up_on_a_frozen_sidecar_never_runs_there_afterwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (sidecar_process, url) = sidecar(root, &[]);
+    let token = root.join("sidecar.token");
+    let (_orchestrator, base, admin) = orchestrator(
+        root,
+        &format!(
+            "[[sidecars]]\nid = \"only\"\nurl = \"{url}\"\ntoken_file = \"{}\"\n",
+            token.display()
+        ),
+    );
+    let client = reqwest::Client::new();
+    let (_, session) = call(&client, &admin, format!("{base}/v1/sessions"), json!({})).await;
+    let id = session["id"].as_str().unwrap().to_owned();
+    // A reader of the sidecar's own event stream sees every frame it writes for the session.
+    let frames = {
+        let response = client
+            .get(format!("{url}/v1/sidecar/sessions/{id}/events?after=0"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let text = tokio::time::timeout(Duration::from_secs(20), response.text()).await;
+            text.ok().and_then(Result::ok).unwrap_or_default()
+        })
+    };
+    let pid = sidecar_process.0.id().to_string();
+    let signal = |name: &str| {
+        assert!(
+            Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP");
+    let frozen = Instant::now();
+    let (status, task) = call(
+        &client,
+        &admin,
+        format!("{base}/v1/sessions/{id}/tasks"),
+        json!({"tool": "hostile.progress", "input": {}}),
+    )
+    .await;
+    assert!(status.is_success(), "{task}");
+    assert_eq!(task["error"]["kind"], "host_lost", "{task}");
+    assert!(
+        frozen.elapsed() < Duration::from_secs(5),
+        "answered at the health timeout, not a call timeout: {:?}",
+        frozen.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal("-CONT");
+    // Thawed, the sidecar reads the task it was sent while frozen: too late, refused. The
+    // orchestrator then closes the session there, which ends the stream.
+    let frames = frames.await.unwrap();
+    let task_id = task["id"].as_str().unwrap();
+    assert!(
+        !frames.contains(task_id),
+        "the task ran on the sidecar after it was reported lost: {frames}"
     );
 }

@@ -90,6 +90,8 @@ struct Health {
     state: SidecarState,
     last_ok: Instant,
     boot: Option<String>,
+    /// The sidecar's wall clock minus ours (ms), from the last health answer that said.
+    clock_offset_ms: Option<i64>,
 }
 
 impl RemoteSidecar {
@@ -141,6 +143,7 @@ impl RemoteSidecar {
                 state: SidecarState::Lost,
                 last_ok: Instant::now(),
                 boot: None,
+                clock_offset_ms: None,
             }),
             relays: Mutex::default(),
             orphans: Mutex::default(),
@@ -200,6 +203,44 @@ impl Inner {
         timeout: Duration,
     ) -> Result<Bytes, SidecarError> {
         let request = self.request(method, path, body, content_type);
+        self.send(request, timeout).await
+    }
+
+    /// A call stamped with the moment (in the sidecar's clock) this orchestrator will give
+    /// it up as lost: should it reach the sidecar later, it is refused rather than run.
+    async fn fenced_call(
+        &self,
+        path: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, SidecarError> {
+        let mut request = self.request(Method::POST, path, body, "application/json");
+        if let Some(not_after) = self.not_after() {
+            request.headers_mut().insert(
+                super::wire::NOT_AFTER_HEADER,
+                http::HeaderValue::from(not_after),
+            );
+        }
+        self.send(request, timeout).await
+    }
+
+    /// When, in the sidecar's wall clock, it will be lost unless it answers a health check
+    /// first; unknown until it has said what its clock reads.
+    fn not_after(&self) -> Option<u64> {
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let offset = health.clock_offset_ms?;
+        let left = (health.last_ok + self.endpoint.health_timeout)
+            .saturating_duration_since(Instant::now());
+        let ours =
+            super::wire::wall_ms().saturating_add(u64::try_from(left.as_millis()).unwrap_or(0));
+        Some(ours.saturating_add_signed(offset))
+    }
+
+    async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Bytes, SidecarError> {
         let exchange = async {
             let response = self
                 .client
@@ -238,6 +279,7 @@ impl Inner {
             Some("draining") => SidecarError::Draining,
             Some("invalid_request") => SidecarError::Invalid(detail),
             Some("too_large") => SidecarError::TooLarge(detail),
+            Some("stale_request") => SidecarError::Stale(detail),
             Some(_) => SidecarError::Internal(detail),
             None => SidecarError::Protocol(format!("HTTP {status} without a problem body")),
         }
@@ -257,6 +299,7 @@ impl Inner {
             .health_timeout
             .saturating_sub(since_ok)
             .clamp(Duration::from_millis(100), CALL_TIMEOUT);
+        let sent = super::wire::wall_ms();
         let body = self
             .call(
                 Method::GET,
@@ -266,7 +309,20 @@ impl Inner {
                 timeout,
             )
             .await?;
-        serde_json::from_slice(&body).map_err(|e| SidecarError::Protocol(e.to_string()))
+        let answered = super::wire::wall_ms();
+        let health: SidecarHealth =
+            serde_json::from_slice(&body).map_err(|e| SidecarError::Protocol(e.to_string()))?;
+        if health.now_ms > 0 {
+            // Its clock read at about the middle of the exchange.
+            let middle = sent / 2 + answered / 2;
+            let offset = i64::try_from(health.now_ms).unwrap_or(i64::MAX)
+                - i64::try_from(middle).unwrap_or(i64::MAX);
+            self.health
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clock_offset_ms = Some(offset);
+        }
+        Ok(health)
     }
 
     fn relay(&self, session: &str) -> Option<Arc<Relay>> {
@@ -375,13 +431,7 @@ impl Inner {
         // the session is placed elsewhere rather than keep its client waiting.
         let timeout = self.endpoint.health_timeout.min(CALL_TIMEOUT);
         let opened = self
-            .call(
-                Method::POST,
-                "/v1/sidecar/sessions",
-                body,
-                "application/json",
-                timeout,
-            )
+            .fenced_call("/v1/sidecar/sessions", body, timeout)
             .await;
         if let Err(error) = opened {
             if error.is_lost() {
@@ -439,15 +489,7 @@ impl Inner {
             // At most one of each: the policy set, the plugin, then the task is taken or
             // refused.
             for _ in 0..3 {
-                sent = self
-                    .call(
-                        Method::POST,
-                        &path,
-                        body.clone(),
-                        "application/json",
-                        CALL_TIMEOUT,
-                    )
-                    .await;
+                sent = self.fenced_call(&path, body.clone(), CALL_TIMEOUT).await;
                 let shipped = match &sent {
                     Err(SidecarError::PolicyVersionMissing(_)) => self.ship_policy(&version).await,
                     Err(SidecarError::PluginMissing(_)) => {

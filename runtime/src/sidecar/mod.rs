@@ -27,7 +27,8 @@ pub use pool::{SidecarPool, SidecarStatus};
 pub use shipped::{PolicySource, ShippedPolicies};
 pub use watch::{ChangeWatcher, WorkspaceTracker};
 pub use wire::{
-    Frame, SessionSpec, SidecarHealth, SidecarState, TaskEvent, TaskFinished, TaskSpec,
+    Frame, NOT_AFTER_HEADER, SessionSpec, SidecarHealth, SidecarState, TaskEvent, TaskFinished,
+    TaskSpec, wall_ms,
 };
 pub use workspace::{FileChanges, Snapshot};
 
@@ -81,6 +82,8 @@ pub enum SidecarError {
     TooLarge(String),
     #[error("the sidecar answered what toolgate cannot read: {0}")]
     Protocol(String),
+    #[error("the request reached the sidecar after its orchestrator had given it up: {0}")]
+    Stale(String),
     #[error("the sidecar failed: {0}")]
     Internal(String),
 }
@@ -98,6 +101,7 @@ impl SidecarError {
             Self::Lost { .. } => "host_lost",
             Self::Invalid(_) => "invalid_request",
             Self::TooLarge(_) => "too_large",
+            Self::Stale(_) => "stale_request",
             Self::Protocol(_) => "sidecar_protocol",
             Self::Internal(_) => "internal",
         }
@@ -116,7 +120,10 @@ impl SidecarError {
 
     /// True when the sidecar cannot be reached or was given up on: the task's fate is unknown.
     pub fn is_lost(&self) -> bool {
-        matches!(self, Self::Unreachable { .. } | Self::Lost { .. })
+        matches!(
+            self,
+            Self::Unreachable { .. } | Self::Lost { .. } | Self::Stale(_)
+        )
     }
 }
 

@@ -130,6 +130,7 @@ impl SidecarService {
             sessions: self.local.sessions(),
             running_tasks: self.local.running_tasks(),
             policy_versions: self.policies.versions(),
+            now_ms: super::wire::wall_ms(),
         }
     }
 }
@@ -236,6 +237,7 @@ pub(crate) fn status_of(error: &SidecarError) -> StatusCode {
         SidecarError::Draining => StatusCode::SERVICE_UNAVAILABLE,
         SidecarError::Invalid(_) | SidecarError::Protocol(_) => StatusCode::UNPROCESSABLE_ENTITY,
         SidecarError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        SidecarError::Stale(_) => StatusCode::CONFLICT,
         SidecarError::Unreachable { .. } | SidecarError::Lost { .. } => StatusCode::BAD_GATEWAY,
         SidecarError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -248,6 +250,28 @@ fn error_response(error: &SidecarError) -> Response {
         error.to_string(),
         error.subject(),
     )
+}
+
+/// Refuses a request stamped with a deadline that has passed: its orchestrator has already
+/// reported it as lost.
+fn stale(headers: &HeaderMap) -> Option<Response> {
+    let not_after = headers
+        .get(super::wire::NOT_AFTER_HEADER)?
+        .to_str()
+        .ok()?
+        .parse::<u64>()
+        .ok()?;
+    let now = super::wire::wall_ms();
+    (now > not_after).then(|| {
+        tracing::warn!(
+            late_ms = now - not_after,
+            "refusing a request its orchestrator has given up"
+        );
+        error_response(&SidecarError::Stale(format!(
+            "it arrived {} ms after its deadline",
+            now - not_after
+        )))
+    })
 }
 
 /// A request body within the route's limit; one over it is a 413 problem, not axum's text.
@@ -339,8 +363,12 @@ async fn put_plugin(
 
 async fn open_session(
     State(service): State<Arc<SidecarService>>,
+    headers: HeaderMap,
     Limited(body): Limited,
 ) -> Response {
+    if let Some(refused) = stale(&headers) {
+        return refused;
+    }
     let spec: SessionSpec = match parse(&body, "the session") {
         Ok(spec) => spec,
         Err(error) => return error_response(&error),
@@ -382,8 +410,12 @@ impl TaskEvents for LogEvents {
 async fn run_task(
     State(service): State<Arc<SidecarService>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Limited(body): Limited,
 ) -> Response {
+    if let Some(refused) = stale(&headers) {
+        return refused;
+    }
     let task: TaskBody = match parse(&body, "the task") {
         Ok(task) => task,
         Err(error) => return error_response(&error),

@@ -118,6 +118,23 @@ pub struct SidecarHealth {
     pub running_tasks: usize,
     /// Policy-set versions it holds.
     pub policy_versions: Vec<String>,
+    /// Its wall clock when it answered (ms since the epoch): the orchestrator learns the
+    /// offset between their clocks, to stamp requests with a deadline in the sidecar's time.
+    #[serde(default)]
+    pub now_ms: u64,
+}
+
+/// The header an orchestrator stamps session opens and tasks with: the sidecar's wall-clock
+/// time (ms) after which the orchestrator will have given the request up as lost. A request
+/// that reaches the sidecar later (it was frozen, or the network held it) is refused, so
+/// nothing runs that its orchestrator has already reported as failed.
+pub const NOT_AFTER_HEADER: &str = "x-toolgate-not-after";
+
+/// Wall-clock ms since the epoch.
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A session id as the orchestrator makes them (`s_` and up to 62 letters or digits): it
