@@ -227,3 +227,39 @@ async fn a_cursor_older_than_what_is_kept_gets_a_gap() {
     assert_eq!(ids, ((last - 3)..=last).collect::<Vec<_>>());
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_sessions_stream_ends_after_its_cancelled_tasks_ends() {
+    let server = Server::start().await;
+    let key = server.admin.clone();
+    let session = server.session(&key).await;
+    let live = server
+        .get(&key, &format!("/v1/sessions/{session}/events"))
+        .await;
+    assert_eq!(live.status(), StatusCode::OK);
+    let reader = tokio::spawn(read_events(live, |e| e.name == "session.closed"));
+    let mut started = 0;
+    for _ in 0..5 {
+        let response = server
+            .post(
+                &key,
+                &format!("/v1/sessions/{session}/tasks"),
+                json!({"tool": "hostile.sleep", "input": {"ms": 20000}, "wait": false}),
+            )
+            .await;
+        assert!(response.status().is_success());
+        started += 1;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let deleted = server
+        .delete(&key, &format!("/v1/sessions/{session}"))
+        .await;
+    assert_eq!(deleted.status(), StatusCode::OK);
+    let events = reader.await.unwrap();
+    let ended = events.iter().filter(|e| e.name == "task.failed").count();
+    assert_eq!(
+        ended, started,
+        "every cancelled task's end reaches a live subscriber before the close"
+    );
+    assert_eq!(events.last().unwrap().name, "session.closed");
+}

@@ -72,6 +72,9 @@ pub struct SessionRequest {
     model_provider: Option<String>,
 }
 
+/// How long closing a session waits for its cancelled tasks' last events.
+const CANCELLED_TASKS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Orchestrator {
     /// Refuses a session request naming a tool no plugin provides (a plugin that exists but
     /// cannot be loaded now is not the caller's mistake: its tasks fail on the record).
@@ -267,10 +270,20 @@ impl Orchestrator {
             // Already closed sessions answer with their record; others are not found.
             return self.get_session(caller, id);
         };
-        Ok(self.close_live(id, &live, reason))
+        Ok(self.close_live(id, &live, reason, CANCELLED_TASKS_GRACE))
     }
 
-    fn close_live(&self, id: &str, live: &Arc<LiveSession>, reason: CloseReason) -> SessionView {
+    /// Closes a live session. Running tasks are cancelled; the stream's `session.closed`
+    /// waits up to `grace` for their last events, so a live subscriber sees every task end
+    /// before the stream does. (Blocks the caller meanwhile: a request's blocking thread, or
+    /// nothing when `grace` is zero.)
+    fn close_live(
+        &self,
+        id: &str,
+        live: &Arc<LiveSession>,
+        reason: CloseReason,
+        grace: std::time::Duration,
+    ) -> SessionView {
         self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -291,6 +304,16 @@ impl Orchestrator {
             record.clone()
         };
         self.store.put_session(&record);
+        let until = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < until
+            && !live
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         // The in-process sidecar removes the workspace before this returns; a remote one is
         // told in the background (a sidecar that does not answer has lost it anyway).
         let closing = live.sidecar.close_session(id);
@@ -372,8 +395,9 @@ impl Orchestrator {
                 }
             })
             .collect();
+        // On the reaper's async task: no waiting (an idle session has no running tasks).
         for (id, live, reason) in &expired {
-            self.close_live(id, live, *reason);
+            self.close_live(id, live, *reason, std::time::Duration::ZERO);
         }
         expired.len()
     }

@@ -96,8 +96,47 @@ pub(crate) fn line_column(source: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Where each line of a text starts, so that many offsets become lines and columns without
+/// rescanning the text for each (a set of thousands of policies is located in linear time).
+pub(crate) struct LineIndex {
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl LineIndex {
+    pub(crate) fn new(text: &str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+            .collect();
+        Self {
+            starts,
+            len: text.len(),
+        }
+    }
+
+    /// As [`line_column`].
+    pub(crate) fn line_column(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.len);
+        let line = self.starts.partition_point(|start| *start <= offset);
+        (line, offset - self.starts[line - 1] + 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_index_of_lines_agrees_with_the_scan() {
+        let src = "ab\ncde\nf\n\nlast";
+        let index = super::LineIndex::new(src);
+        for offset in 0..src.len() + 3 {
+            assert_eq!(
+                index.line_column(offset),
+                super::line_column(src, offset),
+                "{offset}"
+            );
+        }
+    }
+
     #[test]
     fn offsets_become_lines_and_columns() {
         let src = "ab\ncde\nf";

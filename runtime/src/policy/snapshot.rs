@@ -1,7 +1,7 @@
 //! A parsed, validated, immutable policy set: what a decision is made against.
 //! Built whole and swapped in whole, so a decision never sees half a reload.
 
-use super::errors::{PolicyLoadError, PolicyProblem, line_column, problems_from};
+use super::errors::{LineIndex, PolicyLoadError, PolicyProblem, problems_from};
 use super::index::ActionIndex;
 use super::limits::{LIMIT_ANNOTATIONS, PolicyLimits};
 use super::locations::{PolicyLocations, array_elements};
@@ -131,10 +131,11 @@ impl PolicySnapshot {
                 ));
             }
             let spans = PolicyLocations::of(&file.text);
+            let lines = LineIndex::new(&file.text);
             let at = |offset: Option<usize>, id: &str, message: &str| {
                 let mut problem = problem(&located, Some(id), message);
                 if let Some(offset) = offset {
-                    let (line, column) = line_column(&file.text, offset);
+                    let (line, column) = lines.line_column(offset);
                     (problem.line, problem.column) = (Some(line), Some(column));
                 }
                 problem
@@ -155,7 +156,7 @@ impl PolicySnapshot {
                     ));
                     continue;
                 }
-                let here = match id_at.map(|offset| line_column(&file.text, offset)) {
+                let here = match id_at.map(|offset| lines.line_column(offset)) {
                     Some((line, column)) => format!("{located}:{line}:{column}"),
                     None => located.clone(),
                 };
@@ -396,6 +397,7 @@ fn entity_problems(
     whole: String,
 ) -> Vec<PolicyProblem> {
     let offsets = array_elements(text);
+    let lines = LineIndex::new(text);
     let located: Vec<PolicyProblem> = entities
         .iter()
         .enumerate()
@@ -404,7 +406,7 @@ fn entity_problems(
             let error = Entities::from_json_value(alone, Some(schema)).err()?;
             let (line, column) = offsets
                 .get(i)
-                .map(|&offset| line_column(text, offset))
+                .map(|&offset| lines.line_column(offset))
                 .unzip();
             let uid = &entity["uid"];
             let name = match (uid["type"].as_str(), uid["id"].as_str()) {
