@@ -84,7 +84,14 @@ struct Inner {
     relays: Mutex<HashMap<String, Arc<Relay>>>,
     /// Sessions ended as lost that the sidecar may still hold (told to close when it answers).
     orphans: Mutex<Vec<String>>,
+    /// What was shipped lately, by what it is (`policy:VERSION`, `plugin:DIGEST`): tasks that
+    /// all find a fresh sidecar lacking the same thing ship it once, in turn.
+    shipped: tokio::sync::Mutex<HashMap<String, Instant>>,
 }
+
+/// A shipment this recent is taken as done: the tasks that waited for it need not repeat it.
+/// (Older, it is shipped again: the sidecar may have dropped an old policy version since.)
+const SHIPPED_RECENTLY: Duration = Duration::from_secs(2);
 
 struct Health {
     state: SidecarState,
@@ -147,6 +154,7 @@ impl RemoteSidecar {
             }),
             relays: Mutex::default(),
             orphans: Mutex::default(),
+            shipped: tokio::sync::Mutex::default(),
         });
         tokio::spawn(health_loop(Arc::downgrade(&inner)));
         tokio::spawn(ack_loop(Arc::downgrade(&inner)));
@@ -382,7 +390,35 @@ impl Inner {
         });
     }
 
+    /// Runs `ship` for `what` unless it was shipped a moment ago; one shipment at a time.
+    async fn ship_once<F>(&self, what: String, ship: F) -> Result<(), SidecarError>
+    where
+        F: std::future::Future<Output = Result<(), SidecarError>>,
+    {
+        let mut shipped = self.shipped.lock().await;
+        if shipped
+            .get(&what)
+            .is_some_and(|at| at.elapsed() < SHIPPED_RECENTLY)
+        {
+            return Ok(());
+        }
+        ship.await?;
+        shipped.retain(|_, at| at.elapsed() < SHIPPED_RECENTLY);
+        shipped.insert(what, Instant::now());
+        Ok(())
+    }
+
     async fn ship_policy(&self, version: &str) -> Result<(), SidecarError> {
+        self.ship_once(format!("policy:{version}"), self.put_policy(version))
+            .await
+    }
+
+    async fn ship_plugin(&self, plugin: &PluginRef) -> Result<(), SidecarError> {
+        self.ship_once(format!("plugin:{}", plugin.digest), self.put_plugin(plugin))
+            .await
+    }
+
+    async fn put_policy(&self, version: &str) -> Result<(), SidecarError> {
         let snapshot = self.context.policy.snapshot();
         if snapshot.version != version {
             return Err(SidecarError::Internal(format!(
@@ -401,7 +437,7 @@ impl Inner {
         .map(drop)
     }
 
-    async fn ship_plugin(&self, plugin: &PluginRef) -> Result<(), SidecarError> {
+    async fn put_plugin(&self, plugin: &PluginRef) -> Result<(), SidecarError> {
         let bytes = self
             .context
             .catalog
