@@ -21,6 +21,7 @@ mod plugins;
 mod processes;
 mod quota;
 mod shutdown;
-mod sidecar_edges;
+mod sidecar_api;
+mod sidecar_failures;
 mod sidecars;
 mod strict;

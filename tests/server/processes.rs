@@ -1,8 +1,13 @@
-//! Processes of the built binary for multi-process tests: started, waited for, killed
-//! when the test ends.
+//! Processes of the built binary for multi-process tests (sidecars, orchestrators): started,
+//! waited for, stopped, killed when the test ends; and the calls the tests make of them.
 
+use crate::common::{artifact, test_policies};
+use reqwest::StatusCode;
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A child process that is killed when the test ends, however it ends.
 pub struct Process(pub Child);
@@ -48,4 +53,115 @@ pub fn write(path: &std::path::Path, text: &str) {
     let aside = path.with_extension("partial");
     std::fs::write(&aside, text).unwrap();
     std::fs::rename(aside, path).unwrap();
+}
+
+/// The shared token of the test sidecars.
+pub const TOKEN: &str = "a-token-of-at-least-sixteen-characters";
+
+/// A `toolgate sidecar` on a port of its own, with `extra` arguments.
+pub fn sidecar(dir: &Path, extra: &[&str]) -> (Process, String) {
+    sidecar_on(dir, "127.0.0.1:0", extra)
+}
+
+/// A `toolgate sidecar` listening on `listen` (a restart on the port it had).
+pub fn sidecar_on(dir: &Path, listen: &str, extra: &[&str]) -> (Process, String) {
+    let token = dir.join("sidecar.token");
+    write(&token, TOKEN);
+    let data = dir.join("sidecar");
+    let mut args = vec![
+        "sidecar",
+        "--listen",
+        listen,
+        "--token-file",
+        token.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    spawn(&args, "toolgate sidecar listening on ")
+}
+
+/// An orchestrator with the given `[[sidecars]]` tables (and no in-process sidecar).
+pub fn orchestrator(dir: &Path, sidecars: &str) -> (Process, String, String) {
+    let config = dir.join("toolgate.toml");
+    write(
+        &config,
+        &format!(
+            "local_sidecar = false\nsidecar_health_interval_ms = 200\nsidecar_health_timeout_ms = 1500\n{sidecars}"
+        ),
+    );
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(artifact("hostile"), plugins.join("hostile.wasm")).unwrap();
+    let policies = test_policies(dir);
+    let data = dir.join("orchestrator");
+    let (process, base) = spawn(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--policies",
+            policies.to_str().unwrap(),
+            "--plugins",
+            plugins.to_str().unwrap(),
+        ],
+        "toolgate listening on ",
+    );
+    let admin = std::fs::read_to_string(data.join("admin.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    (process, base, admin)
+}
+
+/// Stops a process with SIGTERM and waits for it to exit.
+pub fn stop(process: &mut Process) {
+    let pid = process.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    while process.0.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(20), "{pid} exits");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// POSTs `body` with `key`: the status and the JSON answer.
+pub async fn call(
+    client: &reqwest::Client,
+    key: &str,
+    url: String,
+    body: Value,
+) -> (StatusCode, Value) {
+    let response = client
+        .post(url)
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// GETs `url` with `key`: the JSON answer.
+pub async fn get(client: &reqwest::Client, key: &str, url: String) -> Value {
+    client
+        .get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
