@@ -1,9 +1,14 @@
-//! The orchestrator's client of a `toolgate sidecar`: the seam over HTTP, the health checks
-//! that decide when it is lost, and the relay of each of its sessions' events.
+//! The orchestrator's client of a `toolgate sidecar`: the seam over HTTP. Its health checks
+//! (when it is lost) are in `health`, what it is shipped (policy sets, plugins) in
+//! `shipping`, and the relay of each session's events in `stream`.
 
-use super::relay::{Line, Lines, Relay, frame_head};
-use super::server::{Ack, PluginRef, TaskBody};
-use super::wire::{Frame, SessionSpec, SidecarHealth, SidecarState, TaskFinished};
+mod health;
+mod shipping;
+mod stream;
+
+use super::relay::Relay;
+use super::server::{PluginRef, TaskBody};
+use super::wire::{SessionSpec, SidecarHealth, SidecarState, TaskFinished};
 use super::{RunTask, Sidecar, SidecarError, SidecarFuture};
 use crate::policy::PolicyEngine;
 use crate::sandbox::Catalog;
@@ -16,7 +21,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -89,10 +93,6 @@ struct Inner {
     shipped: tokio::sync::Mutex<HashMap<String, Instant>>,
 }
 
-/// A shipment this recent is taken as done: the tasks that waited for it need not repeat it.
-/// (Older, it is shipped again: the sidecar may have dropped an old policy version since.)
-const SHIPPED_RECENTLY: Duration = Duration::from_secs(2);
-
 struct Health {
     state: SidecarState,
     last_ok: Instant,
@@ -156,8 +156,8 @@ impl RemoteSidecar {
             orphans: Mutex::default(),
             shipped: tokio::sync::Mutex::default(),
         });
-        tokio::spawn(health_loop(Arc::downgrade(&inner)));
-        tokio::spawn(ack_loop(Arc::downgrade(&inner)));
+        tokio::spawn(health::health_loop(Arc::downgrade(&inner)));
+        tokio::spawn(stream::ack_loop(Arc::downgrade(&inner)));
         Ok(Self { inner })
     }
 
@@ -293,174 +293,6 @@ impl Inner {
         }
     }
 
-    async fn check_health(&self) -> Result<SidecarHealth, SidecarError> {
-        // A slow answer is still an answer: a check may take what is left of the health
-        // timeout, so the sidecar is lost neither early nor late.
-        let since_ok = self
-            .health
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .last_ok
-            .elapsed();
-        let timeout = self
-            .endpoint
-            .health_timeout
-            .saturating_sub(since_ok)
-            .clamp(Duration::from_millis(100), CALL_TIMEOUT);
-        let sent = super::wire::wall_ms();
-        let body = self
-            .call(
-                Method::GET,
-                "/v1/sidecar/health",
-                Bytes::new(),
-                "application/json",
-                timeout,
-            )
-            .await?;
-        let answered = super::wire::wall_ms();
-        let health: SidecarHealth =
-            serde_json::from_slice(&body).map_err(|e| SidecarError::Protocol(e.to_string()))?;
-        if health.now_ms > 0 {
-            // Its clock read at about the middle of the exchange.
-            let middle = sent / 2 + answered / 2;
-            let offset = i64::try_from(health.now_ms).unwrap_or(i64::MAX)
-                - i64::try_from(middle).unwrap_or(i64::MAX);
-            self.health
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clock_offset_ms = Some(offset);
-        }
-        Ok(health)
-    }
-
-    fn relay(&self, session: &str) -> Option<Arc<Relay>> {
-        self.relays
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(session)
-            .cloned()
-    }
-
-    /// Every session here ends: waiting tasks fail `host_lost`, the orchestrator is told.
-    fn lose_all(&self, why: &str) {
-        let relays: Vec<Arc<Relay>> = self
-            .relays
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .map(|(_, r)| r)
-            .collect();
-        let error = SidecarError::Lost {
-            sidecar: self.endpoint.id.clone(),
-            message: why.to_owned(),
-        };
-        tracing::error!(sidecar = %self.endpoint.id, sessions = relays.len(), why, "sidecar lost");
-        for relay in &relays {
-            relay.stop.cancel();
-            relay.fail_all(&error);
-        }
-        self.orphans
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(relays.iter().map(|r| r.session.clone()));
-        let _ = self.context.lost.send(Loss {
-            sidecar: self.endpoint.id.clone(),
-            session: None,
-        });
-    }
-
-    /// One session the sidecar answers it does not hold (it restarted without the
-    /// orchestrator noticing, or it was told to close it): the session ends `host_lost`,
-    /// its waiting tasks with it.
-    fn lose_session(&self, relay: &Relay) {
-        self.relays
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&relay.session);
-        let error = SidecarError::Lost {
-            sidecar: self.endpoint.id.clone(),
-            message: format!("it no longer holds session {}", relay.session),
-        };
-        tracing::error!(sidecar = %self.endpoint.id, session = %relay.session, "session lost on its sidecar");
-        relay.stop.cancel();
-        relay.fail_all(&error);
-        let _ = self.context.lost.send(Loss {
-            sidecar: self.endpoint.id.clone(),
-            session: Some(relay.session.clone()),
-        });
-    }
-
-    /// Runs `ship` for `what` unless it was shipped a moment ago; one shipment at a time.
-    async fn ship_once<F>(&self, what: String, ship: F) -> Result<(), SidecarError>
-    where
-        F: std::future::Future<Output = Result<(), SidecarError>>,
-    {
-        let mut shipped = self.shipped.lock().await;
-        if shipped
-            .get(&what)
-            .is_some_and(|at| at.elapsed() < SHIPPED_RECENTLY)
-        {
-            return Ok(());
-        }
-        ship.await?;
-        shipped.retain(|_, at| at.elapsed() < SHIPPED_RECENTLY);
-        shipped.insert(what, Instant::now());
-        Ok(())
-    }
-
-    async fn ship_policy(&self, version: &str) -> Result<(), SidecarError> {
-        self.ship_once(format!("policy:{version}"), self.put_policy(version))
-            .await
-    }
-
-    async fn ship_plugin(&self, plugin: &PluginRef) -> Result<(), SidecarError> {
-        self.ship_once(format!("plugin:{}", plugin.digest), self.put_plugin(plugin))
-            .await
-    }
-
-    async fn put_policy(&self, version: &str) -> Result<(), SidecarError> {
-        let snapshot = self.context.policy.snapshot();
-        if snapshot.version != version {
-            return Err(SidecarError::Internal(format!(
-                "policy-set version {version} was replaced while its task was being sent"
-            )));
-        }
-        let body = Bytes::from(serde_json::to_vec(snapshot.sources()).unwrap_or_default());
-        self.call(
-            Method::PUT,
-            &format!("/v1/sidecar/policies/{version}"),
-            body,
-            "application/json",
-            UPLOAD_TIMEOUT,
-        )
-        .await
-        .map(drop)
-    }
-
-    async fn put_plugin(&self, plugin: &PluginRef) -> Result<(), SidecarError> {
-        let bytes = self
-            .context
-            .catalog
-            .bytes_of(&plugin.name, &plugin.digest)
-            .await
-            .ok_or_else(|| {
-                SidecarError::Internal(format!(
-                    "plugin `{}` changed while its task was being sent",
-                    plugin.name
-                ))
-            })?;
-        let path = format!("/v1/sidecar/plugins/{}?name={}", plugin.digest, plugin.name);
-        self.call(
-            Method::PUT,
-            &path,
-            bytes,
-            "application/wasm",
-            UPLOAD_TIMEOUT,
-        )
-        .await
-        .map(drop)
-    }
-
     async fn open(self: Arc<Self>, spec: SessionSpec) -> Result<(), SidecarError> {
         let body = Bytes::from(serde_json::to_vec(&spec).unwrap_or_default());
         // A sidecar that cannot open a session within its health timeout is as good as lost:
@@ -484,7 +316,7 @@ impl Inner {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(spec.id, relay.clone());
-        tokio::spawn(relay_loop(Arc::downgrade(&self), relay));
+        tokio::spawn(stream::relay_loop(Arc::downgrade(&self), relay));
         Ok(())
     }
 
@@ -628,72 +460,6 @@ impl Inner {
             Err(error) => Err(error),
         }
     }
-
-    /// Reads the session's event stream from the sidecar once, until it ends or breaks.
-    async fn relay_once(&self, relay: &Relay) -> Result<(), SidecarError> {
-        let path = format!(
-            "/v1/sidecar/sessions/{}/events?after={}",
-            relay.session,
-            relay.cursor()
-        );
-        let request = self.request(Method::GET, &path, Bytes::new(), "application/json");
-        let response = tokio::time::timeout(CALL_TIMEOUT, self.streams.request(request))
-            .await
-            .map_err(|_| self.unreachable("the event stream did not open"))?
-            .map_err(|e| self.unreachable(error_chain(&e)))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            return Err(self.problem(status, &body));
-        }
-        let mut body = response.into_body();
-        let mut lines = Lines::default();
-        loop {
-            let frame = tokio::select! {
-                _ = relay.stop.cancelled() => return Ok(()),
-                frame = tokio::time::timeout(RELAY_SILENCE, body.frame()) => frame,
-            };
-            let chunk = match frame {
-                Err(_) => return Err(self.unreachable("the event stream went silent")),
-                Ok(None) => return Ok(()),
-                Ok(Some(Err(e))) => return Err(self.unreachable(e)),
-                Ok(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => data,
-                    Err(_) => continue,
-                },
-            };
-            for line in lines.push(&chunk) {
-                let (line, error) = match line {
-                    Line::Whole(line) => match serde_json::from_slice::<Frame>(&line) {
-                        Ok(frame) => {
-                            relay.dispatch(frame);
-                            continue;
-                        }
-                        Err(e) => (line, format!("a frame of the event stream: {e}")),
-                    },
-                    Line::Oversized { head } => (
-                        head,
-                        format!(
-                            "a frame of the event stream is over {} bytes",
-                            super::relay::MAX_FRAME_BYTES
-                        ),
-                    ),
-                };
-                // Frames come numbered one after another: one that cannot be read is the
-                // next, and its task (when it says which) fails; the stream goes on.
-                let (seq, task) = frame_head(&line);
-                let seq = seq.unwrap_or_else(|| relay.cursor() + 1);
-                let error = SidecarError::Protocol(error);
-                tracing::warn!(sidecar = %self.endpoint.id, session = %relay.session, seq, %error, "unreadable frame skipped; its task fails");
-                relay.skip(seq, task.as_deref().unwrap_or_default(), error);
-            }
-        }
-    }
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -705,135 +471,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
-}
-
-async fn relay_loop(inner: std::sync::Weak<Inner>, relay: Arc<Relay>) {
-    let mut backoff = Duration::from_millis(50);
-    while !relay.stop.is_cancelled() {
-        let Some(this) = inner.upgrade() else { return };
-        match this.relay_once(&relay).await {
-            Ok(()) => backoff = Duration::from_millis(50),
-            Err(SidecarError::UnknownSession(_)) => {
-                this.lose_session(&relay);
-                return;
-            }
-            Err(error) => {
-                tracing::debug!(sidecar = %this.endpoint.id, session = %relay.session, %error, "relay connection broke; resuming");
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
-        drop(this);
-        tokio::select! {
-            _ = relay.stop.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-    }
-}
-
-async fn health_loop(inner: std::sync::Weak<Inner>) {
-    loop {
-        let Some(this) = inner.upgrade() else { return };
-        let interval = this.endpoint.health_interval;
-        let checked = this.check_health().await;
-        let now = Instant::now();
-        let mut lost = None;
-        {
-            let mut health = this.health.lock().unwrap_or_else(|e| e.into_inner());
-            match &checked {
-                Ok(answer) => {
-                    if health.boot.as_ref().is_some_and(|b| *b != answer.boot) {
-                        lost = Some("the sidecar restarted: its sessions are gone".to_owned());
-                    }
-                    if health.state == SidecarState::Lost {
-                        tracing::info!(sidecar = %this.endpoint.id, "sidecar answers");
-                    }
-                    health.boot = Some(answer.boot.clone());
-                    health.last_ok = now;
-                    health.state = answer.state;
-                }
-                Err(error)
-                    if now.duration_since(health.last_ok) >= this.endpoint.health_timeout =>
-                {
-                    if health.state != SidecarState::Lost {
-                        lost = Some(format!(
-                            "no health answer for {} ms: {error}",
-                            this.endpoint.health_timeout.as_millis()
-                        ));
-                    }
-                    health.state = SidecarState::Lost;
-                }
-                Err(_) => {}
-            }
-        }
-        if let Some(why) = lost {
-            this.lose_all(&why);
-        }
-        if checked.is_ok() {
-            let orphans: Vec<String> =
-                std::mem::take(&mut *this.orphans.lock().unwrap_or_else(|e| e.into_inner()));
-            for session in orphans {
-                let _ = this
-                    .call(
-                        Method::DELETE,
-                        &format!("/v1/sidecar/sessions/{session}"),
-                        Bytes::new(),
-                        "application/json",
-                        CALL_TIMEOUT,
-                    )
-                    .await;
-            }
-        }
-        drop(this);
-        tokio::time::sleep(interval).await;
-    }
-}
-
-/// Tells the sidecar which frames are stored, once the store has them.
-async fn ack_loop(inner: std::sync::Weak<Inner>) {
-    loop {
-        tokio::time::sleep(ACK_EVERY).await;
-        let Some(this) = inner.upgrade() else { return };
-        let pending: Vec<(Arc<Relay>, u64)> = this
-            .relays
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .map(|r| (r.clone(), r.cursor()))
-            .filter(|(r, cursor)| *cursor > r.acked.load(Ordering::SeqCst))
-            .collect();
-        if pending.is_empty() {
-            continue;
-        }
-        let store = this.context.store.clone();
-        if !matches!(
-            tokio::task::spawn_blocking(move || store.flush()).await,
-            Ok(Ok(()))
-        ) {
-            continue;
-        }
-        let ack = Ack {
-            sessions: pending
-                .iter()
-                .map(|(r, c)| (r.session.clone(), *c))
-                .collect(),
-        };
-        let body = Bytes::from(serde_json::to_vec(&ack).unwrap_or_default());
-        if this
-            .call(
-                Method::POST,
-                "/v1/sidecar/ack",
-                body,
-                "application/json",
-                CALL_TIMEOUT,
-            )
-            .await
-            .is_ok()
-        {
-            for (relay, cursor) in pending {
-                relay.acked.fetch_max(cursor, Ordering::SeqCst);
-            }
-        }
-    }
 }
 
 impl Sidecar for RemoteSidecar {
