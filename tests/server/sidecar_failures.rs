@@ -10,19 +10,42 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The `[[sidecars]]` table of one sidecar, `only`, at `url`.
+fn only_sidecar(url: &str, token: &std::path::Path) -> String {
+    format!(
+        "[[sidecars]]\nid = \"only\"\nurl = \"{url}\"\ntoken_file = \"{}\"\n",
+        token.display()
+    )
+}
+
+/// Waits until the sidecar at `url` says it runs a task (not only that it was sent one).
+async fn running_on(client: &reqwest::Client, url: &str) {
+    let started = Instant::now();
+    loop {
+        let health: Value = client
+            .get(format!("{url}/v1/sidecar/health"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["running_tasks"] == 1 {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{health}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_stopped_with_sigterm_drains_and_its_orchestrator_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let (mut sidecar_process, url) = sidecar(root, &[]);
     let token = root.join("sidecar.token");
-    let (_orchestrator, base, admin) = orchestrator(
-        root,
-        &format!(
-            "[[sidecars]]\nid = \"only\"\nurl = \"{url}\"\ntoken_file = \"{}\"\n",
-            token.display()
-        ),
-    );
+    let (_orchestrator, base, admin) = orchestrator(root, &only_sidecar(&url, &token));
     let client = reqwest::Client::new();
     let (status, session) = call(&client, &admin, format!("{base}/v1/sessions"), json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{session}");
@@ -40,23 +63,7 @@ async fn a_sidecar_stopped_with_sigterm_drains_and_its_orchestrator_says_so() {
         sleeping["id"].as_str().unwrap()
     );
     // Running on the sidecar (not only sent to it) before the stop.
-    let started = Instant::now();
-    loop {
-        let health: Value = client
-            .get(format!("{url}/v1/sidecar/health"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if health["running_tasks"] == 1 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "{health}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    running_on(&client, &url).await;
     let pid = sidecar_process.0.id().to_string();
     assert!(
         Command::new("kill")
@@ -137,10 +144,7 @@ async fn an_orchestrator_restart_keeps_remote_sessions_but_a_sidecar_restart_doe
     let root = dir.path();
     let (mut sidecar_process, url) = sidecar(root, &[]);
     let token = root.join("sidecar.token");
-    let tables = format!(
-        "[[sidecars]]\nid = \"only\"\nurl = \"{url}\"\ntoken_file = \"{}\"\n",
-        token.display()
-    );
+    let tables = only_sidecar(&url, &token);
     let client = reqwest::Client::new();
     let (mut first, base, admin) = orchestrator(root, &tables);
     let (status, session) = call(&client, &admin, format!("{base}/v1/sessions"), json!({})).await;
@@ -221,13 +225,7 @@ async fn a_session_its_sidecar_no_longer_holds_ends_host_lost_with_its_tasks() {
     let root = dir.path();
     let (_sidecar, url) = sidecar(root, &[]);
     let token = root.join("sidecar.token");
-    let (_orchestrator, base, admin) = orchestrator(
-        root,
-        &format!(
-            "[[sidecars]]\nid = \"only\"\nurl = \"{url}\"\ntoken_file = \"{}\"\n",
-            token.display()
-        ),
-    );
+    let (_orchestrator, base, admin) = orchestrator(root, &only_sidecar(&url, &token));
     let client = reqwest::Client::new();
     let (_, session) = call(&client, &admin, format!("{base}/v1/sessions"), json!({})).await;
     let id = session["id"].as_str().unwrap().to_owned();
@@ -243,23 +241,7 @@ async fn a_session_its_sidecar_no_longer_holds_ends_host_lost_with_its_tasks() {
         "{base}/v1/sessions/{id}/tasks/{}",
         sleeping["id"].as_str().unwrap()
     );
-    let started = Instant::now();
-    loop {
-        let health: Value = client
-            .get(format!("{url}/v1/sidecar/health"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if health["running_tasks"] == 1 {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "{health}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    running_on(&client, &url).await;
     // Someone with the token closes the session on the sidecar behind the orchestrator's back.
     let closed = client
         .delete(format!("{url}/v1/sidecar/sessions/{id}"))
@@ -301,13 +283,7 @@ async fn a_task_given_up_on_a_frozen_sidecar_never_runs_there_afterwards() {
     let root = dir.path();
     let (sidecar_process, url) = sidecar(root, &[]);
     let token = root.join("sidecar.token");
-    let (_orchestrator, base, admin) = orchestrator(
-        root,
-        &format!(
-            "[[sidecars]]\nid = \"only\"\nurl = \"{url}\"\ntoken_file = \"{}\"\n",
-            token.display()
-        ),
-    );
+    let (_orchestrator, base, admin) = orchestrator(root, &only_sidecar(&url, &token));
     let client = reqwest::Client::new();
     let (_, session) = call(&client, &admin, format!("{base}/v1/sessions"), json!({})).await;
     let id = session["id"].as_str().unwrap().to_owned();
