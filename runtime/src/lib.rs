@@ -11,6 +11,7 @@ pub mod cli;
 pub mod confined;
 pub mod events;
 pub mod gate;
+pub mod hosts;
 pub mod orchestrator;
 pub mod policy;
 pub mod sandbox;

@@ -11,6 +11,14 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::sync::Arc;
 
+fn by_resource(resources: crate::hosts::Resources) -> Vec<(KeyValue, u64)> {
+    resources
+        .named()
+        .into_iter()
+        .map(|(name, value)| (KeyValue::new("resource", name), value))
+        .collect()
+}
+
 /// Values the server reads when metrics are scraped.
 pub trait Gauges: Send + Sync + 'static {
     fn active_sessions(&self) -> u64;
@@ -27,6 +35,8 @@ pub trait Gauges: Send + Sync + 'static {
     fn policy_reload_failures(&self) -> u64;
     /// Whether the set on disk is one that was refused (1) or the one in force (0).
     fn policy_reload_failing(&self) -> u64;
+    /// Hosts by state, capacity and allocation, and what placement did.
+    fn hosts(&self) -> crate::hosts::RegistryFigures;
 }
 
 pub struct Metrics {
@@ -76,7 +86,86 @@ impl Metrics {
                     .with_callback(move |observer| observer.observe(read(gauges.as_ref()), &[]))
                     .build()
             };
-        let observed_counters = vec![
+        let labelled_gauge =
+            |name: &'static str,
+             help: &'static str,
+             read: fn(&crate::hosts::RegistryFigures) -> Vec<(KeyValue, u64)>| {
+                let gauges = gauges.clone();
+                meter
+                    .u64_observable_gauge(name)
+                    .with_description(help)
+                    .with_callback(move |observer| {
+                        for (label, value) in read(&gauges.hosts()) {
+                            observer.observe(value, &[label]);
+                        }
+                    })
+                    .build()
+            };
+        let host_gauges = vec![
+            labelled_gauge("toolgate.hosts", "Hosts by state", |f| {
+                f.by_state
+                    .iter()
+                    .map(|(state, n)| (KeyValue::new("state", state.as_str()), *n))
+                    .collect()
+            }),
+            labelled_gauge(
+                "toolgate.hosts.capacity",
+                "What ready hosts have, by resource (cpu_millis, memory_mb, disk_mb)",
+                |f| by_resource(f.capacity),
+            ),
+            labelled_gauge(
+                "toolgate.hosts.allocatable",
+                "What sessions may reserve on ready hosts (capacity times overcommit), by resource",
+                |f| by_resource(f.allocatable),
+            ),
+            labelled_gauge(
+                "toolgate.hosts.allocated",
+                "What open sessions reserve, by resource",
+                |f| by_resource(f.allocated),
+            ),
+        ];
+        let host_counter =
+            |name: &'static str,
+             help: &'static str,
+             read: fn(&crate::hosts::RegistryFigures) -> u64| {
+                let gauges = gauges.clone();
+                meter
+                    .u64_observable_counter(name)
+                    .with_description(help)
+                    .with_callback(move |observer| observer.observe(read(&gauges.hosts()), &[]))
+                    .build()
+            };
+        let mut observed_counters = vec![
+            host_counter("toolgate.hosts.state_changes", "Host state changes", |f| {
+                f.state_changes
+            }),
+            host_counter(
+                "toolgate.hosts.promotions",
+                "Standby hosts promoted for want of room",
+                |f| f.promotions,
+            ),
+            host_counter(
+                "toolgate.hosts.provisions",
+                "Provision calls made to drivers",
+                |f| f.provisions,
+            ),
+            host_counter(
+                "toolgate.hosts.provision_failures",
+                "Provision calls that failed",
+                |f| f.provision_failures,
+            ),
+            host_counter(
+                "toolgate.hosts.releases",
+                "Idle or failed hosts released to their driver",
+                |f| f.releases,
+            ),
+            host_counter(
+                "toolgate.placement.no_capacity",
+                "Sessions refused because no host had room",
+                |f| f.no_capacity,
+            ),
+        ];
+        observed_counters.extend([
             observed_counter("toolgate.policy.reloads", "Policy sets reloaded", |g| {
                 g.policy_reloads()
             }),
@@ -95,8 +184,9 @@ impl Metrics {
                 "Connections closed at once because max_connections were open",
                 |g| g.connections_refused(),
             ),
-        ];
-        let gauges = vec![
+        ]);
+        let mut gauges = host_gauges;
+        gauges.extend([
             gauge(
                 "toolgate.policy.reload_failing",
                 "1 while the policy set on disk is one that was refused",
@@ -113,7 +203,7 @@ impl Metrics {
             gauge("toolgate.connections.open", "Open HTTP connections", |g| {
                 g.connections_open()
             }),
-        ];
+        ]);
         Ok(Self {
             _gauges: gauges,
             _observed_counters: observed_counters,

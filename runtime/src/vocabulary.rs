@@ -190,6 +190,35 @@ vocabulary! {
         SessionClosed = "session.closed",
         /// Events a client asked for that are no longer kept.
         Gap = "gap",
+        /// A host changed state (on the admins' host stream, `GET /v1/hosts/events`).
+        HostChanged = "host.changed",
+    }
+}
+
+vocabulary! {
+    /// Where a host is: only `ready` hosts take new sessions.
+    HostState ("host state") {
+        /// Answers its health checks and takes sessions.
+        Ready = "ready",
+        /// Keeps its sessions but takes no new ones (an admin or its driver drains it).
+        Draining = "draining",
+        /// Does not answer its health checks: takes nothing; its sessions ended `host_lost`.
+        Unhealthy = "unhealthy",
+        /// Up and answering, held in reserve: promoted to `ready` when no ready host fits.
+        Standby = "standby",
+        /// Asked of a driver and not answering yet.
+        Provisioning = "provisioning",
+    }
+}
+
+vocabulary! {
+    /// How placement scores the hosts a session fits on.
+    PlacementStrategy ("placement strategy") {
+        /// The least allocated host first: sessions spread over every host.
+        Spread = "spread",
+        /// The most allocated host that still fits first: hosts fill up one by one, and
+        /// idle ones can be released.
+        BinPack = "bin_pack",
     }
 }
 

@@ -150,6 +150,41 @@ async fn every_documented_operation_answers_as_documented() {
         .await;
     }
 
+    // Hosts: one, drained and undrained by an admin, its changes on the admins' stream.
+    assert_eq!(
+        server.get(&key, "/v1/hosts/local").await.status(),
+        StatusCode::OK
+    );
+    problem(
+        server.get(&key, "/v1/hosts/nowhere").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    for action in ["drain", "undrain"] {
+        let path = format!("/v1/hosts/local/{action}");
+        assert_eq!(
+            server.post(&admin, &path, json!({})).await.status(),
+            StatusCode::OK,
+            "{path}"
+        );
+        problem(
+            server.post(&key, &path, json!({})).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+    }
+    let host_events = server.get(&admin, "/v1/hosts/events?after=0").await;
+    assert_eq!(host_events.status(), StatusCode::OK);
+    drop(host_events);
+    problem(
+        server.get(&key, "/v1/hosts/events").await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+
     let echo = std::fs::read(artifact("echo")).unwrap();
     let upload = |key: &str, name: &str| {
         server

@@ -58,6 +58,16 @@ pub struct SidecarArgs {
     /// Tasks running at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     max_running_tasks: u32,
+    /// The cpu this host offers sessions, in thousandths of a core [default: its cores].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    cpu_millis: Option<u64>,
+    /// The memory it offers sessions, in MiB [default: its memory, or its cgroup's limit].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    memory_mb: Option<u64>,
+    /// The disk it offers sessions' workspaces, in MiB [default: the size of the filesystem
+    /// of its data directory].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    disk_mb: Option<u64>,
 }
 
 pub(crate) async fn sidecar(args: SidecarArgs) -> anyhow::Result<ExitCode> {
@@ -123,7 +133,15 @@ pub(crate) async fn sidecar(args: SidecarArgs) -> anyhow::Result<ExitCode> {
     );
     let catalog = Catalog::new(engine, Some(&data_dir.join("cache")));
     let plugins = crate::sidecar::server::plugin_store(catalog, data_dir.join("plugins"))?;
-    let service = SidecarService::new(local, policies, plugins, token);
+    let machine = crate::sidecar::machine::MachineProbe::new(
+        data_dir.join("workspaces"),
+        crate::sidecar::machine::Declared {
+            cpu_millis: args.cpu_millis,
+            memory_mb: args.memory_mb,
+            disk_mb: args.disk_mb,
+        },
+    );
+    let service = SidecarService::new(local, policies, plugins, token, machine);
     let draining = service.clone();
     let stop = async move {
         super::serve::shutdown_signal().await;

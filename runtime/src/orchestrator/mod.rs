@@ -21,10 +21,11 @@ pub use sessions::{CreateSession, SessionView};
 pub use tasks::{CreateTask, TaskHandle, TaskLimitsRequest};
 
 use crate::events::EventHub;
+use crate::hosts::Registry;
 use crate::policy::PolicyEngine;
 use crate::sandbox::Catalog;
 use crate::secrets::SecretStore;
-use crate::sidecar::{SessionSpec, Sidecar, SidecarPool};
+use crate::sidecar::{SessionSpec, Sidecar};
 use crate::store::{SessionRecord, Store};
 use crate::vocabulary::EventName;
 use serde_json::Value;
@@ -52,8 +53,9 @@ pub enum OrchestratorError {
         reasons: Vec<String>,
         decision: Value,
     },
-    #[error("{0}")]
-    Capacity(String),
+    /// No room: the server's session limit, or no host fits. Try again after `retry_after_s`.
+    #[error("{message}")]
+    Capacity { message: String, retry_after_s: u64 },
     /// No sidecar could take the session (none ready, none answering).
     #[error("{0}")]
     SidecarUnavailable(String),
@@ -146,7 +148,7 @@ impl LiveSession {
 pub struct Orchestrator {
     config: OrchestratorConfig,
     catalog: Arc<Catalog>,
-    sidecars: Arc<SidecarPool>,
+    hosts: Arc<Registry>,
     policy: Arc<PolicyEngine>,
     store: Store,
     hub: Arc<EventHub>,
@@ -173,7 +175,7 @@ impl Orchestrator {
     pub fn new(
         config: OrchestratorConfig,
         catalog: Arc<Catalog>,
-        sidecars: Arc<SidecarPool>,
+        hosts: Arc<Registry>,
         policy: Arc<PolicyEngine>,
         store: Store,
         hub: Arc<EventHub>,
@@ -183,7 +185,7 @@ impl Orchestrator {
         Self {
             config,
             catalog,
-            sidecars,
+            hosts,
             policy,
             store,
             hub,
@@ -217,8 +219,8 @@ impl Orchestrator {
         &self.catalog
     }
 
-    pub fn sidecars(&self) -> &Arc<SidecarPool> {
-        &self.sidecars
+    pub fn hosts(&self) -> &Arc<Registry> {
+        &self.hosts
     }
 
     pub fn open_sessions(&self) -> usize {
@@ -254,8 +256,8 @@ impl Orchestrator {
         // once, not once per session.
         let mut reopening = Vec::new();
         for record in open {
-            let Some(sidecar) = self.sidecars.get(&record.sidecar) else {
-                let lost = format!("its sidecar `{}` is no longer configured", record.sidecar);
+            let Some(sidecar) = self.hosts.sidecar(&record.sidecar) else {
+                let lost = format!("its host `{}` is no longer known", record.sidecar);
                 self.end_lost(record, &lost);
                 continue;
             };
@@ -271,6 +273,10 @@ impl Orchestrator {
         for (opened, live) in futures_util::future::join_all(reopening).await {
             match opened {
                 Ok(()) => {
+                    // Its capacity is reserved again where it runs.
+                    let host = live.sidecar.id().to_owned();
+                    self.hosts
+                        .restore_session(&live.record_id(), &host, live.resources.into());
                     self.sessions
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -357,6 +363,7 @@ impl Orchestrator {
 
     /// Ends a session whose sidecar was lost, without asking the sidecar anything.
     fn end_lost(&self, mut record: SessionRecord, why: &str) {
+        self.hosts.release_session(&record.id);
         tracing::warn!(session = %record.id, sidecar = %record.sidecar, why, "session lost with its sidecar");
         record.state = crate::vocabulary::SessionState::Closed;
         record.closed_at_ms = Some(now_ms());

@@ -28,6 +28,9 @@ pub struct CreateSession {
     pub secrets: Vec<String>,
     #[serde(default)]
     pub model_provider: Option<String>,
+    /// Where the session would like to run.
+    #[serde(default)]
+    pub placement: Option<crate::hosts::PlacementHints>,
 }
 
 /// A session as the API shows it.
@@ -51,8 +54,10 @@ pub struct SessionView {
     pub request: Value,
     /// The sequence number of the session's latest event (0 if none).
     pub last_event_id: u64,
-    /// The sidecar the session runs on: `local` (the server's own process) or the id of a
-    /// `[[sidecars]]` entry of the server's config.
+    /// The host the session runs on (see `GET /v1/hosts/{id}`): `local` (the server's own
+    /// process), a `[[sidecars]]` entry of the server's config, or a host a driver brought up.
+    pub host: String,
+    /// The same as `host` (each host runs one sidecar); kept for clients of earlier versions.
     pub sidecar: String,
     /// The workspace's use of its disk quota (open sessions).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,7 +75,11 @@ pub struct SessionRequest {
     files: Vec<String>,
     secrets: Vec<String>,
     model_provider: Option<String>,
+    placement: Option<crate::hosts::PlacementHints>,
 }
+
+/// Hosts tried for one session before giving up (each that fails is avoided after).
+const PLACEMENT_ATTEMPTS: usize = 3;
 
 /// How long closing a session waits for its cancelled tasks' last events.
 const CANCELLED_TASKS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -114,6 +123,7 @@ impl Orchestrator {
             close_reason: record.close_reason,
             request: record.request.clone(),
             last_event_id,
+            host: record.sidecar.clone(),
             sidecar: record.sidecar.clone(),
             disk,
         }
@@ -140,10 +150,13 @@ impl Orchestrator {
             }
         }
         if self.open_sessions() >= self.config.max_sessions {
-            return Err(OrchestratorError::Capacity(format!(
-                "the server is at its limit of {} open sessions; try again later",
-                self.config.max_sessions
-            )));
+            return Err(OrchestratorError::Capacity {
+                message: format!(
+                    "the server is at its limit of {} open sessions; try again later",
+                    self.config.max_sessions
+                ),
+                retry_after_s: 5,
+            });
         }
         let decision = self.policy.authorize_session(
             &caller.principal,
@@ -170,8 +183,14 @@ impl Orchestrator {
             resources,
             resume: false,
         };
+        let placement = request.placement.clone().unwrap_or_default();
+        let demand = crate::hosts::Demand {
+            resources: resources.into(),
+            timeout_ms: resources.timeout_ms,
+            hints: placement,
+        };
         // Nothing is recorded before a sidecar has the session's workspace.
-        let sidecar = self.place(spec).await?;
+        let sidecar = self.place(spec, demand).await?;
         let workspace = sidecar
             .workspace(&id)
             .map(|w| w.root.display().to_string())
@@ -195,6 +214,7 @@ impl Orchestrator {
                 "files": request.files,
                 "secrets": request.secrets,
                 "model_provider": request.model_provider,
+                "placement": request.placement,
             }),
         };
         self.store.put_session(&record);
@@ -288,6 +308,7 @@ impl Orchestrator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+        self.hosts.release_session(id);
         for token in live
             .running
             .lock()
@@ -334,37 +355,49 @@ impl Orchestrator {
         self.view(&record, None)
     }
 
-    /// Opens the session on a sidecar: the next ready one in turn, else the others; one that
-    /// does not answer or is draining is passed over.
-    async fn place(&self, spec: SessionSpec) -> Result<Arc<dyn Sidecar>, OrchestratorError> {
-        let candidates = self.sidecars.candidates();
-        if candidates.is_empty() {
-            return Err(OrchestratorError::SidecarUnavailable(
-                "no sidecar is ready to take a session; try again later".into(),
-            ));
-        }
+    /// Places the session on a host (see [`crate::hosts::Registry::place`]) and opens it
+    /// on the host's sidecar. A sidecar that does not answer or is draining is passed over
+    /// for the next best host, a few times.
+    async fn place(
+        &self,
+        spec: SessionSpec,
+        mut demand: crate::hosts::Demand,
+    ) -> Result<Arc<dyn Sidecar>, OrchestratorError> {
         let mut refused = Vec::new();
-        for sidecar in candidates {
-            match sidecar.open_session(spec.clone()).await {
-                Ok(()) => return Ok(sidecar),
+        for _ in 0..PLACEMENT_ATTEMPTS {
+            let placed = self.hosts.place(&spec.id, &demand).await.map_err(|no| {
+                let mut message = no.to_string();
+                if !refused.is_empty() {
+                    message.push_str(&format!(" (passed over: {})", refused.join(", ")));
+                }
+                OrchestratorError::Capacity {
+                    message,
+                    retry_after_s: no.retry_after.as_secs().max(1),
+                }
+            })?;
+            match placed.sidecar.open_session(spec.clone()).await {
+                Ok(()) => return Ok(placed.sidecar),
                 Err(
                     error @ (SidecarError::Unreachable { .. }
                     | SidecarError::Lost { .. }
                     | SidecarError::Draining),
                 ) => {
-                    tracing::warn!(sidecar = sidecar.id(), %error, "sidecar passed over for a session");
-                    refused.push(format!("{}: {}", sidecar.id(), error.code()));
+                    self.hosts.release_session(&spec.id);
+                    tracing::warn!(host = %placed.host, %error, "host passed over for a session");
+                    refused.push(format!("{}: {}", placed.host, error.code()));
+                    demand.hints.avoid.push(placed.host);
                 }
                 Err(error) => {
+                    self.hosts.release_session(&spec.id);
                     return Err(OrchestratorError::Internal(format!(
-                        "sidecar `{}` cannot open the session: {error}",
-                        sidecar.id()
+                        "host `{}` cannot open the session: {error}",
+                        placed.host
                     )));
                 }
             }
         }
         Err(OrchestratorError::SidecarUnavailable(format!(
-            "no sidecar could take the session ({}); try again later",
+            "no host could open the session ({}); try again later",
             refused.join(", ")
         )))
     }

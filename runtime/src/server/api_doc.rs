@@ -34,6 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "tasks", description = "Tool calls in a session"),
         (name = "events", description = "A session's event stream (SSE)"),
         (name = "files", description = "Workspace files in and out without a tool"),
+        (name = "hosts", description = "Where sessions run: state, capacity, allocation; drain (admin keys)"),
         (name = "operations", description = "Health, metrics, this document (no key)"),
     ),
     modifiers(&BearerKeys),
@@ -90,14 +91,20 @@ pub fn document() -> Value {
             .map(|(template, item)| (template.replace("{*", "{"), item))
             .collect();
     }
-    let events: serde_json::Map<String, Value> = super::routes::events::EVENTS
-        .iter()
-        .map(|(name, schema)| {
-            let reference = format!("#/components/schemas/{schema}");
-            (name.as_str().to_owned(), json!({ "$ref": reference }))
-        })
-        .collect();
-    doc["paths"]["/v1/sessions/{id}/events"]["get"]["x-events"] = Value::Object(events);
+    let x_events = |list: &[(crate::vocabulary::EventName, &str)]| {
+        let events: serde_json::Map<String, Value> = list
+            .iter()
+            .map(|(name, schema)| {
+                let reference = format!("#/components/schemas/{schema}");
+                (name.as_str().to_owned(), json!({ "$ref": reference }))
+            })
+            .collect();
+        Value::Object(events)
+    };
+    doc["paths"]["/v1/sessions/{id}/events"]["get"]["x-events"] =
+        x_events(super::routes::events::EVENTS);
+    doc["paths"]["/v1/hosts/events"]["get"]["x-events"] =
+        x_events(super::routes::events::HOST_EVENTS);
     let components = doc["components"]
         .as_object_mut()
         .expect("the document has components");

@@ -67,6 +67,13 @@ struct FileConfig {
     sidecars: Vec<SidecarEntry>,
     sidecar_health_interval_ms: Option<u64>,
     sidecar_health_timeout_ms: Option<u64>,
+    placement_strategy: Option<crate::vocabulary::PlacementStrategy>,
+    placement_wait_ms: Option<u64>,
+    overcommit: Option<crate::hosts::Overcommit>,
+    /// Labels of the server's own host (`region` among them).
+    #[serde(default)]
+    local_labels: std::collections::BTreeMap<String, String>,
+    standby_demote_after_s: Option<u64>,
 }
 
 /// One `[[sidecars]]` table of the config file.
@@ -83,6 +90,18 @@ struct SidecarEntry {
     /// the clear).
     #[serde(default)]
     allow_plaintext: bool,
+    /// Held in reserve: promoted when no ready host has room for a session.
+    #[serde(default)]
+    standby: bool,
+    /// `region` and any other labels placement hints can name.
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    /// What the host offers sessions; each one left out is what its sidecar measures.
+    cpu_millis: Option<u64>,
+    memory_mb: Option<u64>,
+    disk_mb: Option<u64>,
+    /// The longest session timeout it takes.
+    max_session_timeout_ms: Option<u64>,
 }
 
 /// A `toolgate sidecar` this server runs sessions on.
@@ -95,6 +114,8 @@ pub struct SidecarConfig {
     pub token: String,
     /// Trusted roots for `https`; empty: the public web roots.
     pub ca_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The host as the `static` driver reports it.
+    pub host: crate::hosts::HostReport,
 }
 
 /// The resolved settings of a server.
@@ -140,6 +161,14 @@ pub struct ServeConfig {
     pub sidecar_health_interval: Duration,
     /// A sidecar that does not answer for this long is lost: its sessions end `host_lost`.
     pub sidecar_health_timeout: Duration,
+    /// Spread (default) or bin-pack.
+    pub placement_strategy: crate::vocabulary::PlacementStrategy,
+    /// How long a session waits for a promoted or provisioned host before `capacity`.
+    pub placement_wait: Duration,
+    pub overcommit: crate::hosts::Overcommit,
+    pub local_labels: std::collections::BTreeMap<String, String>,
+    /// A promoted standby host goes back to standby once idle this long.
+    pub standby_demote_after: Duration,
 }
 
 impl ServeConfig {
@@ -207,7 +236,25 @@ impl ServeConfig {
             sidecar_health_timeout: Duration::from_millis(
                 file.sidecar_health_timeout_ms.unwrap_or(5000).max(100),
             ),
+            placement_strategy: file
+                .placement_strategy
+                .unwrap_or(crate::vocabulary::PlacementStrategy::Spread),
+            placement_wait: Duration::from_millis(file.placement_wait_ms.unwrap_or(30_000)),
+            overcommit: file.overcommit.unwrap_or_default(),
+            local_labels: file.local_labels,
+            standby_demote_after: Duration::from_secs(file.standby_demote_after_s.unwrap_or(600)),
         };
+        let overcommit = config.overcommit;
+        for (name, factor) in [
+            ("cpu", overcommit.cpu),
+            ("memory", overcommit.memory),
+            ("disk", overcommit.disk),
+        ] {
+            anyhow::ensure!(
+                factor.is_finite() && (0.1..=1000.0).contains(&factor),
+                "overcommit.{name} must be between 0.1 and 1000 (it multiplies a host's capacity)"
+            );
+        }
         anyhow::ensure!(
             config.local_sidecar || !config.sidecars.is_empty(),
             "local_sidecar = false needs at least one [[sidecars]] entry: sessions must run somewhere"
@@ -219,7 +266,7 @@ impl ServeConfig {
         let mut ids = std::collections::HashSet::new();
         for sidecar in &config.sidecars {
             anyhow::ensure!(
-                sidecar.id != crate::sidecar::pool::LOCAL && ids.insert(sidecar.id.as_str()),
+                sidecar.id != crate::hosts::LOCAL && ids.insert(sidecar.id.as_str()),
                 "sidecar id `{}` is used twice (or is `local`, the in-process sidecar's)",
                 sidecar.id
             );
@@ -300,11 +347,40 @@ impl SidecarEntry {
             self.id,
             self.token_file.display()
         );
+        let declared = [self.cpu_millis, self.memory_mb, self.disk_mb];
+        let capacity = match declared {
+            [None, None, None] => None,
+            [Some(cpu_millis), Some(memory_mb), Some(disk_mb)] => Some(crate::hosts::Resources {
+                cpu_millis,
+                memory_mb,
+                disk_mb,
+            }),
+            _ => anyhow::bail!(
+                "sidecar `{}`: give all of cpu_millis, memory_mb and disk_mb, or none (then its sidecar measures its machine)",
+                self.id
+            ),
+        };
+        let host = crate::hosts::HostReport {
+            id: self.id.clone(),
+            endpoint: self.url.clone(),
+            state: if self.standby {
+                crate::vocabulary::HostState::Standby
+            } else {
+                crate::vocabulary::HostState::Ready
+            },
+            labels: self.labels.clone(),
+            capacity,
+            max_session_timeout_ms: self.max_session_timeout_ms,
+            metrics: Default::default(),
+        };
+        crate::hosts::driver::check_reports("static", std::slice::from_ref(&host))
+            .map_err(|e| anyhow::anyhow!("sidecar `{}`: {e}", self.id))?;
         Ok(SidecarConfig {
             id: self.id.clone(),
             url: self.url.clone(),
             token,
             ca_certificates,
+            host,
         })
     }
 }

@@ -19,7 +19,7 @@ use crate::orchestrator::{Caller, Orchestrator, OrchestratorConfig};
 use crate::policy::{PolicyEngine, PolicyOrigin, principal_entity};
 use crate::sandbox::{Catalog, EngineConfig, Executor, SandboxEngine};
 use crate::secrets::SecretStore;
-use crate::sidecar::{LocalSidecar, RemoteContext, RemoteSidecar, SidecarEndpoint, SidecarPool};
+use crate::sidecar::{LocalSidecar, RemoteContext, RemoteSidecar, SidecarEndpoint};
 use crate::store::data_dir::{self, DataDirLock};
 use crate::store::{Store, StoredEvent};
 use crate::telemetry::{Gauges, Metrics};
@@ -149,6 +149,13 @@ impl Gauges for AppGauges {
         self.policy_status()
             .map_or(0, |s| u64::from(s.last_error.is_some()))
     }
+    fn hosts(&self) -> crate::hosts::RegistryFigures {
+        self.orchestrator
+            .get()
+            .and_then(|o| o.upgrade())
+            .map(|o| o.hosts().figures())
+            .unwrap_or_default()
+    }
 }
 
 impl AppGauges {
@@ -205,7 +212,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
     ));
     let local = config.local_sidecar.then(|| {
         LocalSidecar::new(
-            crate::sidecar::pool::LOCAL,
+            crate::hosts::LOCAL,
             Executor::new(engine.clone(), Arc::new(crate::policy::AllowAll)),
             Arc::new(policy.clone()),
             config.data_dir.join("workspaces"),
@@ -219,7 +226,8 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         store: store.clone(),
         lost: lost_tx,
     };
-    let mut remote: Vec<Arc<dyn crate::sidecar::Sidecar>> = Vec::new();
+    let mut configured: std::collections::HashMap<String, Arc<dyn crate::sidecar::Sidecar>> =
+        std::collections::HashMap::new();
     for sidecar in &config.sidecars {
         let endpoint = SidecarEndpoint {
             id: sidecar.id.clone(),
@@ -235,9 +243,9 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         if let Err(error) = client.check().await {
             tracing::warn!(sidecar = %sidecar.id, %error, "sidecar does not answer yet");
         }
-        remote.push(Arc::new(client));
+        configured.insert(sidecar.id.clone(), Arc::new(client));
     }
-    let sidecars = Arc::new(SidecarPool::new(local, remote));
+    let hosts = start_hosts(&config, local, configured, context, hub.clone()).await;
     let orchestrator = Arc::new(Orchestrator::new(
         OrchestratorConfig {
             workspaces: config.data_dir.join("workspaces"),
@@ -247,7 +255,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
             lifetime: config.session_lifetime,
         },
         catalog,
-        sidecars,
+        hosts,
         policy,
         store.clone(),
         hub.clone(),
@@ -292,6 +300,61 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
     }))
 }
 
+/// The host drivers of the config and their registry, listed once before sessions are
+/// recovered (their hosts must be known), then refreshed in the background.
+async fn start_hosts(
+    config: &ServeConfig,
+    local: Option<LocalSidecar>,
+    configured: std::collections::HashMap<String, Arc<dyn crate::sidecar::Sidecar>>,
+    context: RemoteContext,
+    hub: Arc<EventHub>,
+) -> Arc<crate::hosts::Registry> {
+    use crate::hosts::{DriverSlot, LocalDriver, Registry, RegistryConfig, StaticDriver};
+    let mut drivers = Vec::new();
+    if local.is_some() {
+        drivers.push(DriverSlot {
+            driver: Arc::new(LocalDriver {
+                workspaces: config.data_dir.join("workspaces"),
+                labels: config.local_labels.clone(),
+            }),
+            // Load and free memory change; the machine is measured every few seconds.
+            list_every: Duration::from_secs(5),
+            scaling: None,
+        });
+    }
+    if !config.sidecars.is_empty() {
+        drivers.push(DriverSlot {
+            driver: Arc::new(StaticDriver {
+                hosts: config.sidecars.iter().map(|s| s.host.clone()).collect(),
+            }),
+            list_every: Duration::from_secs(3600),
+            scaling: None,
+        });
+    }
+    let connector = crate::hosts::SidecarConnector {
+        local,
+        configured,
+        credentials: Default::default(),
+        context,
+        health_interval: config.sidecar_health_interval,
+        health_timeout: config.sidecar_health_timeout,
+    };
+    let registry = Registry::new(
+        RegistryConfig {
+            strategy: config.placement_strategy,
+            overcommit: config.overcommit,
+            wait: config.placement_wait,
+            refresh: config.sidecar_health_interval,
+            demote_after: config.standby_demote_after,
+        },
+        drivers,
+        Arc::new(connector),
+        hub,
+    );
+    registry.start(CancellationToken::new()).await;
+    registry
+}
+
 /// Takes the data directory for this server (creating it on a first start), or says which
 /// server has it.
 fn hold_data_dir(config: &ServeConfig) -> anyhow::Result<DataDirLock> {
@@ -329,7 +392,7 @@ fn bootstrap_admin_key(store: &Store, config: &ServeConfig) -> anyhow::Result<Op
 
 /// The JSON API: a key, the caller's rate and request slots, and the request timeout.
 fn api_routes() -> OpenApiRouter<Arc<App>> {
-    use routes::{files, info, keys, listing, plugins, sessions, tasks};
+    use routes::{files, hosts, info, keys, listing, plugins, sessions, tasks};
     let routes = OpenApiRouter::new()
         .routes(routes!(info::info))
         .routes(routes!(info::tools))
@@ -338,7 +401,10 @@ fn api_routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(plugins::rollback))
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
-        .routes(routes!(info::hosts))
+        .routes(routes!(hosts::list))
+        .routes(routes!(hosts::get))
+        .routes(routes!(hosts::drain))
+        .routes(routes!(hosts::undrain))
         .routes(routes!(info::authorize))
         .routes(routes!(sessions::create, listing::sessions))
         .routes(routes!(sessions::preflight))
@@ -355,7 +421,9 @@ fn api_routes() -> OpenApiRouter<Arc<App>> {
 
 /// Event streams live long: no request timeout for them.
 fn stream_routes() -> OpenApiRouter<Arc<App>> {
-    let routes = OpenApiRouter::new().routes(routes!(routes::events::stream));
+    let routes = OpenApiRouter::new()
+        .routes(routes!(routes::events::stream))
+        .routes(routes!(routes::hosts::events));
     api_doc::every_route_answers(routes, &[401, 429])
 }
 

@@ -10,8 +10,8 @@ mod client;
 pub(crate) mod disk;
 mod event_log;
 mod local;
+pub mod machine;
 mod plugins;
-pub mod pool;
 mod relay;
 pub mod server;
 mod shipped;
@@ -23,7 +23,7 @@ mod workspace;
 pub use client::{Loss, RemoteContext, RemoteSidecar, SidecarEndpoint};
 pub use disk::DiskUsage;
 pub use local::{LocalSidecar, SessionWorkspace};
-pub use pool::{SidecarPool, SidecarStatus};
+pub use machine::Machine;
 pub use shipped::{PolicySource, ShippedPolicies};
 pub use watch::{ChangeWatcher, WorkspaceTracker};
 pub use wire::{
@@ -148,5 +148,14 @@ pub trait Sidecar: Send + Sync {
     /// Whether it runs in another process: its tasks then carry the policy entities they need.
     fn is_remote(&self) -> bool {
         false
+    }
+    /// Whether it has answered a health check since it was connected (the in-process one
+    /// always has).
+    fn has_answered(&self) -> bool {
+        true
+    }
+    /// Its machine as its last health answer measured it (remote sidecars).
+    fn machine(&self) -> Option<Machine> {
+        None
     }
 }

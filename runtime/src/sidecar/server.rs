@@ -69,6 +69,7 @@ pub struct SidecarService {
     logs: Mutex<HashMap<String, Arc<EventLog>>>,
     token: String,
     boot: String,
+    machine: super::machine::MachineProbe,
 }
 
 impl SidecarService {
@@ -77,6 +78,7 @@ impl SidecarService {
         policies: Arc<ShippedPolicies>,
         plugins: PluginStore,
         token: String,
+        machine: super::machine::MachineProbe,
     ) -> Arc<Self> {
         Arc::new(Self {
             local,
@@ -86,6 +88,7 @@ impl SidecarService {
             logs: Mutex::default(),
             token,
             boot: uuid::Uuid::new_v4().simple().to_string(),
+            machine,
         })
     }
 
@@ -131,6 +134,7 @@ impl SidecarService {
             running_tasks: self.local.running_tasks(),
             policy_versions: self.policies.versions(),
             now_ms: super::wire::wall_ms(),
+            machine: Some(self.machine.current()),
         }
     }
 }

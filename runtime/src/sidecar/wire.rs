@@ -109,7 +109,7 @@ impl SidecarState {
 }
 
 /// `GET /v1/sidecar/health`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SidecarHealth {
     pub state: SidecarState,
     /// Changes every time the sidecar process starts: sessions do not survive a restart.
@@ -122,6 +122,9 @@ pub struct SidecarHealth {
     /// offset between their clocks, to stamp requests with a deadline in the sidecar's time.
     #[serde(default)]
     pub now_ms: u64,
+    /// Its machine: capacity (measured, or as its operator declared it) and load.
+    #[serde(default)]
+    pub machine: Option<super::Machine>,
 }
 
 /// The header an orchestrator stamps session opens and tasks with: the sidecar's wall-clock

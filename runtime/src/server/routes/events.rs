@@ -55,12 +55,7 @@ pub async fn stream(
         // The hub may not know (after a restart): the stream ends after the backlog.
         app.orchestrator.hub().close(&id);
     }
-    let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let after = match (header, cursor.after.as_deref()) {
-        (Some(text), _) => Some(cursor_value(text, "Last-Event-ID").map_err(Problem::invalid)?),
-        (None, Some(text)) => Some(cursor_value(text, "`after`").map_err(Problem::invalid)?),
-        (None, None) => None,
-    };
+    let after = start_after(&headers, &cursor)?;
     let hub = app.orchestrator.hub();
     let subscribed = hub.subscribe(&id, after);
     if session.state == crate::vocabulary::SessionState::Closed {
@@ -78,6 +73,16 @@ pub async fn stream(
             ));
         }
     };
+    Ok(sse(&app, subscription, key_id))
+}
+
+/// The SSE answer of a subscription: events (and gaps) as they come, heartbeats, and the
+/// end when the server stops or the key is revoked.
+pub(super) fn sse(
+    app: &Arc<App>,
+    subscription: crate::events::Subscription,
+    key_id: String,
+) -> Response {
     let shutdown = app.shutdown.clone();
     // The stream ends when the server stops or its key is revoked.
     let revoked = key_revoked(app.store.clone(), key_id);
@@ -105,7 +110,17 @@ pub async fn stream(
     let keep_alive = KeepAlive::new()
         .interval(app.config.heartbeat)
         .text("heartbeat");
-    Ok(Sse::new(events).keep_alive(keep_alive).into_response())
+    Sse::new(events).keep_alive(keep_alive).into_response()
+}
+
+/// Where a stream starts: `Last-Event-ID` (header) wins over `?after=`.
+pub(super) fn start_after(headers: &HeaderMap, cursor: &Cursor) -> Result<Option<u64>, Problem> {
+    let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    Ok(match (header, cursor.after.as_deref()) {
+        (Some(text), _) => Some(cursor_value(text, "Last-Event-ID").map_err(Problem::invalid)?),
+        (None, Some(text)) => Some(cursor_value(text, "`after`").map_err(Problem::invalid)?),
+        (None, None) => None,
+    })
 }
 
 /// The `data:` of each event, by `event:` name: the stream operation's `x-events`.
@@ -125,6 +140,12 @@ pub const EVENTS: &[(EventName, &str)] = &[
     (EventName::Gap, "GapEvent"),
 ];
 
+/// The `data:` of the admins' host stream (`GET /v1/hosts/events`).
+pub const HOST_EVENTS: &[(EventName, &str)] = &[
+    (EventName::HostChanged, "HostChangedEvent"),
+    (EventName::Gap, "GapEvent"),
+];
+
 /// The schemas of [`EVENTS`]. The orchestrator writes these payloads as JSON where it
 /// publishes them; the server tests check every event they read against these.
 #[derive(utoipa::OpenApi)]
@@ -140,6 +161,7 @@ pub const EVENTS: &[(EventName, &str)] = &[
     payloads::TaskFailedEvent,
     payloads::SessionClosedEvent,
     payloads::GapEvent,
+    payloads::HostChangedEvent,
 )))]
 pub struct EventPayloads;
 
@@ -252,6 +274,18 @@ mod payloads {
         from: u64,
         to: u64,
     }
+
+    /// `host.changed`: a host entered a state (`from` null: it was just added; `to` null:
+    /// it left the registry, released or no longer listed by its driver).
+    #[derive(ToSchema)]
+    pub struct HostChangedEvent {
+        host: String,
+        driver: String,
+        from: Option<crate::vocabulary::HostState>,
+        to: Option<crate::vocabulary::HostState>,
+        reason: String,
+        at_ms: i64,
+    }
 }
 
 #[cfg(test)]
@@ -260,7 +294,12 @@ mod tests {
 
     #[test]
     fn every_event_name_has_its_payload_schema() {
-        let names: Vec<EventName> = EVENTS.iter().map(|(name, _)| *name).collect();
-        assert_eq!(names, EventName::ALL);
+        let mut names: Vec<EventName> = EVENTS.iter().map(|(name, _)| *name).collect();
+        names.extend(HOST_EVENTS.iter().map(|(name, _)| *name));
+        names.sort();
+        names.dedup();
+        let mut all = EventName::ALL.to_vec();
+        all.sort();
+        assert_eq!(names, all);
     }
 }

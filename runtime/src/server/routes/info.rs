@@ -201,58 +201,6 @@ pub async fn plugins(State(app): State<Arc<App>>, Authed(caller): Authed) -> Jso
     Json(PluginList { plugins })
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct HostList {
-    hosts: Vec<Host>,
-}
-
-/// A host sessions run on.
-#[derive(Serialize, ToSchema)]
-pub struct Host {
-    #[schema(value_type = String, examples("local"))]
-    id: &'static str,
-    health: HostHealth,
-    capacity: SessionCount,
-    allocation: SessionCount,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum HostHealth {
-    Ready,
-    Draining,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SessionCount {
-    sessions: usize,
-}
-
-/// Hosts sessions run on
-///
-/// This version: the local host only.
-#[utoipa::path(get, path = "/v1/hosts", operation_id = "listHosts", tag = "info",
-    responses((status = 200, description = "The hosts.", body = HostList)))]
-pub async fn hosts(State(app): State<Arc<App>>, Authed(_caller): Authed) -> Json<HostList> {
-    let health = if app.ready.load(Ordering::SeqCst) {
-        HostHealth::Ready
-    } else {
-        HostHealth::Draining
-    };
-    Json(HostList {
-        hosts: vec![Host {
-            id: "local",
-            health,
-            capacity: SessionCount {
-                sessions: app.config.max_sessions,
-            },
-            allocation: SessionCount {
-                sessions: app.orchestrator.open_sessions(),
-            },
-        }],
-    })
-}
-
 /// A what-if question, asked as the caller's principal.
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod files;
+pub mod hosts;
 pub mod info;
 pub mod keys;
 pub mod listing;
@@ -32,8 +33,9 @@ impl From<OrchestratorError> for Problem {
                 "explanation": explanation,
                 "decision": decision,
             })),
-            OrchestratorError::Capacity(_) => {
+            OrchestratorError::Capacity { retry_after_s, .. } => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Capacity, detail)
+                    .retry_after(retry_after_s)
             }
             OrchestratorError::SidecarUnavailable(_) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,

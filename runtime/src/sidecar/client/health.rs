@@ -37,6 +37,13 @@ impl Inner {
         let answered = crate::sidecar::wire::wall_ms();
         let health: SidecarHealth =
             serde_json::from_slice(&body).map_err(|e| SidecarError::Protocol(e.to_string()))?;
+        if health.machine.is_some() {
+            self.health
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .machine
+                .clone_from(&health.machine);
+        }
         if health.now_ms > 0 {
             // Its clock read at about the middle of the exchange.
             let middle = sent / 2 + answered / 2;

@@ -99,6 +99,8 @@ struct Health {
     boot: Option<String>,
     /// The sidecar's wall clock minus ours (ms), from the last health answer that said.
     clock_offset_ms: Option<i64>,
+    /// Its machine, from the last health answer that said.
+    machine: Option<crate::sidecar::Machine>,
 }
 
 impl RemoteSidecar {
@@ -151,6 +153,7 @@ impl RemoteSidecar {
                 last_ok: Instant::now(),
                 boot: None,
                 clock_offset_ms: None,
+                machine: None,
             }),
             relays: Mutex::default(),
             orphans: Mutex::default(),
@@ -496,6 +499,24 @@ impl Sidecar for RemoteSidecar {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .state
+    }
+
+    fn has_answered(&self) -> bool {
+        self.inner
+            .health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .boot
+            .is_some()
+    }
+
+    fn machine(&self) -> Option<crate::sidecar::Machine> {
+        self.inner
+            .health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .machine
+            .clone()
     }
 
     fn is_remote(&self) -> bool {

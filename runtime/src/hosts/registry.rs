@@ -1,0 +1,1073 @@
+//! The host registry: every driver's hosts with their state, capacity and allocation.
+//!
+//! A host's state comes from its driver's report, its sidecar's health checks and the
+//! admins (drain). Each change is logged, counted and published as a `host.changed` event
+//! on the admins' host stream (kept in the store like a session's events). Capacity is
+//! reserved per session at placement and given back when the session ends; after a restart
+//! the orchestrator reserves its open sessions again. When no ready host fits a session, a
+//! standby host is promoted, else a driver that can is asked for a host, and the session
+//! waits a bounded time for one.
+
+use super::driver::{DriverError, DriverInfo, HostDriver, ProvisionRequest, check_reports};
+use super::model::{Demand, HostReport, Overcommit, Resources};
+use super::placement::{NoFit, Slot, choose};
+use crate::events::EventHub;
+use crate::sidecar::{Sidecar, SidecarState};
+use crate::vocabulary::{EventName, HostState, PlacementStrategy};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The stream of `host.changed` events (a name no session id can take).
+pub const HOSTS_STREAM: &str = "hosts";
+
+/// The room of a host whose capacity nobody reports.
+const UNLIMITED: Resources = Resources {
+    cpu_millis: u64::MAX,
+    memory_mb: u64::MAX,
+    disk_mb: u64::MAX,
+};
+
+/// How long a driver call may take before it counts as failed.
+const DRIVER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// When and how far a driver that can provision scales.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scaling {
+    /// Hosts kept even when idle.
+    pub min_hosts: usize,
+    /// Hosts of this driver at most, those being brought up included.
+    pub max_hosts: usize,
+    /// Hosts being brought up (asked for, not answering yet) at most.
+    pub max_in_flight: usize,
+    /// Time between two provision calls.
+    pub cooldown: Duration,
+    /// A host without sessions for this long is released (down to `min_hosts`).
+    pub idle_release: Duration,
+    /// A host brought up that does not answer within this is released as failed.
+    pub provision_timeout: Duration,
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        Self {
+            min_hosts: 0,
+            max_hosts: 10,
+            max_in_flight: 2,
+            cooldown: Duration::from_secs(30),
+            idle_release: Duration::from_secs(600),
+            provision_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One driver of the registry.
+pub struct DriverSlot {
+    pub driver: Arc<dyn HostDriver>,
+    /// How often its hosts are listed.
+    pub list_every: Duration,
+    /// `Some` for a driver that provisions.
+    pub scaling: Option<Scaling>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    pub strategy: PlacementStrategy,
+    pub overcommit: Overcommit,
+    /// How long a session waits for a promoted or provisioned host before `capacity`.
+    pub wait: Duration,
+    /// How often states are refreshed from the sidecars' health.
+    pub refresh: Duration,
+    /// A standby host promoted for want of room goes back to standby once idle this long.
+    pub demote_after: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            strategy: PlacementStrategy::Spread,
+            overcommit: Overcommit::default(),
+            wait: Duration::from_secs(30),
+            refresh: Duration::from_secs(1),
+            demote_after: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Makes the client of a host's sidecar from its endpoint.
+pub trait Connector: Send + Sync {
+    fn connect(&self, driver: &str, report: &HostReport) -> Result<Arc<dyn Sidecar>, String>;
+}
+
+/// A host as `GET /v1/hosts` shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct HostView {
+    pub id: String,
+    /// The driver that reports it.
+    pub driver: String,
+    /// `local`, or its sidecar's URL (admin keys only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub endpoint: Option<String>,
+    pub state: HostState,
+    /// Why it is in that state.
+    pub reason: String,
+    /// When it entered it (ms since the epoch).
+    pub state_since_ms: i64,
+    /// Drained by an admin (it stays `draining` until undrained).
+    pub drained: bool,
+    pub labels: BTreeMap<String, String>,
+    /// What the host has, as its driver reports it or its sidecar measures it; absent when
+    /// neither says (a sidecar of an earlier version): placement then does not limit it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub capacity: Option<Resources>,
+    /// What sessions may reserve: the capacity times the overcommit factors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub allocatable: Option<Resources>,
+    /// What open sessions reserve.
+    pub allocated: Resources,
+    pub sessions: usize,
+    /// The longest session timeout it takes (ms); absent: any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub max_session_timeout_ms: Option<u64>,
+    /// Load and other figures of its machine (admin keys only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub metrics: Option<BTreeMap<String, f64>>,
+}
+
+impl HostView {
+    /// What a key that is not an admin's may see: no endpoint, no machine figures.
+    pub fn public(self) -> Self {
+        Self {
+            endpoint: None,
+            metrics: None,
+            ..self
+        }
+    }
+}
+
+/// Where a session was placed.
+pub struct Placed {
+    pub host: String,
+    pub sidecar: Arc<dyn Sidecar>,
+}
+
+/// Why no host took a session. `retry_after` is a hint for the client.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no host has room for the session: {why}")]
+pub struct NoCapacity {
+    pub why: String,
+    pub retry_after: Duration,
+}
+
+/// Counters for metrics.
+#[derive(Default)]
+struct Counters {
+    changes: AtomicU64,
+    promotions: AtomicU64,
+    provisions: AtomicU64,
+    provision_failures: AtomicU64,
+    releases: AtomicU64,
+    no_capacity: AtomicU64,
+}
+
+/// What metrics read on a scrape.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryFigures {
+    pub by_state: Vec<(HostState, u64)>,
+    /// Summed over the hosts that take sessions (ready).
+    pub capacity: Resources,
+    pub allocatable: Resources,
+    pub allocated: Resources,
+    pub state_changes: u64,
+    pub promotions: u64,
+    pub provisions: u64,
+    pub provision_failures: u64,
+    pub releases: u64,
+    pub no_capacity: u64,
+}
+
+struct Host {
+    report: HostReport,
+    driver: usize,
+    sidecar: Arc<dyn Sidecar>,
+    reason: String,
+    state_since_ms: i64,
+    drained: bool,
+    /// `None`: unknown (not limited).
+    /// A standby host promoted for want of room: ready although its driver says standby.
+    promoted: bool,
+    capacity: Option<Resources>,
+    metrics: BTreeMap<String, f64>,
+    sessions: usize,
+    /// Since when it has had no sessions.
+    idle_since: Instant,
+    /// Brought up by a provision call at this time.
+    provisioned_at: Option<Instant>,
+    /// Being released: takes nothing, leaves once its driver answered.
+    releasing: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Parallel vectors: `slots[i]` is what placement reads of `hosts[i]`.
+    hosts: Vec<Host>,
+    slots: Vec<Slot>,
+    /// Session → (host id, reserved).
+    reservations: HashMap<String, (String, Resources)>,
+    /// Per driver: provision calls under way, and when the last one was made.
+    in_flight_calls: HashMap<usize, usize>,
+    last_provision: HashMap<usize, Instant>,
+    /// Per driver: when it was last listed.
+    last_listed: HashMap<usize, Instant>,
+}
+
+impl Inner {
+    fn index(&self, id: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.id == id)
+    }
+}
+
+pub struct Registry {
+    config: RegistryConfig,
+    drivers: Vec<DriverSlot>,
+    infos: Vec<DriverInfo>,
+    connector: Arc<dyn Connector>,
+    hub: Arc<EventHub>,
+    inner: Mutex<Inner>,
+    /// Woken by every change that may give a waiting session room.
+    changed: tokio::sync::Notify,
+    counters: Counters,
+}
+
+fn now_ms() -> i64 {
+    crate::orchestrator::now_ms()
+}
+
+impl Registry {
+    pub fn new(
+        config: RegistryConfig,
+        drivers: Vec<DriverSlot>,
+        connector: Arc<dyn Connector>,
+        hub: Arc<EventHub>,
+    ) -> Arc<Self> {
+        let infos = drivers.iter().map(|d| d.driver.info()).collect();
+        Arc::new(Self {
+            config,
+            drivers,
+            infos,
+            connector,
+            hub,
+            inner: Mutex::default(),
+            changed: tokio::sync::Notify::new(),
+            counters: Counters::default(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn drivers(&self) -> &[DriverInfo] {
+        &self.infos
+    }
+
+    pub fn strategy(&self) -> PlacementStrategy {
+        self.config.strategy
+    }
+
+    /// Lists every driver now (at start, before sessions are recovered), then keeps the
+    /// registry fresh in the background until `stop`.
+    pub async fn start(self: &Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        self.refresh(true).await;
+        let weak = Arc::downgrade(self);
+        let every = self.config.refresh;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let Some(registry) = weak.upgrade() else {
+                    return;
+                };
+                registry.refresh(false).await;
+            }
+        });
+    }
+
+    /// Lists the drivers that are due (all when `all`), merges their reports, refreshes
+    /// every host's state from its sidecar, and releases what has been idle too long.
+    pub async fn refresh(self: &Arc<Self>, all: bool) {
+        let due: Vec<usize> = {
+            let inner = self.lock();
+            (0..self.drivers.len())
+                .filter(|i| {
+                    all || inner
+                        .last_listed
+                        .get(i)
+                        .is_none_or(|at| at.elapsed() >= self.drivers[*i].list_every)
+                })
+                .collect()
+        };
+        let listings = futures_util::future::join_all(due.iter().map(|&i| {
+            let driver = self.drivers[i].driver.clone();
+            async move {
+                let listed = tokio::time::timeout(DRIVER_CALL_TIMEOUT, driver.list()).await;
+                (i, listed)
+            }
+        }))
+        .await;
+        for (i, listed) in listings {
+            self.lock().last_listed.insert(i, Instant::now());
+            let name = self.infos[i].name.clone();
+            let reports = match listed {
+                Ok(Ok(reports)) => reports,
+                Ok(Err(error)) => {
+                    tracing::warn!(driver = %name, %error, code = error.code(), "cannot list the driver's hosts");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(driver = %name, "listing the driver's hosts timed out");
+                    continue;
+                }
+            };
+            if let Err(error) = check_reports(&name, &reports) {
+                tracing::warn!(driver = %name, %error, "the driver's hosts are refused");
+                continue;
+            }
+            self.merge(i, reports, false);
+        }
+        self.update_states();
+        self.scale_down();
+    }
+
+    /// Takes a driver's reports in: new hosts are added (their sidecar connected), known
+    /// ones updated; hosts it no longer lists leave once they have no sessions. With
+    /// `provisioned`, the reports answer a provision call: nothing else of the driver's
+    /// leaves.
+    fn merge(&self, driver: usize, reports: Vec<HostReport>, provisioned: bool) {
+        let name = &self.infos[driver].name;
+        let mut events = Vec::new();
+        {
+            let mut inner = self.lock();
+            let listed: std::collections::HashSet<String> =
+                reports.iter().map(|r| r.id.clone()).collect();
+            for report in reports {
+                match inner.index(&report.id) {
+                    Some(i) if inner.hosts[i].driver != driver => {
+                        tracing::warn!(driver = %name, host = %report.id, "host id already reported by another driver; ignored");
+                    }
+                    Some(i) => {
+                        let host = &mut inner.hosts[i];
+                        if host.report.endpoint != report.endpoint {
+                            tracing::warn!(driver = %name, host = %report.id, "a host cannot change its endpoint; release it and report a new id");
+                        }
+                        let endpoint = host.report.endpoint.clone();
+                        host.report = HostReport { endpoint, ..report };
+                    }
+                    None => {
+                        let sidecar = match self.connector.connect(name, &report) {
+                            Ok(sidecar) => sidecar,
+                            Err(error) => {
+                                tracing::warn!(driver = %name, host = %report.id, %error, "cannot connect to the host's sidecar");
+                                continue;
+                            }
+                        };
+                        let slot = Slot {
+                            id: report.id.clone(),
+                            state: HostState::Provisioning,
+                            room: Resources::ZERO,
+                            allocated: Resources::ZERO,
+                            max_timeout_ms: report.max_session_timeout_ms.unwrap_or(u64::MAX),
+                            region: report.region().map(str::to_owned),
+                        };
+                        let host = Host {
+                            report,
+                            driver,
+                            sidecar,
+                            reason: "reported by its driver".into(),
+                            state_since_ms: now_ms(),
+                            drained: false,
+                            promoted: false,
+                            capacity: None,
+                            metrics: BTreeMap::new(),
+                            sessions: 0,
+                            idle_since: Instant::now(),
+                            provisioned_at: provisioned.then(Instant::now),
+                            releasing: false,
+                        };
+                        events.push((
+                            slot.id.clone(),
+                            None,
+                            Some(HostState::Provisioning),
+                            host.reason.clone(),
+                        ));
+                        inner.hosts.push(host);
+                        inner.slots.push(slot);
+                    }
+                }
+            }
+            if !provisioned {
+                // Hosts the driver stopped listing: gone once empty, draining meanwhile.
+                let mut i = 0;
+                while i < inner.hosts.len() {
+                    let host = &inner.hosts[i];
+                    if host.driver == driver && !listed.contains(&host.report.id) {
+                        if host.sessions == 0
+                            && host
+                                .provisioned_at
+                                .is_none_or(|at| at.elapsed() > Duration::from_secs(5))
+                        {
+                            let id = inner.slots[i].id.clone();
+                            let from = inner.slots[i].state;
+                            inner.hosts.remove(i);
+                            inner.slots.remove(i);
+                            events.push((
+                                id,
+                                Some(from),
+                                None,
+                                "its driver no longer lists it".into(),
+                            ));
+                            continue;
+                        }
+                        inner.hosts[i].report.state = HostState::Draining;
+                    }
+                    i += 1;
+                }
+            }
+        }
+        for (host, from, to, reason) in events {
+            self.record(&host, name, from, to, &reason);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Every host's state from its report, its sidecar and the admins; records changes.
+    pub fn update_states(&self) {
+        let mut changes = Vec::new();
+        {
+            let mut inner = self.lock();
+            let inner = &mut *inner;
+            for (host, slot) in inner.hosts.iter_mut().zip(inner.slots.iter_mut()) {
+                if let Some(machine) = host.sidecar.machine() {
+                    host.capacity = Some(host.report.capacity.unwrap_or((&machine).into()));
+                    host.metrics = machine.metrics;
+                } else {
+                    host.capacity = host.report.capacity;
+                }
+                for (key, value) in &host.report.metrics {
+                    host.metrics.insert(key.clone(), *value);
+                }
+                slot.room = host
+                    .capacity
+                    .map_or(UNLIMITED, |c| c.scaled(self.config.overcommit));
+                slot.max_timeout_ms = host.report.max_session_timeout_ms.unwrap_or(u64::MAX);
+                slot.region = host.report.region().map(str::to_owned);
+                let scaling = self.drivers[host.driver].scaling.as_ref();
+                let (state, reason) = effective_state(host, scaling);
+                if state != slot.state || (state != HostState::Ready && reason != host.reason) {
+                    if state != slot.state {
+                        changes.push((
+                            slot.id.clone(),
+                            self.infos[host.driver].name.clone(),
+                            Some(slot.state),
+                            Some(state),
+                            reason.clone(),
+                        ));
+                        host.state_since_ms = now_ms();
+                    }
+                    slot.state = state;
+                    host.reason = reason;
+                }
+            }
+        }
+        let any = !changes.is_empty();
+        for (host, driver, from, to, reason) in changes {
+            self.record(&host, &driver, from, to, &reason);
+        }
+        if any {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Logs, counts and publishes one state change: `from` is `None` for a host that was
+    /// just added, `to` is `None` for one that left the registry.
+    fn record(
+        &self,
+        host: &str,
+        driver: &str,
+        from: Option<HostState>,
+        to: Option<HostState>,
+        reason: &str,
+    ) {
+        self.counters.changes.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            host,
+            driver,
+            from = from.map(HostState::as_str),
+            to = to.map(HostState::as_str),
+            reason,
+            "host state"
+        );
+        self.hub.publish(
+            HOSTS_STREAM,
+            EventName::HostChanged,
+            serde_json::json!({
+                "host": host, "driver": driver, "from": from, "to": to, "reason": reason,
+                "at_ms": now_ms(),
+            }),
+        );
+    }
+
+    /// Places a session: the best ready host, else a promoted standby one, else it waits
+    /// (at most the configured wait) for a host a driver brings up.
+    pub async fn place(
+        self: &Arc<Self>,
+        session: &str,
+        demand: &Demand,
+    ) -> Result<Placed, NoCapacity> {
+        let deadline = tokio::time::Instant::now() + self.config.wait;
+        loop {
+            // Registered before looking, so a change between the look and the wait wakes it.
+            let changed = self.changed.notified();
+            let why = match self.try_place(session, demand) {
+                Ok(placed) => return Ok(placed),
+                Err(no_fit) => no_fit,
+            };
+            let asked = self.provision_for(demand);
+            // Wait only while capacity is on its way.
+            let coming = matches!(asked, Some(Ok(())));
+            if tokio::time::Instant::now() >= deadline || !coming {
+                self.counters.no_capacity.fetch_add(1, Ordering::Relaxed);
+                let mut why = why.to_string();
+                if let Some(Err(refusal)) = &asked {
+                    why.push_str(&format!("; {refusal}"));
+                } else if asked.is_some() {
+                    why.push_str("; more capacity was asked for and is not up yet");
+                }
+                return Err(NoCapacity {
+                    why,
+                    retry_after: self.retry_after(),
+                });
+            }
+            let _ = tokio::time::timeout_at(deadline, changed).await;
+        }
+    }
+
+    /// Places a session on a ready host, else on a standby host promoted for it; never
+    /// waits. The benchmark's unit of work.
+    pub fn try_place(&self, session: &str, demand: &Demand) -> Result<Placed, NoFit> {
+        let promoted = {
+            let mut inner = self.lock();
+            let strategy = self.config.strategy;
+            let chosen = match choose(&inner.slots, demand, HostState::Ready, strategy) {
+                Ok(i) => Ok((i, false)),
+                Err(no_fit) => match choose(&inner.slots, demand, HostState::Standby, strategy) {
+                    Ok(i) => Ok((i, true)),
+                    Err(_) => Err(no_fit),
+                },
+            }?;
+            let (i, promote) = chosen;
+            let placed = Self::reserve(&mut inner, i, session, demand.resources);
+            if promote {
+                inner.hosts[i].promoted = true;
+                inner.hosts[i].reason =
+                    "promoted from standby: no ready host had room for a session".into();
+                inner.hosts[i].state_since_ms = now_ms();
+                inner.slots[i].state = HostState::Ready;
+                let host = &inner.hosts[i];
+                Some((
+                    placed,
+                    self.infos[host.driver].name.clone(),
+                    host.reason.clone(),
+                ))
+            } else {
+                return Ok(placed);
+            }
+        };
+        let (placed, driver, reason) = promoted.expect("promotion");
+        self.counters.promotions.fetch_add(1, Ordering::Relaxed);
+        self.record(
+            &placed.host,
+            &driver,
+            Some(HostState::Standby),
+            Some(HostState::Ready),
+            &reason,
+        );
+        Ok(placed)
+    }
+
+    fn reserve(inner: &mut Inner, i: usize, session: &str, resources: Resources) -> Placed {
+        let slot = &mut inner.slots[i];
+        slot.allocated = slot.allocated.saturating_add(resources);
+        let host = &mut inner.hosts[i];
+        host.sessions += 1;
+        let placed = Placed {
+            host: slot.id.clone(),
+            sidecar: host.sidecar.clone(),
+        };
+        if let Some((old_host, old)) = inner
+            .reservations
+            .insert(session.to_owned(), (placed.host.clone(), resources))
+        {
+            // A session is reserved once: a second reservation replaces the first.
+            Self::unreserve(inner, &old_host, old);
+        }
+        placed
+    }
+
+    fn unreserve(inner: &mut Inner, host: &str, resources: Resources) {
+        if let Some(i) = inner.index(host) {
+            let slot = &mut inner.slots[i];
+            slot.allocated = slot.allocated.saturating_sub(resources);
+            let host = &mut inner.hosts[i];
+            host.sessions = host.sessions.saturating_sub(1);
+            if host.sessions == 0 {
+                host.idle_since = Instant::now();
+            }
+        }
+    }
+
+    /// Gives back what a session reserved (it ended, or its sidecar refused to open it).
+    pub fn release_session(&self, session: &str) {
+        {
+            let mut inner = self.lock();
+            let Some((host, resources)) = inner.reservations.remove(session) else {
+                return;
+            };
+            Self::unreserve(&mut inner, &host, resources);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Reserves an open session again on the host it runs on (after a restart). False when
+    /// no such host is known.
+    pub fn restore_session(&self, session: &str, host: &str, resources: Resources) -> bool {
+        let mut inner = self.lock();
+        let Some(i) = inner.index(host) else {
+            return false;
+        };
+        Self::reserve(&mut inner, i, session, resources);
+        true
+    }
+
+    /// The sidecar of a host.
+    pub fn sidecar(&self, host: &str) -> Option<Arc<dyn Sidecar>> {
+        let inner = self.lock();
+        inner.index(host).map(|i| inner.hosts[i].sidecar.clone())
+    }
+
+    /// The host a session's reservation is on.
+    pub fn host_of(&self, session: &str) -> Option<String> {
+        self.lock()
+            .reservations
+            .get(session)
+            .map(|(h, _)| h.clone())
+    }
+
+    /// Drains (or undrains) a host for an admin: it keeps its sessions and takes no new
+    /// ones until undrained.
+    pub fn drain(&self, host: &str, drain: bool) -> Option<HostView> {
+        {
+            let mut inner = self.lock();
+            let i = inner.index(host)?;
+            inner.hosts[i].drained = drain;
+        }
+        self.update_states();
+        self.host(host)
+    }
+
+    pub fn hosts(&self) -> Vec<HostView> {
+        let inner = self.lock();
+        let mut views: Vec<HostView> = (0..inner.hosts.len())
+            .map(|i| self.view(&inner, i))
+            .collect();
+        views.sort_by(|a, b| a.id.cmp(&b.id));
+        views
+    }
+
+    pub fn host(&self, id: &str) -> Option<HostView> {
+        let inner = self.lock();
+        inner.index(id).map(|i| self.view(&inner, i))
+    }
+
+    fn view(&self, inner: &Inner, i: usize) -> HostView {
+        let (host, slot) = (&inner.hosts[i], &inner.slots[i]);
+        HostView {
+            id: slot.id.clone(),
+            driver: self.infos[host.driver].name.clone(),
+            endpoint: Some(host.report.endpoint.clone()),
+            state: slot.state,
+            reason: host.reason.clone(),
+            state_since_ms: host.state_since_ms,
+            drained: host.drained,
+            labels: host.report.labels.clone(),
+            capacity: host.capacity,
+            allocatable: host.capacity.map(|_| slot.room),
+            allocated: slot.allocated,
+            sessions: host.sessions,
+            max_session_timeout_ms: host.report.max_session_timeout_ms,
+            metrics: Some(host.metrics.clone()),
+        }
+    }
+
+    /// Whether a ready host (or a standby one) has room for `demand` now, and which, without
+    /// reserving anything: the preflight's capacity check.
+    pub fn would_place(&self, demand: &Demand) -> Result<(String, bool), NoFit> {
+        let inner = self.lock();
+        let strategy = self.config.strategy;
+        match choose(&inner.slots, demand, HostState::Ready, strategy) {
+            Ok(i) => Ok((inner.slots[i].id.clone(), false)),
+            Err(no_fit) => choose(&inner.slots, demand, HostState::Standby, strategy)
+                .map(|i| (inner.slots[i].id.clone(), true))
+                .map_err(|_| no_fit),
+        }
+    }
+
+    pub fn figures(&self) -> RegistryFigures {
+        let inner = self.lock();
+        let mut figures = RegistryFigures {
+            by_state: HostState::ALL.iter().map(|s| (*s, 0)).collect(),
+            ..Default::default()
+        };
+        for (host, slot) in inner.hosts.iter().zip(&inner.slots) {
+            if let Some(count) = figures.by_state.iter_mut().find(|(s, _)| *s == slot.state) {
+                count.1 += 1;
+            }
+            if slot.state == HostState::Ready
+                && let Some(capacity) = host.capacity
+            {
+                figures.capacity = figures.capacity.saturating_add(capacity);
+                figures.allocatable = figures.allocatable.saturating_add(slot.room);
+            }
+            figures.allocated = figures.allocated.saturating_add(slot.allocated);
+        }
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        figures.state_changes = read(&self.counters.changes);
+        figures.promotions = read(&self.counters.promotions);
+        figures.provisions = read(&self.counters.provisions);
+        figures.provision_failures = read(&self.counters.provision_failures);
+        figures.releases = read(&self.counters.releases);
+        figures.no_capacity = read(&self.counters.no_capacity);
+        figures
+    }
+
+    /// What a client told `capacity` should wait before trying again: the shortest
+    /// cooldown left of a provisioning driver, else the registry's refresh.
+    fn retry_after(&self) -> Duration {
+        let inner = self.lock();
+        self.drivers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| {
+                let scaling = d.scaling.as_ref()?;
+                let since = inner.last_provision.get(&i)?.elapsed();
+                Some(scaling.cooldown.saturating_sub(since))
+            })
+            .min()
+            .unwrap_or(Duration::ZERO)
+            .max(self.config.refresh)
+            .max(Duration::from_secs(1))
+    }
+
+    /// Asks a driver for a host that fits `demand`, unless one is already coming, or every
+    /// driver is at its cap or in its cooldown. `None`: no driver can provision at all;
+    /// `Some(Ok)`: capacity is coming; `Some(Err)`: why none was asked.
+    fn provision_for(self: &Arc<Self>, demand: &Demand) -> Option<Result<(), String>> {
+        let mut refusals = Vec::new();
+        let mut chosen = None;
+        {
+            let mut inner = self.lock();
+            for (i, slot) in self.drivers.iter().enumerate() {
+                let Some(scaling) = &slot.scaling else {
+                    continue;
+                };
+                let name = &self.infos[i].name;
+                let hosts = inner
+                    .hosts
+                    .iter()
+                    .filter(|h| h.driver == i && !h.releasing)
+                    .count();
+                let coming = inner
+                    .hosts
+                    .iter()
+                    .zip(&inner.slots)
+                    .filter(|(h, s)| h.driver == i && s.state == HostState::Provisioning)
+                    .count();
+                let calls = inner.in_flight_calls.get(&i).copied().unwrap_or(0);
+                if coming + calls > 0 {
+                    // Capacity is on its way: wait for it rather than ask again.
+                    return Some(Ok(()));
+                }
+                if hosts + calls >= scaling.max_hosts {
+                    refusals.push(format!(
+                        "driver `{name}` is at its maximum of {} hosts",
+                        scaling.max_hosts
+                    ));
+                    continue;
+                }
+                if coming + calls >= scaling.max_in_flight {
+                    refusals.push(format!(
+                        "driver `{name}` is already bringing up {} hosts",
+                        coming + calls
+                    ));
+                    continue;
+                }
+                if let Some(last) = inner.last_provision.get(&i)
+                    && last.elapsed() < scaling.cooldown
+                {
+                    refusals.push(format!(
+                        "driver `{name}` provisioned {} s ago (cooldown {} s)",
+                        last.elapsed().as_secs(),
+                        scaling.cooldown.as_secs()
+                    ));
+                    continue;
+                }
+                *inner.in_flight_calls.entry(i).or_default() += 1;
+                inner.last_provision.insert(i, Instant::now());
+                chosen = Some(i);
+                break;
+            }
+        }
+        let Some(i) = chosen else {
+            return if refusals.is_empty() {
+                None
+            } else {
+                Some(Err(refusals.join("; ")))
+            };
+        };
+        let request = ProvisionRequest {
+            count: 1,
+            resources: Some(demand.resources),
+            labels: demand
+                .hints
+                .region
+                .iter()
+                .map(|r| ("region".to_owned(), r.clone()))
+                .collect(),
+            reason: "no ready or standby host has room for a session".into(),
+        };
+        let this = self.clone();
+        tokio::spawn(async move { this.provision(i, request).await });
+        Some(Ok(()))
+    }
+
+    async fn provision(self: Arc<Self>, driver: usize, request: ProvisionRequest) {
+        let name = self.infos[driver].name.clone();
+        self.counters.provisions.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(driver = %name, ?request, "asking the driver for a host");
+        let answer = tokio::time::timeout(
+            DRIVER_CALL_TIMEOUT,
+            self.drivers[driver].driver.provision(request),
+        )
+        .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(_) => Err(DriverError::Unavailable {
+                driver: name.clone(),
+                message: format!("no answer within {} s", DRIVER_CALL_TIMEOUT.as_secs()),
+            }),
+        };
+        let answer = answer.and_then(|reports| check_reports(&name, &reports).map(|()| reports));
+        {
+            let mut inner = self.lock();
+            if let Some(calls) = inner.in_flight_calls.get_mut(&driver) {
+                *calls = calls.saturating_sub(1);
+            }
+        }
+        match answer {
+            Ok(reports) => {
+                tracing::info!(driver = %name, hosts = reports.len(), "the driver is bringing up hosts");
+                self.merge(driver, reports, true);
+                self.update_states();
+            }
+            Err(error) => {
+                self.counters
+                    .provision_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(driver = %name, %error, code = error.code(), "provisioning failed");
+                self.changed.notify_waiters();
+            }
+        }
+    }
+
+    /// Releases hosts idle past their driver's `idle_release` (down to its minimum) and
+    /// hosts brought up that never answered; demotes idle promoted standby hosts.
+    fn scale_down(self: &Arc<Self>) {
+        let mut releases = Vec::new();
+        let mut demoted = Vec::new();
+        {
+            let mut inner = self.lock();
+            let inner = &mut *inner;
+            for (i, slot) in self.drivers.iter().enumerate() {
+                let Some(scaling) = &slot.scaling else {
+                    continue;
+                };
+                let mut kept = inner
+                    .hosts
+                    .iter()
+                    .filter(|h| h.driver == i && !h.releasing)
+                    .count();
+                for (host, s) in inner.hosts.iter_mut().zip(inner.slots.iter_mut()) {
+                    if host.driver != i
+                        || host.releasing
+                        || host.sessions > 0
+                        || kept <= scaling.min_hosts
+                    {
+                        continue;
+                    }
+                    let never_answered = !host.sidecar.has_answered()
+                        && host
+                            .provisioned_at
+                            .is_some_and(|at| at.elapsed() > scaling.provision_timeout);
+                    let idle = s.state != HostState::Provisioning
+                        && host.idle_since.elapsed() > scaling.idle_release;
+                    if never_answered || idle {
+                        // Takes nothing from now on (placement reads the slot's state).
+                        host.releasing = true;
+                        host.reason = "being released by its driver".into();
+                        host.state_since_ms = now_ms();
+                        kept -= 1;
+                        let why = if never_answered {
+                            format!(
+                                "its sidecar did not answer within {} s of provisioning",
+                                scaling.provision_timeout.as_secs()
+                            )
+                        } else {
+                            format!("idle for {} s", host.idle_since.elapsed().as_secs())
+                        };
+                        let from = std::mem::replace(&mut s.state, HostState::Draining);
+                        releases.push((i, s.id.clone(), from, why));
+                    }
+                }
+            }
+            for (host, slot) in inner.hosts.iter_mut().zip(inner.slots.iter_mut()) {
+                if host.promoted
+                    && host.sessions == 0
+                    && host.idle_since.elapsed() > self.config.demote_after
+                {
+                    host.promoted = false;
+                    demoted.push(slot.id.clone());
+                }
+            }
+        }
+        if !demoted.is_empty() {
+            self.update_states();
+        }
+        for (driver, host, from, why) in releases {
+            if from != HostState::Draining {
+                self.record(
+                    &host,
+                    &self.infos[driver].name,
+                    Some(from),
+                    Some(HostState::Draining),
+                    "being released by its driver",
+                );
+            }
+            let this = self.clone();
+            tokio::spawn(async move { this.release_host(driver, host, why).await });
+        }
+    }
+
+    async fn release_host(self: Arc<Self>, driver: usize, host: String, why: String) {
+        let name = self.infos[driver].name.clone();
+        let released = tokio::time::timeout(
+            DRIVER_CALL_TIMEOUT,
+            self.drivers[driver].driver.release(&host),
+        )
+        .await;
+        let from = {
+            let mut inner = self.lock();
+            let Some(i) = inner.index(&host) else { return };
+            match &released {
+                Ok(Ok(())) => {
+                    let from = inner.slots[i].state;
+                    inner.hosts.remove(i);
+                    inner.slots.remove(i);
+                    Some(from)
+                }
+                _ => {
+                    // Tried again at a later refresh.
+                    inner.hosts[i].releasing = false;
+                    None
+                }
+            }
+        };
+        match (released, from) {
+            (Ok(Ok(())), Some(from)) => {
+                self.counters.releases.fetch_add(1, Ordering::Relaxed);
+                self.record(&host, &name, Some(from), None, &format!("released: {why}"));
+            }
+            (Ok(Err(error)), _) => {
+                tracing::warn!(driver = %name, host, %error, "the driver did not release the host")
+            }
+            (Err(_), _) => tracing::warn!(driver = %name, host, "releasing the host timed out"),
+            _ => {}
+        }
+    }
+}
+
+/// A host's state from its report, its sidecar's health and the admins, with why.
+fn effective_state(host: &Host, scaling: Option<&Scaling>) -> (HostState, String) {
+    if host.releasing {
+        return (HostState::Draining, "being released by its driver".into());
+    }
+    if !host.sidecar.has_answered() {
+        let waiting = host
+            .provisioned_at
+            .zip(scaling)
+            .is_some_and(|(at, s)| at.elapsed() <= s.provision_timeout);
+        return if waiting || host.report.state == HostState::Provisioning {
+            (
+                HostState::Provisioning,
+                "brought up by its driver; its sidecar does not answer yet".into(),
+            )
+        } else {
+            (
+                HostState::Unhealthy,
+                "its sidecar has not answered a health check yet".into(),
+            )
+        };
+    }
+    match host.sidecar.state() {
+        SidecarState::Lost => {
+            return (
+                HostState::Unhealthy,
+                "its sidecar stopped answering health checks".into(),
+            );
+        }
+        SidecarState::Draining => {
+            return (
+                HostState::Draining,
+                "its sidecar is draining (stopping)".into(),
+            );
+        }
+        SidecarState::Ready => {}
+    }
+    if host.drained {
+        return (HostState::Draining, "drained by an admin".into());
+    }
+    match host.report.state {
+        HostState::Unhealthy => (
+            HostState::Unhealthy,
+            "its driver reports it unhealthy".into(),
+        ),
+        HostState::Draining => (HostState::Draining, "its driver drains it".into()),
+        HostState::Standby if host.promoted => (HostState::Ready, host.reason.clone()),
+        HostState::Standby => (HostState::Standby, "held in reserve by its driver".into()),
+        HostState::Ready | HostState::Provisioning => {
+            (HostState::Ready, "answers its health checks".into())
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;
