@@ -164,10 +164,14 @@ fn main() {
             avoid: vec!["host-0002".into(), "host-0007".into(), "host-0012".into()],
         }),
     );
-    rate("try_place + release_session, region + avoid", decisions, |_| {
-        spread.try_place("bench", &hinted).expect("fits");
-        spread.release_session("bench");
-    });
+    rate(
+        "try_place + release_session, region + avoid",
+        decisions,
+        |_| {
+            spread.try_place("bench", &hinted).expect("fits");
+            spread.release_session("bench");
+        },
+    );
     let packed = registry(PlacementStrategy::BinPack, &runtime);
     rate("try_place + release_session, bin-pack", decisions, |_| {
         packed.try_place("bench", &want).expect("fits");

@@ -13,19 +13,24 @@ use std::process::Command;
 mod wasm_target;
 
 /// Plugins bundled into the `toolgate` binary.
-const BUNDLED: &[&str] = &["fs", "http", "json"];
+const BUNDLED: &[&str] = &["fs", "http", "json", "probe"];
 /// Every artifact the plugins workspace must produce.
 const ARTIFACTS: &[&str] = &[
     "fs",
     "http",
     "json",
+    "probe",
     "echo",
     "hostile",
     "not-a-tool",
     "http_hello",
     "many_tools",
     "bad_schema",
+    "webhook",
+    "hostile_driver",
 ];
+/// Host drivers bundled into the `toolgate` binary.
+const BUNDLED_DRIVERS: &[&str] = &["webhook"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
@@ -35,7 +40,14 @@ fn main() {
     let plugins = root.join("plugins");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
 
-    for watched in ["Cargo.toml", "Cargo.lock", "sdk", "tools", "testing"] {
+    for watched in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "sdk",
+        "tools",
+        "drivers",
+        "testing",
+    ] {
         println!("cargo:rerun-if-changed={}", plugins.join(watched).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
@@ -51,6 +63,20 @@ fn main() {
     );
     generated.push_str("pub const BUNDLED: &[(&str, &[u8])] = &[\n");
     for name in BUNDLED {
+        let path = artifact(&release, name);
+        writeln!(
+            generated,
+            "    ({name:?}, include_bytes!({:?})),",
+            path.display().to_string()
+        )
+        .unwrap();
+    }
+    generated.push_str("];\n");
+    generated.push_str(
+        "/// Host-driver components compiled into the binary: (name, component bytes).\n",
+    );
+    generated.push_str("pub const BUNDLED_DRIVERS: &[(&str, &[u8])] = &[\n");
+    for name in BUNDLED_DRIVERS {
         let path = artifact(&release, name);
         writeln!(
             generated,

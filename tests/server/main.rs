@@ -12,6 +12,7 @@ mod events;
 mod files;
 mod floods;
 mod gate;
+mod hosts;
 mod keys;
 mod listing;
 mod metrics;

@@ -37,6 +37,8 @@ pub fn spawn(args: &[&str], banner: &str) -> (Process, String) {
         if let Some(rest) = line.strip_prefix(banner) {
             break rest.trim().to_owned();
         }
+        // What it says before it listens (why it did not start, say) shows with a failure.
+        eprintln!("[{}] {line}", args[0]);
     };
     // What the processes say is shown with a failing test.
     let who = args[0].to_owned();
@@ -83,6 +85,16 @@ pub fn sidecar_on(dir: &Path, listen: &str, extra: &[&str]) -> (Process, String)
 
 /// An orchestrator with the given `[[sidecars]]` tables (and no in-process sidecar).
 pub fn orchestrator(dir: &Path, sidecars: &str) -> (Process, String, String) {
+    orchestrator_with(dir, sidecars, |_| {})
+}
+
+/// An orchestrator with the given config tables, its policy directory changed by `policies`
+/// first.
+pub fn orchestrator_with(
+    dir: &Path,
+    sidecars: &str,
+    policies: impl FnOnce(&Path),
+) -> (Process, String, String) {
     let config = dir.join("toolgate.toml");
     write(
         &config,
@@ -93,7 +105,9 @@ pub fn orchestrator(dir: &Path, sidecars: &str) -> (Process, String, String) {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
     std::fs::copy(artifact("hostile"), plugins.join("hostile.wasm")).unwrap();
-    let policies = test_policies(dir);
+    let policy_dir = test_policies(dir);
+    policies(&policy_dir);
+    let policies = policy_dir;
     let data = dir.join("orchestrator");
     let (process, base) = spawn(
         &[

@@ -18,6 +18,16 @@ pub struct SidecarCredentials {
     pub allow_plaintext: bool,
 }
 
+impl std::fmt::Debug for SidecarCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SidecarCredentials")
+            .field("token", &"<redacted>")
+            .field("ca_certificates", &self.ca_certificates.len())
+            .field("allow_plaintext", &self.allow_plaintext)
+            .finish()
+    }
+}
+
 pub struct SidecarConnector {
     pub local: Option<LocalSidecar>,
     /// The `[[sidecars]]` clients, by host id.

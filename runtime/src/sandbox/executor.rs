@@ -164,9 +164,8 @@ impl Executor {
         };
         let run = execute(
             &self.engine,
-            plugin.pre(),
+            Entry::Tool(plugin.pre(), call),
             &spec,
-            call,
             request.cancel.as_ref(),
             None,
         )
@@ -174,7 +173,9 @@ impl Executor {
         let result = match run.result {
             Ok(Returned::Output(output)) => check_output(output, &limits),
             Ok(Returned::ToolError(error)) => Err(tool_error(error, &run.decisions)),
-            Ok(Returned::Tools(_)) => unreachable!("a call never returns a tool list"),
+            Ok(Returned::Tools(_) | Returned::Driver(_)) => {
+                unreachable!("a call returns its output or its error")
+            }
             Err(error) => Err(error),
         };
         TaskOutcome {
@@ -218,7 +219,14 @@ pub(crate) async fn describe(
         gate: &gate,
         events: None,
     };
-    let run = execute(engine, pre, &spec, Export::Describe, None, Some(permit)).await;
+    let run = execute(
+        engine,
+        Entry::Tool(pre, Export::Describe),
+        &spec,
+        None,
+        Some(permit),
+    )
+    .await;
     match run.result.map_err(DescribeFailure::Failed)? {
         Returned::Tools(tools) => tools.map_err(DescribeFailure::Refused),
         _ => unreachable!("describe returns a tool list"),
@@ -250,10 +258,60 @@ enum Export<'a> {
     Call { name: &'a str, input: &'a str },
 }
 
-enum Returned {
+/// One export of a host-driver component, with its arguments.
+pub enum DriverCall {
+    Describe {
+        config: String,
+    },
+    List {
+        config: String,
+    },
+    Provision {
+        config: String,
+        request: super::driver::WitProvisionRequest,
+    },
+    Release {
+        config: String,
+        host: String,
+    },
+}
+
+/// What runs in the store: a tool's export, or a driver's.
+enum Entry<'a> {
+    Tool(&'a ToolPre<TaskState>, Export<'a>),
+    Driver(&'a super::driver::wit::HostDriverPre<TaskState>, DriverCall),
+}
+
+pub(crate) enum Returned {
     Tools(Result<Vec<ToolInfo>, DescribeViolation>),
     Output(String),
     ToolError(WitToolError),
+    Driver(super::driver::DriverAnswer),
+}
+
+/// Runs one driver export with the driver's grants, gate and limits, like a task.
+pub(crate) async fn run_driver(
+    engine: &SandboxEngine,
+    pre: &super::driver::wit::HostDriverPre<TaskState>,
+    run: &super::driver::DriverRun,
+    limits: &Limits,
+    call: DriverCall,
+) -> Result<Returned, TaskError> {
+    let spec = TaskSpec {
+        grants: &run.grants,
+        limits,
+        gate: &run.gate,
+        events: run.events.as_ref(),
+    };
+    execute(
+        engine,
+        Entry::Driver(pre, call),
+        &spec,
+        run.cancel.as_ref(),
+        None,
+    )
+    .await
+    .result
 }
 
 struct Run {
@@ -275,9 +333,8 @@ enum Failure {
 
 async fn execute(
     engine: &SandboxEngine,
-    pre: &ToolPre<TaskState>,
+    entry: Entry<'_>,
     spec: &TaskSpec<'_>,
-    export: Export<'_>,
     cancel: Option<&CancellationToken>,
     slot: Option<SemaphorePermit<'_>>,
 ) -> Run {
@@ -342,25 +399,45 @@ async fn execute(
     let outcome = {
         let work = async {
             let started = Instant::now();
-            let tool = pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(Failure::Instantiate);
-            instantiate_time = started.elapsed();
-            let tool = tool?;
-            let started = Instant::now();
-            let returned = match export {
-                Export::Describe => describe_tools(&mut store, &tool).await.map(Returned::Tools),
-                Export::Call { name, input } => {
-                    tool.call_call(&mut store, name, input)
+            let returned = match entry {
+                Entry::Tool(pre, export) => {
+                    let tool = pre
+                        .instantiate_async(&mut store)
                         .await
-                        .map(|r| match r {
-                            Ok(output) => Returned::Output(output),
-                            Err(error) => Returned::ToolError(error),
-                        })
+                        .map_err(Failure::Instantiate);
+                    instantiate_time = started.elapsed();
+                    let tool = tool?;
+                    let started = Instant::now();
+                    let returned = match export {
+                        Export::Describe => {
+                            describe_tools(&mut store, &tool).await.map(Returned::Tools)
+                        }
+                        Export::Call { name, input } => tool
+                            .call_call(&mut store, name, input)
+                            .await
+                            .map(|r| match r {
+                                Ok(output) => Returned::Output(output),
+                                Err(error) => Returned::ToolError(error),
+                            }),
+                    };
+                    execute_time = started.elapsed();
+                    returned
+                }
+                Entry::Driver(pre, call) => {
+                    let driver = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(Failure::Instantiate);
+                    instantiate_time = started.elapsed();
+                    let driver = driver?;
+                    let started = Instant::now();
+                    let returned = super::driver::invoke(&mut store, &driver, call)
+                        .await
+                        .map(Returned::Driver);
+                    execute_time = started.elapsed();
+                    returned
                 }
             };
-            execute_time = started.elapsed();
             returned.map_err(Failure::Call)
         };
         // Running wasm is stopped by the epoch callback, which keeps the fuel

@@ -15,6 +15,7 @@ mod cache;
 pub mod capabilities;
 mod catalog;
 pub mod describe_bounds;
+mod driver;
 mod engine;
 mod error;
 mod executor;
@@ -31,9 +32,13 @@ mod state;
 pub use cache::digest as plugin_digest;
 pub use catalog::{Catalog, CatalogError, PluginOrigin, RemoveUploadError, is_valid_plugin_name};
 pub use describe_bounds::DescribeViolation;
+pub use driver::{
+    DriverAnswer, DriverComponent, DriverRun, MAX_DRIVER_ANSWER_BYTES, WitDriverError,
+    WitDriverInfo, WitHostInfo, WitHostState, WitProvisionRequest, WitResources,
+};
 pub use engine::{EngineConfig, SandboxEngine};
 pub use error::{OutputBound, PluginError, TaskError, TaskFailure};
-pub use executor::{Executor, TaskOutcome, TaskRequest, Usage};
+pub use executor::{DriverCall, Executor, TaskOutcome, TaskRequest, Usage};
 pub use grants::{DirGrant, Grants, NetworkGrant, Secret};
 pub use host::{EventSink, LogLevel, ToolEvent};
 pub use limits::Limits;

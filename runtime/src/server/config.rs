@@ -65,6 +65,8 @@ struct FileConfig {
     local_sidecar: Option<bool>,
     #[serde(default)]
     sidecars: Vec<SidecarEntry>,
+    #[serde(default)]
+    drivers: Vec<DriverEntry>,
     sidecar_health_interval_ms: Option<u64>,
     sidecar_health_timeout_ms: Option<u64>,
     placement_strategy: Option<crate::vocabulary::PlacementStrategy>,
@@ -102,6 +104,56 @@ struct SidecarEntry {
     disk_mb: Option<u64>,
     /// The longest session timeout it takes.
     max_session_timeout_ms: Option<u64>,
+}
+
+/// One `[[drivers]]` table: a host-driver component that reports (and may bring up and
+/// release) hosts running `toolgate sidecar`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DriverEntry {
+    name: String,
+    /// `webhook` (bundled) or the path of a `.wasm` component of the `host-driver` world.
+    component: String,
+    /// Handed to the component on every call, as JSON.
+    #[serde(default)]
+    config: Option<toml::Table>,
+    /// The profile of its principal (`driver:<name>`) for policy decisions.
+    profile: Option<String>,
+    /// Secrets it may ask for by name (each read decided by policy).
+    #[serde(default)]
+    secrets: Vec<String>,
+    /// Its requests may reach loopback and private addresses (still decided by policy).
+    #[serde(default)]
+    allow_private_network: bool,
+    /// How long one call may run.
+    timeout_ms: Option<u64>,
+    /// The token its hosts' sidecars expect.
+    sidecar_token_file: PathBuf,
+    sidecar_ca_file: Option<PathBuf>,
+    /// Plain `http` to its hosts' sidecars off loopback.
+    #[serde(default)]
+    sidecar_allow_plaintext: bool,
+    min_hosts: Option<usize>,
+    max_hosts: Option<usize>,
+    max_in_flight: Option<usize>,
+    cooldown_s: Option<u64>,
+    idle_release_s: Option<u64>,
+    provision_timeout_s: Option<u64>,
+    list_interval_ms: Option<u64>,
+}
+
+/// A host driver of the config, resolved.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    pub name: String,
+    /// The component's bytes (a bundled one's, or the file's).
+    pub component: Vec<u8>,
+    pub settings: crate::hosts::PluginDriverSettings,
+    /// Secret names it is granted (their values are read with the server's secrets).
+    pub secrets: Vec<String>,
+    pub credentials: crate::hosts::SidecarCredentials,
+    pub scaling: crate::hosts::Scaling,
+    pub list_every: Duration,
 }
 
 /// A `toolgate sidecar` this server runs sessions on.
@@ -158,6 +210,8 @@ pub struct ServeConfig {
     /// Whether sessions may run in the server's own process (on unless `local_sidecar = false`).
     pub local_sidecar: bool,
     pub sidecars: Vec<SidecarConfig>,
+    /// Host-driver components (`[[drivers]]`).
+    pub drivers: Vec<DriverConfig>,
     pub sidecar_health_interval: Duration,
     /// A sidecar that does not answer for this long is lost: its sessions end `host_lost`.
     pub sidecar_health_timeout: Duration,
@@ -197,6 +251,11 @@ impl ServeConfig {
             .iter()
             .map(SidecarEntry::resolve)
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let drivers = file
+            .drivers
+            .iter()
+            .map(DriverEntry::resolve)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let data_dir = args
             .data_dir
             .or(file.data_dir)
@@ -230,6 +289,7 @@ impl ServeConfig {
             reap_interval: Duration::from_secs(5),
             local_sidecar: file.local_sidecar.unwrap_or(true),
             sidecars,
+            drivers,
             sidecar_health_interval: Duration::from_millis(
                 file.sidecar_health_interval_ms.unwrap_or(1000).max(50),
             ),
@@ -256,9 +316,18 @@ impl ServeConfig {
             );
         }
         anyhow::ensure!(
-            config.local_sidecar || !config.sidecars.is_empty(),
-            "local_sidecar = false needs at least one [[sidecars]] entry: sessions must run somewhere"
+            config.local_sidecar || !config.sidecars.is_empty() || !config.drivers.is_empty(),
+            "local_sidecar = false needs at least one [[sidecars]] or [[drivers]] entry: sessions must run somewhere"
         );
+        let mut names = std::collections::HashSet::new();
+        for driver in &config.drivers {
+            anyhow::ensure!(
+                !["local", "static"].contains(&driver.name.as_str())
+                    && names.insert(driver.name.as_str()),
+                "driver name `{}` is used twice (or is `local` or `static`, the built-in drivers')",
+                driver.name
+            );
+        }
         anyhow::ensure!(
             config.sidecar_health_timeout >= config.sidecar_health_interval,
             "sidecar_health_timeout_ms must be at least sidecar_health_interval_ms: a sidecar is lost only after a check has had the chance to fail"
@@ -381,6 +450,105 @@ impl SidecarEntry {
             token,
             ca_certificates,
             host,
+        })
+    }
+}
+
+impl DriverEntry {
+    fn resolve(&self) -> anyhow::Result<DriverConfig> {
+        let name = &self.name;
+        anyhow::ensure!(
+            !name.is_empty()
+                && name.len() <= 64
+                && name.bytes().all(|b| b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || b == b'-'
+                    || b == b'_'),
+            "driver name `{name}`: use lowercase letters, digits, `-` and `_` (1-64)"
+        );
+        let component = match crate::sandbox::bundled::BUNDLED_DRIVERS
+            .iter()
+            .find(|(bundled, _)| *bundled == self.component)
+        {
+            Some((_, bytes)) => bytes.to_vec(),
+            None => std::fs::read(&self.component).map_err(|e| {
+                anyhow::anyhow!(
+                    "driver `{name}`: component `{}` is neither a bundled driver (webhook) nor a readable file: {e}",
+                    self.component
+                )
+            })?,
+        };
+        let config = match &self.config {
+            Some(table) => serde_json::to_value(table)
+                .map_err(|e| anyhow::anyhow!("driver `{name}`: config: {e}"))?,
+            None => serde_json::json!({}),
+        };
+        let token = std::fs::read_to_string(&self.sidecar_token_file).map_err(|e| {
+            anyhow::anyhow!(
+                "driver `{name}`: cannot read sidecar_token_file {}: {e}",
+                self.sidecar_token_file.display()
+            )
+        })?;
+        let token = token.trim().to_owned();
+        anyhow::ensure!(
+            token.len() >= 16,
+            "driver `{name}`: the token in {} is shorter than 16 characters",
+            self.sidecar_token_file.display()
+        );
+        let ca_certificates = match &self.sidecar_ca_file {
+            Some(path) => crate::sidecar::tls::read_certificates(path)
+                .map_err(|e| anyhow::anyhow!("driver `{name}`: sidecar_ca_file: {e}"))?,
+            None => Vec::new(),
+        };
+        let defaults = crate::hosts::Scaling::default();
+        let scaling = crate::hosts::Scaling {
+            min_hosts: self.min_hosts.unwrap_or(defaults.min_hosts),
+            max_hosts: self.max_hosts.unwrap_or(defaults.max_hosts),
+            max_in_flight: self.max_in_flight.unwrap_or(defaults.max_in_flight).max(1),
+            cooldown: self
+                .cooldown_s
+                .map_or(defaults.cooldown, Duration::from_secs),
+            idle_release: self
+                .idle_release_s
+                .map_or(defaults.idle_release, Duration::from_secs),
+            provision_timeout: self
+                .provision_timeout_s
+                .map_or(defaults.provision_timeout, Duration::from_secs),
+        };
+        anyhow::ensure!(
+            scaling.min_hosts <= scaling.max_hosts
+                && scaling.max_hosts <= crate::hosts::driver::MAX_HOSTS_PER_DRIVER,
+            "driver `{name}`: min_hosts must be at most max_hosts, and max_hosts at most {}",
+            crate::hosts::driver::MAX_HOSTS_PER_DRIVER
+        );
+        let mut settings = crate::hosts::PluginDriverSettings {
+            name: name.clone(),
+            config,
+            allow_private_network: self.allow_private_network,
+            ..Default::default()
+        };
+        if let Some(profile) = &self.profile {
+            settings.profile = profile.clone();
+        }
+        if let Some(ms) = self.timeout_ms {
+            anyhow::ensure!(
+                (100..=300_000).contains(&ms),
+                "driver `{name}`: timeout_ms must be between 100 and 300000"
+            );
+            settings.limits.timeout = Duration::from_millis(ms);
+        }
+        Ok(DriverConfig {
+            name: name.clone(),
+            component,
+            settings,
+            secrets: self.secrets.clone(),
+            credentials: crate::hosts::SidecarCredentials {
+                token,
+                ca_certificates,
+                allow_plaintext: self.sidecar_allow_plaintext,
+            },
+            scaling,
+            list_every: Duration::from_millis(self.list_interval_ms.unwrap_or(5000).max(100)),
         })
     }
 }

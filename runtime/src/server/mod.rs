@@ -245,7 +245,19 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         }
         configured.insert(sidecar.id.clone(), Arc::new(client));
     }
-    let hosts = start_hosts(&config, local, configured, context, hub.clone()).await;
+    let hosts = start_hosts(
+        &config,
+        HostParts {
+            local,
+            configured,
+            context,
+            hub: hub.clone(),
+            engine: engine.clone(),
+            policy: policy.clone(),
+            secrets: &secrets,
+        },
+    )
+    .await?;
     let orchestrator = Arc::new(Orchestrator::new(
         OrchestratorConfig {
             workspaces: config.data_dir.join("workspaces"),
@@ -304,12 +316,20 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
 /// recovered (their hosts must be known), then refreshed in the background.
 async fn start_hosts(
     config: &ServeConfig,
-    local: Option<LocalSidecar>,
-    configured: std::collections::HashMap<String, Arc<dyn crate::sidecar::Sidecar>>,
-    context: RemoteContext,
-    hub: Arc<EventHub>,
-) -> Arc<crate::hosts::Registry> {
-    use crate::hosts::{DriverSlot, LocalDriver, Registry, RegistryConfig, StaticDriver};
+    parts: HostParts<'_>,
+) -> anyhow::Result<Arc<crate::hosts::Registry>> {
+    use crate::hosts::{
+        DriverSlot, LocalDriver, PluginDriver, Registry, RegistryConfig, StaticDriver,
+    };
+    let HostParts {
+        local,
+        configured,
+        context,
+        hub,
+        engine,
+        policy,
+        secrets,
+    } = parts;
     let mut drivers = Vec::new();
     if local.is_some() {
         drivers.push(DriverSlot {
@@ -331,10 +351,30 @@ async fn start_hosts(
             scaling: None,
         });
     }
+    let mut credentials = std::collections::HashMap::new();
+    for entry in &config.drivers {
+        let mut settings = entry.settings.clone();
+        settings.secrets = secrets.select(entry.secrets.iter().map(String::as_str));
+        let driver = PluginDriver::load(
+            settings,
+            entry.component.clone(),
+            engine.clone(),
+            policy.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("host driver `{}`: {e}", entry.name))?;
+        let can_provision = crate::hosts::HostDriver::info(&driver).can_provision;
+        drivers.push(DriverSlot {
+            driver: Arc::new(driver),
+            list_every: entry.list_every,
+            scaling: can_provision.then(|| entry.scaling.clone()),
+        });
+        credentials.insert(entry.name.clone(), entry.credentials.clone());
+    }
     let connector = crate::hosts::SidecarConnector {
         local,
         configured,
-        credentials: Default::default(),
+        credentials,
         context,
         health_interval: config.sidecar_health_interval,
         health_timeout: config.sidecar_health_timeout,
@@ -352,7 +392,18 @@ async fn start_hosts(
         hub,
     );
     registry.start(CancellationToken::new()).await;
-    registry
+    Ok(registry)
+}
+
+/// What the host registry is built from.
+struct HostParts<'a> {
+    local: Option<LocalSidecar>,
+    configured: std::collections::HashMap<String, Arc<dyn crate::sidecar::Sidecar>>,
+    context: RemoteContext,
+    hub: Arc<EventHub>,
+    engine: Arc<SandboxEngine>,
+    policy: Arc<PolicyEngine>,
+    secrets: &'a SecretStore,
 }
 
 /// Takes the data directory for this server (creating it on a first start), or says which
