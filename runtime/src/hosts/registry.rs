@@ -10,7 +10,7 @@
 
 use super::driver::{DriverError, DriverInfo, HostDriver, ProvisionRequest, check_reports};
 use super::model::{Demand, HostReport, Overcommit, Resources};
-use super::placement::{NoFit, Slot, choose};
+use super::placement::{NO_REGION, NoFit, Query, Slot, choose};
 use crate::events::EventHub;
 use crate::sidecar::{Sidecar, SidecarState};
 use crate::vocabulary::{EventName, HostState, PlacementStrategy};
@@ -226,11 +226,68 @@ struct Inner {
     last_provision: HashMap<usize, Instant>,
     /// Per driver: when it was last listed.
     last_listed: HashMap<usize, Instant>,
+    /// Host id → index in `hosts` and `slots` (rebuilt when hosts come or go).
+    by_id: HashMap<String, usize>,
+    /// Region label → its interned id in the slots.
+    regions: HashMap<String, u32>,
+}
+
+/// The id of a region label (a new one for a label not seen before).
+fn intern(regions: &mut HashMap<String, u32>, region: Option<&str>) -> u32 {
+    let Some(region) = region else {
+        return NO_REGION;
+    };
+    if let Some(id) = regions.get(region) {
+        return *id;
+    }
+    let id = regions.len() as u32;
+    regions.insert(region.to_owned(), id);
+    id
 }
 
 impl Inner {
     fn index(&self, id: &str) -> Option<usize> {
-        self.slots.iter().position(|s| s.id == id)
+        self.by_id.get(id).copied()
+    }
+
+    fn id(&self, i: usize) -> &str {
+        &self.hosts[i].report.id
+    }
+
+    /// After hosts came or went: the id index and each slot's rank in id order.
+    fn reindex(&mut self) {
+        self.by_id = self
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.report.id.clone(), i))
+            .collect();
+        let mut order: Vec<usize> = (0..self.hosts.len()).collect();
+        order.sort_by(|a, b| self.hosts[*a].report.id.cmp(&self.hosts[*b].report.id));
+        for (rank, i) in order.into_iter().enumerate() {
+            self.slots[i].rank = rank as u32;
+        }
+    }
+
+    fn region_id(&mut self, region: Option<&str>) -> u32 {
+        intern(&mut self.regions, region)
+    }
+
+    /// A demand with its hints resolved to slots (hosts nobody has are simply not there).
+    fn query(&self, demand: &Demand) -> Query {
+        let hints = &demand.hints;
+        let resolve =
+            |ids: &[String]| -> Vec<usize> { ids.iter().filter_map(|id| self.index(id)).collect() };
+        Query {
+            resources: demand.resources,
+            timeout_ms: demand.timeout_ms,
+            region: hints
+                .region
+                .as_deref()
+                .and_then(|r| self.regions.get(r).copied()),
+            only: (!hints.hosts.is_empty()).then(|| resolve(&hints.hosts)),
+            avoid: resolve(&hints.avoid),
+        }
     }
 }
 
@@ -380,14 +437,9 @@ impl Registry {
                                 continue;
                             }
                         };
-                        let slot = Slot {
-                            id: report.id.clone(),
-                            state: HostState::Provisioning,
-                            room: Resources::ZERO,
-                            allocated: Resources::ZERO,
-                            max_timeout_ms: report.max_session_timeout_ms.unwrap_or(u64::MAX),
-                            region: report.region().map(str::to_owned),
-                        };
+                        let mut slot = Slot::new(HostState::Provisioning, Resources::ZERO);
+                        slot.max_timeout_ms = report.max_session_timeout_ms.unwrap_or(u64::MAX);
+                        slot.region = inner.region_id(report.region());
                         let host = Host {
                             report,
                             driver,
@@ -404,11 +456,13 @@ impl Registry {
                             releasing: false,
                         };
                         events.push((
-                            slot.id.clone(),
+                            host.report.id.clone(),
                             None,
                             Some(HostState::Provisioning),
                             host.reason.clone(),
                         ));
+                        let index = inner.hosts.len();
+                        inner.by_id.insert(host.report.id.clone(), index);
                         inner.hosts.push(host);
                         inner.slots.push(slot);
                     }
@@ -425,9 +479,8 @@ impl Registry {
                                 .provisioned_at
                                 .is_none_or(|at| at.elapsed() > Duration::from_secs(5))
                         {
-                            let id = inner.slots[i].id.clone();
                             let from = inner.slots[i].state;
-                            inner.hosts.remove(i);
+                            let id = inner.hosts.remove(i).report.id;
                             inner.slots.remove(i);
                             events.push((
                                 id,
@@ -442,6 +495,7 @@ impl Registry {
                     i += 1;
                 }
             }
+            inner.reindex();
         }
         for (host, from, to, reason) in events {
             self.record(&host, name, from, to, &reason);
@@ -455,6 +509,7 @@ impl Registry {
         {
             let mut inner = self.lock();
             let inner = &mut *inner;
+            let regions = &mut inner.regions;
             for (host, slot) in inner.hosts.iter_mut().zip(inner.slots.iter_mut()) {
                 if let Some(machine) = host.sidecar.machine() {
                     host.capacity = Some(host.report.capacity.unwrap_or((&machine).into()));
@@ -465,17 +520,20 @@ impl Registry {
                 for (key, value) in &host.report.metrics {
                     host.metrics.insert(key.clone(), *value);
                 }
-                slot.room = host
+                let room = host
                     .capacity
                     .map_or(UNLIMITED, |c| c.scaled(self.config.overcommit));
+                if room != slot.room() {
+                    slot.set_room(room);
+                }
                 slot.max_timeout_ms = host.report.max_session_timeout_ms.unwrap_or(u64::MAX);
-                slot.region = host.report.region().map(str::to_owned);
+                slot.region = intern(regions, host.report.region());
                 let scaling = self.drivers[host.driver].scaling.as_ref();
                 let (state, reason) = effective_state(host, scaling);
                 if state != slot.state || (state != HostState::Ready && reason != host.reason) {
                     if state != slot.state {
                         changes.push((
-                            slot.id.clone(),
+                            host.report.id.clone(),
                             self.infos[host.driver].name.clone(),
                             Some(slot.state),
                             Some(state),
@@ -567,9 +625,10 @@ impl Registry {
         let promoted = {
             let mut inner = self.lock();
             let strategy = self.config.strategy;
-            let chosen = match choose(&inner.slots, demand, HostState::Ready, strategy) {
+            let query = inner.query(demand);
+            let chosen = match choose(&inner.slots, &query, HostState::Ready, strategy) {
                 Ok(i) => Ok((i, false)),
-                Err(no_fit) => match choose(&inner.slots, demand, HostState::Standby, strategy) {
+                Err(no_fit) => match choose(&inner.slots, &query, HostState::Standby, strategy) {
                     Ok(i) => Ok((i, true)),
                     Err(_) => Err(no_fit),
                 },
@@ -610,7 +669,7 @@ impl Registry {
         let host = &mut inner.hosts[i];
         host.sessions += 1;
         let placed = Placed {
-            host: slot.id.clone(),
+            host: host.report.id.clone(),
             sidecar: host.sidecar.clone(),
         };
         if let Some((old_host, old)) = inner
@@ -701,7 +760,7 @@ impl Registry {
     fn view(&self, inner: &Inner, i: usize) -> HostView {
         let (host, slot) = (&inner.hosts[i], &inner.slots[i]);
         HostView {
-            id: slot.id.clone(),
+            id: host.report.id.clone(),
             driver: self.infos[host.driver].name.clone(),
             endpoint: Some(host.report.endpoint.clone()),
             state: slot.state,
@@ -710,7 +769,7 @@ impl Registry {
             drained: host.drained,
             labels: host.report.labels.clone(),
             capacity: host.capacity,
-            allocatable: host.capacity.map(|_| slot.room),
+            allocatable: host.capacity.map(|_| slot.room()),
             allocated: slot.allocated,
             sessions: host.sessions,
             max_session_timeout_ms: host.report.max_session_timeout_ms,
@@ -723,10 +782,11 @@ impl Registry {
     pub fn would_place(&self, demand: &Demand) -> Result<(String, bool), NoFit> {
         let inner = self.lock();
         let strategy = self.config.strategy;
-        match choose(&inner.slots, demand, HostState::Ready, strategy) {
-            Ok(i) => Ok((inner.slots[i].id.clone(), false)),
-            Err(no_fit) => choose(&inner.slots, demand, HostState::Standby, strategy)
-                .map(|i| (inner.slots[i].id.clone(), true))
+        let query = inner.query(demand);
+        match choose(&inner.slots, &query, HostState::Ready, strategy) {
+            Ok(i) => Ok((inner.id(i).to_owned(), false)),
+            Err(no_fit) => choose(&inner.slots, &query, HostState::Standby, strategy)
+                .map(|i| (inner.id(i).to_owned(), true))
                 .map_err(|_| no_fit),
         }
     }
@@ -745,7 +805,7 @@ impl Registry {
                 && let Some(capacity) = host.capacity
             {
                 figures.capacity = figures.capacity.saturating_add(capacity);
-                figures.allocatable = figures.allocatable.saturating_add(slot.room);
+                figures.allocatable = figures.allocatable.saturating_add(slot.room());
             }
             figures.allocated = figures.allocated.saturating_add(slot.allocated);
         }
@@ -944,17 +1004,17 @@ impl Registry {
                             format!("idle for {} s", host.idle_since.elapsed().as_secs())
                         };
                         let from = std::mem::replace(&mut s.state, HostState::Draining);
-                        releases.push((i, s.id.clone(), from, why));
+                        releases.push((i, host.report.id.clone(), from, why));
                     }
                 }
             }
-            for (host, slot) in inner.hosts.iter_mut().zip(inner.slots.iter_mut()) {
+            for host in inner.hosts.iter_mut() {
                 if host.promoted
                     && host.sessions == 0
                     && host.idle_since.elapsed() > self.config.demote_after
                 {
                     host.promoted = false;
-                    demoted.push(slot.id.clone());
+                    demoted.push(host.report.id.clone());
                 }
             }
         }
@@ -991,6 +1051,7 @@ impl Registry {
                     let from = inner.slots[i].state;
                     inner.hosts.remove(i);
                     inner.slots.remove(i);
+                    inner.reindex();
                     Some(from)
                 }
                 _ => {

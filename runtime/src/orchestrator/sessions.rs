@@ -366,13 +366,17 @@ impl Orchestrator {
         let mut refused = Vec::new();
         for _ in 0..PLACEMENT_ATTEMPTS {
             let placed = self.hosts.place(&spec.id, &demand).await.map_err(|no| {
-                let mut message = no.to_string();
-                if !refused.is_empty() {
-                    message.push_str(&format!(" (passed over: {})", refused.join(", ")));
-                }
-                OrchestratorError::Capacity {
-                    message,
-                    retry_after_s: no.retry_after.as_secs().max(1),
+                if refused.is_empty() {
+                    OrchestratorError::Capacity {
+                        message: no.to_string(),
+                        retry_after_s: no.retry_after.as_secs().max(1),
+                    }
+                } else {
+                    // Hosts had room, but their sidecars could not open the session.
+                    OrchestratorError::SidecarUnavailable(format!(
+                        "no host could open the session ({}); try again later",
+                        refused.join(", ")
+                    ))
                 }
             })?;
             match placed.sidecar.open_session(spec.clone()).await {
