@@ -2,6 +2,7 @@
 //! real HTTP client and a real SSE client.
 
 mod api;
+mod check;
 mod common;
 mod confinement;
 mod connections;

@@ -1,6 +1,7 @@
 //! The `toolgate` command line. Thin: parses arguments, builds the engine and
 //! hands over to the library; errors become a message and a non-zero exit.
 
+mod check;
 mod plugin;
 mod policy;
 mod run;
@@ -50,6 +51,10 @@ enum Command {
     Keys(serve::KeysCommand),
     /// Print the OpenAPI document of the HTTP API (what `GET /openapi.json` serves).
     Openapi,
+    /// Run the readiness checks against a server and print each (exit 1 when one fails):
+    /// the API reached from here, the host's capacity, every decision with its reasons, the
+    /// event self-test and the mode.
+    Check(Box<check::CheckArgs>),
 }
 
 /// Where plugins come from and where their compilations are cached.
@@ -122,6 +127,7 @@ pub fn main() -> ExitCode {
             Command::Openapi => {
                 print_json(&crate::server::api_doc::document()).map(|()| ExitCode::SUCCESS)
             }
+            Command::Check(args) => check::check(*args).await,
         }
     });
     match result {

@@ -7,6 +7,7 @@ mod files;
 mod listing;
 mod plugins;
 mod preflight;
+mod self_test;
 mod sessions;
 mod task_events;
 mod tasks;

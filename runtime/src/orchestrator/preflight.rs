@@ -1,15 +1,19 @@
 //! `POST /v1/preflight`: would a session asking for these things work, and if not, why?
 //!
-//! Nothing is created and nothing runs. The answer lists one check per concern: the server
-//! (policy set, store, capacity), the `create_session` decision, and each tool, domain, file,
-//! secret and model provider the session means to use, with the decision a task of it would
-//! get. An agent asks once before it starts, instead of learning item by item from failures.
+//! Nothing the caller owns is created. The answer lists one check per concern, covering the
+//! readiness checks of the design: the server (policy set, store, session capacity), the host
+//! placement would choose and whether it has room for the requested cpu, memory, disk and
+//! timeout, the `create_session` decision, each tool, domain, file, secret and model provider
+//! the session means to use with the decision a task of it would get, the event self-test (a
+//! probe tool run in a throwaway session of its own principal), and the mode the server runs
+//! in. An agent asks once before it starts, instead of learning item by item from failures.
 
 use super::sessions::CreateSession;
 use super::{Caller, Orchestrator, OrchestratorError};
 use crate::policy::{CapabilityRequest, ConnectRequest, Decision, Gate, TaskIdentity};
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Items of each kind one preflight checks, at most: capability checks are decided once per
 /// tool, so the work grows with the product of the lists.
@@ -32,8 +36,8 @@ pub struct Preflight {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[schema(as = PreflightCheck)]
 pub struct Check {
-    /// `policy_set`, `store`, `capacity`, `create_session`, `disk`, `tool`, `domain`,
-    /// `file`, `secret` or `model_provider`.
+    /// `policy_set`, `store`, `capacity`, `host`, `create_session`, `disk`, `tool`,
+    /// `domain`, `file`, `secret`, `model_provider`, `events` or `mode`.
     #[schema(value_type = String)]
     pub check: &'static str,
     /// What was checked, for per-item checks (a tool, a domain, ...).
@@ -51,7 +55,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(check: &'static str, ok: bool, detail: impl Into<String>) -> Self {
+    pub(super) fn new(check: &'static str, ok: bool, detail: impl Into<String>) -> Self {
         Self {
             check,
             name: None,
@@ -85,9 +89,10 @@ impl Orchestrator {
     /// Runs every check for `request` as `caller` would create it. More than
     /// [`MAX_PREFLIGHT_ITEMS`] of any kind is refused.
     pub async fn preflight(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         request: &CreateSession,
+        event_self_test: bool,
     ) -> Result<Preflight, OrchestratorError> {
         let lists = [
             ("tools", request.tools.len()),
@@ -105,6 +110,9 @@ impl Orchestrator {
             .clone()
             .unwrap_or_else(|| caller.profile.clone());
         let mut checks = self.server_checks(caller).await;
+        let host = self.host_check(request);
+        let chosen = host.ok.then(|| host.name.clone()).flatten();
+        checks.push(host);
 
         let decision = self.policy.authorize_session(
             &caller.principal,
@@ -182,10 +190,61 @@ impl Orchestrator {
                 &identity,
             ));
         }
+        if event_self_test {
+            checks.push(self.event_self_test(chosen.as_deref()).await);
+        }
+        checks.push(Check::new(
+            "mode",
+            true,
+            "api: sessions are served by this server's HTTP API; there is no protocol-backed service whose chain state a client must match",
+        ));
         Ok(Preflight {
             ready: checks.iter().all(|c| c.ok),
             checks,
         })
+    }
+
+    /// The host placement would choose now, and whether it has room for the session's cpu,
+    /// memory and disk and takes its timeout. Reserves nothing.
+    fn host_check(&self, request: &CreateSession) -> Check {
+        let resources = request.resources.unwrap_or_default();
+        let demand = crate::hosts::Demand {
+            resources: resources.into(),
+            timeout_ms: resources.timeout_ms,
+            hints: request.placement.clone().unwrap_or_default(),
+        };
+        let asked = format!(
+            "{} cpu_millis, {} memory_mb, {} disk_mb and a {} ms timeout",
+            resources.cpu_millis, resources.memory_mb, resources.disk_mb, resources.timeout_ms
+        );
+        match self.hosts.would_place(&demand) {
+            Ok((host, false)) => {
+                Check::new("host", true, format!("ready, with room for {asked}")).named(&host)
+            }
+            Ok((host, true)) => Check::new(
+                "host",
+                true,
+                format!("standby, with room for {asked}: it would be promoted to ready"),
+            )
+            .named(&host),
+            Err(no_fit) => {
+                let mut detail = format!("no host has room for {asked}: {no_fit}");
+                let provisioning: Vec<&str> = self
+                    .hosts
+                    .drivers()
+                    .iter()
+                    .filter(|d| d.can_provision)
+                    .map(|d| d.name.as_str())
+                    .collect();
+                if !provisioning.is_empty() {
+                    detail.push_str(&format!(
+                        "; driver {} may bring one up while the session waits",
+                        provisioning.join(", ")
+                    ));
+                }
+                Check::new("host", false, detail)
+            }
+        }
     }
 
     /// The policy set in force, the store's writer, the session capacity.

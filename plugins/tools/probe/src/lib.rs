@@ -12,7 +12,9 @@ wit_bindgen::generate!({ path: "../../../wit", world: "tool" });
 fn write(_input: &str) -> ToolResult {
     host::log(LogLevel::Info, "probe: the tool was called");
     host::progress(1, Some(2), Some("writing probe.txt"));
-    std::fs::write("probe.txt", "toolgate event self-test\n").map_err(|e| {
+    // Relative to the task's working directory (the workspace), as every tool resolves paths.
+    let path = toolgate_plugin_sdk::paths::resolve("probe.txt")?;
+    std::fs::write(&path, "toolgate event self-test\n").map_err(|e| {
         toolgate_plugin_sdk::ToolError::Failed(format!("cannot write probe.txt: {e}"))
     })?;
     host::progress(2, Some(2), None);

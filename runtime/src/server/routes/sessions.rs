@@ -5,7 +5,7 @@ use crate::server::api_doc::errors;
 use crate::server::auth::Authed;
 use crate::server::problem::Problem;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use std::sync::Arc;
@@ -27,18 +27,41 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(session)))
 }
 
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PreflightOptions {
+    /// Run the event self-test (default): the bundled probe tool in a throwaway session of
+    /// its own on the chosen host. `false` skips it.
+    #[serde(default = "self_test_default")]
+    event_self_test: bool,
+}
+
+fn self_test_default() -> bool {
+    true
+}
+
 /// Would this session work?
 ///
-/// Runs every check creating this session and using what it names would meet, and creates
-/// nothing. Always 200; `ready` is true when every check passed.
+/// The readiness checks: the policy set, the store, the session limit, the host placement
+/// would choose and whether it has room for the requested cpu, memory, disk and timeout, each
+/// decision creating this session and using what it names would meet (with their reasons),
+/// the event self-test (start, tool call, file change, completion and failure events from a
+/// probe session of its own), and the mode. Creates nothing of the caller's. Always 200;
+/// `ready` is true when every check passed.
 #[utoipa::path(post, path = "/v1/preflight", operation_id = "preflight", tag = "sessions", request_body = CreateSession,
+    params(PreflightOptions),
     responses((status = 200, description = "The checks.", body = Preflight)))]
 pub async fn preflight(
     State(app): State<Arc<App>>,
     Authed(caller): Authed,
+    Query(options): Query<PreflightOptions>,
     Body(request): Body<CreateSession>,
 ) -> Result<impl IntoResponse, Problem> {
-    Ok(Json(app.orchestrator.preflight(&caller, &request).await?))
+    Ok(Json(
+        app.orchestrator
+            .preflight(&caller, &request, options.event_self_test)
+            .await?,
+    ))
 }
 
 /// A session
