@@ -226,6 +226,8 @@ struct Inner {
     last_provision: HashMap<usize, Instant>,
     /// Per driver: when it was last listed.
     last_listed: HashMap<usize, Instant>,
+    /// Drivers being listed now.
+    listing: std::collections::HashSet<usize>,
     /// Host id → index in `hosts` and `slots` (rebuilt when hosts come or go).
     by_id: HashMap<String, usize>,
     /// Region label → its interned id in the slots.
@@ -362,47 +364,66 @@ impl Registry {
     /// Lists the drivers that are due (all when `all`), merges their reports, refreshes
     /// every host's state from its sidecar, and releases what has been idle too long.
     pub async fn refresh(self: &Arc<Self>, all: bool) {
+        // Each due driver is listed on a task of its own, one listing per driver at a time:
+        // a slow or looping driver delays only its own hosts, never the health of the others.
         let due: Vec<usize> = {
-            let inner = self.lock();
-            (0..self.drivers.len())
+            let mut inner = self.lock();
+            let due: Vec<usize> = (0..self.drivers.len())
                 .filter(|i| {
-                    all || inner
-                        .last_listed
-                        .get(i)
-                        .is_none_or(|at| at.elapsed() >= self.drivers[*i].list_every)
+                    !inner.listing.contains(i)
+                        && (all
+                            || inner
+                                .last_listed
+                                .get(i)
+                                .is_none_or(|at| at.elapsed() >= self.drivers[*i].list_every))
                 })
-                .collect()
+                .collect();
+            inner.listing.extend(due.iter().copied());
+            due
         };
-        let listings = futures_util::future::join_all(due.iter().map(|&i| {
-            let driver = self.drivers[i].driver.clone();
-            async move {
-                let listed = tokio::time::timeout(DRIVER_CALL_TIMEOUT, driver.list()).await;
-                (i, listed)
+        let listings: Vec<_> = due
+            .into_iter()
+            .map(|i| {
+                let this = self.clone();
+                tokio::spawn(async move { this.list_driver(i).await })
+            })
+            .collect();
+        if all {
+            // At start, every host is known before sessions are recovered onto them.
+            for listing in listings {
+                let _ = listing.await;
             }
-        }))
-        .await;
-        for (i, listed) in listings {
-            self.lock().last_listed.insert(i, Instant::now());
-            let name = self.infos[i].name.clone();
-            let reports = match listed {
-                Ok(Ok(reports)) => reports,
-                Ok(Err(error)) => {
-                    tracing::warn!(driver = %name, %error, code = error.code(), "cannot list the driver's hosts");
-                    continue;
-                }
-                Err(_) => {
-                    tracing::warn!(driver = %name, "listing the driver's hosts timed out");
-                    continue;
-                }
-            };
-            if let Err(error) = check_reports(&name, &reports) {
-                tracing::warn!(driver = %name, %error, "the driver's hosts are refused");
-                continue;
-            }
-            self.merge(i, reports, false);
         }
         self.update_states();
         self.scale_down();
+    }
+
+    /// Lists one driver's hosts and takes them in.
+    async fn list_driver(self: Arc<Self>, i: usize) {
+        let listed = tokio::time::timeout(DRIVER_CALL_TIMEOUT, self.drivers[i].driver.list()).await;
+        {
+            let mut inner = self.lock();
+            inner.last_listed.insert(i, Instant::now());
+            inner.listing.remove(&i);
+        }
+        let name = self.infos[i].name.clone();
+        let reports = match listed {
+            Ok(Ok(reports)) => reports,
+            Ok(Err(error)) => {
+                tracing::warn!(driver = %name, %error, code = error.code(), "cannot list the driver's hosts");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(driver = %name, "listing the driver's hosts timed out");
+                return;
+            }
+        };
+        if let Err(error) = check_reports(&name, &reports) {
+            tracing::warn!(driver = %name, %error, "the driver's hosts are refused");
+            return;
+        }
+        self.merge(i, reports, false);
+        self.update_states();
     }
 
     /// Takes a driver's reports in: new hosts are added (their sidecar connected), known

@@ -106,6 +106,8 @@ struct FakeDriver {
     released: Mutex<Vec<String>>,
     /// Answered to `provision` instead of a new host.
     answer: Mutex<Option<Result<Vec<HostReport>, DriverError>>>,
+    /// `list` takes this long.
+    slow: Option<Duration>,
 }
 
 impl HostDriver for FakeDriver {
@@ -119,7 +121,13 @@ impl HostDriver for FakeDriver {
     }
     fn list(&self) -> DriverFuture<Result<Vec<HostReport>, DriverError>> {
         let listed = self.listed.lock().unwrap().clone();
-        Box::pin(async move { Ok(listed) })
+        let slow = self.slow;
+        Box::pin(async move {
+            if let Some(slow) = slow {
+                tokio::time::sleep(slow).await;
+            }
+            Ok(listed)
+        })
     }
     fn provision(
         &self,
@@ -596,4 +604,35 @@ async fn a_driver_answer_that_breaks_the_contract_changes_nothing() {
     assert!(refused.is_err());
     assert!(s.registry.hosts().is_empty());
     assert_eq!(s.registry.figures().provision_failures, 1);
+}
+
+#[tokio::test]
+async fn a_slow_driver_never_delays_the_health_of_other_hosts() {
+    let slow = Arc::new(FakeDriver {
+        name: "slow".into(),
+        slow: Some(Duration::from_secs(20)),
+        ..Default::default()
+    });
+    let s = setup(
+        vec![host("a", HostState::Ready, 1000, 1000)],
+        Some((slow, Scaling::default())),
+        exact(),
+    );
+    let started = Instant::now();
+    s.registry.refresh(false).await;
+    while s.registry.host("a").is_none() {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    s.registry.refresh(false).await;
+    assert_eq!(state_of(&s.registry, "a"), HostState::Ready);
+    s.connector.sidecar("a").lost.store(true, Ordering::SeqCst);
+    // The slow driver is still being listed; refreshes go on without it.
+    s.registry.refresh(false).await;
+    assert_eq!(state_of(&s.registry, "a"), HostState::Unhealthy);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
