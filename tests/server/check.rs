@@ -191,6 +191,15 @@ async fn the_event_self_test_leaves_nothing_in_the_callers_sessions() {
     assert_eq!(events["ok"], true, "{preflight}");
     let mine: Value = server.get(&key, "/v1/sessions").await.json().await.unwrap();
     assert_eq!(mine["sessions"].as_array().unwrap().len(), 0, "{mine}");
+    // Nor in the store: the probe's own session is deleted once its events were read.
+    let probes: Value = server
+        .get(&server.admin, "/v1/sessions?principal=toolgate%3Aprobe")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(probes["sessions"].as_array().unwrap().len(), 0, "{probes}");
+    assert_eq!(server.app.orchestrator.open_sessions(), 0);
     // Skipped on request.
     let quick: Value = server
         .post(&key, "/v1/preflight?event_self_test=false", json!({}))

@@ -4,7 +4,7 @@
 //!
 //! It runs as its own principal (`toolgate:probe`, profile `probe`), which the shipped
 //! policies let open a session and invoke the probe plugin, nothing else; its sessions are
-//! that principal's, never the caller's.
+//! that principal's, never the caller's, and are deleted from the store once read.
 
 use super::preflight::Check;
 use super::sessions::CreateSession;
@@ -103,9 +103,14 @@ impl Orchestrator {
         let _ = self.close_session(&caller, &session.id, CloseReason::Deleted);
         let store = self.store.clone();
         let id = session.id.clone();
+        // Read, then forgotten: a self-test leaves nothing behind in the store.
         let events = tokio::task::spawn_blocking(move || {
             let _ = store.flush();
-            store.events_after(&id, 0, 1000)
+            let events = store.events_after(&id, 0, 1000);
+            if let Err(error) = store.delete_session(&id) {
+                tracing::warn!(session = %id, %error, "cannot delete the probe session");
+            }
+            events
         })
         .await;
         let names: Vec<String> = match events {

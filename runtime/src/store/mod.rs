@@ -427,6 +427,23 @@ impl Store {
         })
     }
 
+    /// Deletes a session and everything of it (tasks, decisions, events), after every write
+    /// queued before the call. For throwaway sessions of the server's own (the readiness
+    /// self-test), so they do not pile up in the store. Returns the rows deleted.
+    pub fn delete_session(&self, id: &str) -> Result<u64, StoreError> {
+        let id = id.to_owned();
+        self.exclusive(move |conn| {
+            let tx = conn.transaction()?;
+            let mut deleted = 0;
+            for table in ["events", "decisions", "tasks"] {
+                deleted += tx.execute(&format!("DELETE FROM {table} WHERE session = ?1"), [&id])?;
+            }
+            deleted += tx.execute("DELETE FROM sessions WHERE id = ?1", [&id])?;
+            tx.commit()?;
+            Ok(deleted as u64)
+        })
+    }
+
     /// Like [`Store::prune_events`] for every session in the table: one pass over all events,
     /// for startup (the retention may have been lowered since the last run).
     pub fn prune_all_events(&self, keep: u64) -> Result<u64, StoreError> {
