@@ -516,3 +516,64 @@ async fn hostile_drivers_cannot_hang_or_crash_the_registry() {
     assert_eq!(alive.status(), StatusCode::OK);
     server.stop().await;
 }
+
+/// What open sessions reserve is rebuilt from the store after a restart, and given back when
+/// they end.
+#[tokio::test]
+async fn allocation_survives_a_restart_and_is_given_back_when_sessions_end() {
+    use crate::common::Server;
+    let server = Server::start().await;
+    let admin = server.admin.clone();
+    let mut ids = Vec::new();
+    for (cpu, memory) in [(300, 128), (700, 256)] {
+        let opened = server
+            .post(
+                &admin,
+                "/v1/sessions",
+                json!({ "resources": { "cpu_millis": cpu, "memory_mb": memory, "disk_mb": 10, "timeout_ms": 60000 } }),
+            )
+            .await;
+        assert_eq!(opened.status(), StatusCode::CREATED);
+        let opened: Value = opened.json().await.unwrap();
+        assert_eq!(opened["host"], "local");
+        ids.push(opened["id"].as_str().unwrap().to_owned());
+    }
+    let allocated = |host: &Value| {
+        (
+            host["allocated"]["cpu_millis"].as_u64().unwrap(),
+            host["allocated"]["memory_mb"].as_u64().unwrap(),
+            host["sessions"].as_u64().unwrap(),
+        )
+    };
+    let local: Value = server
+        .get(&admin, "/v1/hosts/local")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(allocated(&local), (1000, 384, 2), "{local}");
+    let server = server.restart().await;
+    let local: Value = server
+        .get(&admin, "/v1/hosts/local")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        allocated(&local),
+        (1000, 384, 2),
+        "after a restart: {local}"
+    );
+    let closed = server
+        .delete(&admin, &format!("/v1/sessions/{}", ids[1]))
+        .await;
+    assert_eq!(closed.status(), StatusCode::OK);
+    let local: Value = server
+        .get(&admin, "/v1/hosts/local")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(allocated(&local), (300, 128, 1), "{local}");
+    server.stop().await;
+}
