@@ -305,8 +305,9 @@ pub struct Registry {
     counters: Counters,
 }
 
+/// Wall-clock ms since the epoch, for the times hosts entered their state.
 fn now_ms() -> i64 {
-    crate::orchestrator::now_ms()
+    i64::try_from(crate::sidecar::wall_ms()).unwrap_or(i64::MAX)
 }
 
 impl Registry {
