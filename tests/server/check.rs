@@ -217,3 +217,41 @@ async fn the_event_self_test_leaves_nothing_in_the_callers_sessions() {
     );
     server.stop().await;
 }
+
+/// Something else answering where toolgate was expected is a failed check, never a pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_against_a_server_that_is_not_toolgate() {
+    use axum::routing::{get, post};
+    let impostor = axum::Router::new().route(
+        "/v1/info",
+        get(|| async { axum::Json(json!({ "hello": "world" })) }),
+    );
+    let half = axum::Router::new()
+        .route(
+            "/v1/info",
+            get(|| async { axum::Json(json!({ "name": "toolgate", "mode": "api" })) }),
+        )
+        .route("/v1/preflight", post(|| async { axum::Json(json!({})) }));
+    let mut bases = Vec::new();
+    for app in [impostor, half] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        bases.push(format!("http://{}", listener.local_addr().unwrap()));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    }
+    let impostor = check(&["--server", &bases[0], "--key", "k"]).await;
+    let out = text(&impostor);
+    assert_eq!(impostor.status.code(), Some(1), "{out}");
+    assert!(
+        line(&out, "FAIL", "api").unwrap().contains("not toolgate"),
+        "{out}"
+    );
+    let half = check(&["--server", &bases[1], "--key", "k"]).await;
+    let out = text(&half);
+    assert_eq!(half.status.code(), Some(1), "{out}");
+    assert!(
+        line(&out, "FAIL", "preflight")
+            .unwrap()
+            .contains("not a preflight answer"),
+        "{out}"
+    );
+}

@@ -577,3 +577,107 @@ async fn allocation_survives_a_restart_and_is_given_back_when_sessions_end() {
     assert_eq!(allocated(&local), (300, 128, 1), "{local}");
     server.stop().await;
 }
+
+/// Clients that hang up while their session is being opened or their preflight's self-test
+/// runs leave nothing half made: every reservation belongs to an open session, no probe
+/// session stays open, and the session limit holds under a burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_hang_up_leave_no_reservation_and_the_session_limit_holds() {
+    use crate::common::Server;
+    let server = Server::start_with(|config| config.max_sessions = 4).await;
+    let admin = server.admin.clone();
+    let small = json!({ "resources": { "cpu_millis": 100, "memory_mb": 64, "disk_mb": 10, "timeout_ms": 60000 } });
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(3))
+        .build()
+        .unwrap();
+    let mut hung_up = Vec::new();
+    for path in ["/v1/sessions", "/v1/preflight"].repeat(6) {
+        let request = impatient
+            .post(server.url(path))
+            .bearer_auth(&admin)
+            .json(&small)
+            .send();
+        hung_up.push(tokio::spawn(request));
+    }
+    let mut cut = 0;
+    for request in hung_up {
+        cut += usize::from(request.await.unwrap().is_err());
+    }
+    assert!(cut > 0, "some clients hung up before their answer");
+    // Whatever was still being opened or tested when its client left finishes by itself:
+    // every reservation then belongs to an open session of the caller's, none to a probe.
+    let settled = async |expected: Option<usize>| {
+        let started = Instant::now();
+        loop {
+            let open = server.app.orchestrator.open_sessions();
+            let local: Value = server
+                .get(&admin, "/v1/hosts/local")
+                .await
+                .json()
+                .await
+                .unwrap();
+            let listed: Value = server
+                .get(&admin, "/v1/sessions?state=open")
+                .await
+                .json()
+                .await
+                .unwrap();
+            let mine = listed["sessions"].as_array().unwrap().len();
+            let sessions = local["sessions"].as_u64().unwrap() as usize;
+            let cpu = local["allocated"]["cpu_millis"].as_u64().unwrap();
+            if open == sessions
+                && open == mine
+                && cpu == 100 * open as u64
+                && expected.is_none_or(|n| n == open)
+            {
+                return open;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{open} open, {mine} listed, host: {local}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let open = settled(None).await;
+    assert!(open <= 4);
+    // A burst past the limit: exactly the room left is taken.
+    let mut burst = Vec::new();
+    for _ in 0..12 {
+        let request = server
+            .client
+            .post(server.url("/v1/sessions"))
+            .bearer_auth(&admin)
+            .json(&small)
+            .send();
+        burst.push(tokio::spawn(request));
+    }
+    let mut created = 0;
+    for request in burst {
+        let status = request.await.unwrap().unwrap().status();
+        match status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {}
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(created, 4 - open);
+    settled(Some(4)).await;
+    // Hints that are not an object, or too long, are refused.
+    for placement in [
+        json!([]),
+        json!({ "avoid": vec!["h"; 65] }),
+        json!({ "region": "" }),
+    ] {
+        let refused = server
+            .post(&admin, "/v1/sessions", json!({ "placement": placement }))
+            .await;
+        assert_eq!(
+            refused.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{placement}"
+        );
+    }
+    server.stop().await;
+}

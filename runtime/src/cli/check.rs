@@ -60,6 +60,9 @@ struct Line {
     detail: String,
 }
 
+/// The most of an answer read.
+const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
 type Http = Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     Full<bytes::Bytes>,
@@ -109,11 +112,11 @@ async fn send(
             message
         })?;
         let status = response.status();
-        let body = response
-            .into_body()
+        // A server that is not toolgate may answer anything: read a bounded amount.
+        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES)
             .collect()
             .await
-            .map_err(|e| format!("the answer broke off: {e}"))?
+            .map_err(|e| format!("the answer broke off or is over {MAX_ANSWER_BYTES} bytes: {e}"))?
             .to_bytes();
         let value = serde_json::from_slice(&body).unwrap_or_else(|_| {
             Value::String(String::from_utf8_lossy(&body).chars().take(512).collect())
@@ -171,6 +174,17 @@ fn session_request(args: &CheckArgs) -> Result<Value, String> {
     Ok(request)
 }
 
+/// The start of a value, for a message.
+fn excerpt(value: &Value) -> String {
+    let text = value.to_string();
+    let cut: String = text.chars().take(120).collect();
+    if cut.len() < text.len() {
+        format!("{cut}...")
+    } else {
+        cut
+    }
+}
+
 fn problem_text(status: http::StatusCode, body: &Value) -> String {
     let detail = body["detail"]
         .as_str()
@@ -214,6 +228,18 @@ pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     )
     .await;
     let info = match info {
+        Ok((status, info)) if status.is_success() && info["name"] != "toolgate" => {
+            lines.push(Line {
+                check: "api".into(),
+                name: Some(base.clone()),
+                ok: false,
+                detail: format!(
+                    "something answers, but not toolgate's API (GET /v1/info said {})",
+                    excerpt(&info)
+                ),
+            });
+            return finish(&lines, None, args.json);
+        }
         Ok((status, info)) if status.is_success() => {
             lines.push(Line {
                 check: "api".into(),
@@ -266,7 +292,13 @@ pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     )
     .await;
     match answer {
-        Ok((status, preflight)) if status.is_success() => {
+        Ok((status, preflight))
+            if status.is_success()
+                && preflight["ready"].is_boolean()
+                && preflight["checks"]
+                    .as_array()
+                    .is_some_and(|c| !c.is_empty()) =>
+        {
             for check in preflight["checks"].as_array().into_iter().flatten() {
                 lines.push(Line {
                     check: check["check"].as_str().unwrap_or("?").to_owned(),
@@ -275,7 +307,22 @@ pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
                     detail: check["detail"].as_str().unwrap_or_default().to_owned(),
                 });
             }
+            // The server's own verdict counts too.
+            if preflight["ready"] == false && lines.iter().all(|l| l.ok) {
+                lines.push(Line {
+                    check: "preflight".into(),
+                    name: None,
+                    ok: false,
+                    detail: "the server says the session is not ready".into(),
+                });
+            }
         }
+        Ok((status, body)) if status.is_success() => lines.push(Line {
+            check: "preflight".into(),
+            name: None,
+            ok: false,
+            detail: format!("not a preflight answer: {}", excerpt(&body)),
+        }),
         Ok((status, body)) => lines.push(Line {
             check: "preflight".into(),
             name: None,

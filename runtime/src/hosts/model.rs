@@ -171,9 +171,37 @@ pub struct PlacementHints {
     pub avoid: Vec<String>,
 }
 
+/// Hosts a hint list may name, at most.
+pub const MAX_HINTED_HOSTS: usize = 64;
+
 impl PlacementHints {
     pub fn is_empty(&self) -> bool {
         self.region.is_none() && self.hosts.is_empty() && self.avoid.is_empty()
+    }
+
+    /// Refuses hints beyond their bounds, saying which.
+    pub fn check(&self) -> Result<(), String> {
+        for (field, list) in [("hosts", &self.hosts), ("avoid", &self.avoid)] {
+            if list.len() > MAX_HINTED_HOSTS {
+                return Err(format!(
+                    "`placement.{field}` names {} hosts; at most {MAX_HINTED_HOSTS}",
+                    list.len()
+                ));
+            }
+            if list.iter().any(|id| id.is_empty() || id.len() > 128) {
+                return Err(format!(
+                    "`placement.{field}`: a host id is 1-128 characters"
+                ));
+            }
+        }
+        if self
+            .region
+            .as_ref()
+            .is_some_and(|r| r.is_empty() || r.len() > 256)
+        {
+            return Err("`placement.region` is 1-256 characters".into());
+        }
+        Ok(())
     }
 }
 

@@ -210,6 +210,8 @@ struct Host {
     idle_since: Instant,
     /// Brought up by a provision call at this time.
     provisioned_at: Option<Instant>,
+    /// When the registry first heard of it.
+    seen_at: Instant,
     /// Being released: takes nothing, leaves once its driver answered.
     releasing: bool,
 }
@@ -228,6 +230,8 @@ struct Inner {
     last_listed: HashMap<usize, Instant>,
     /// Drivers being listed now.
     listing: std::collections::HashSet<usize>,
+    /// Per driver: why its last provision call failed (until one succeeds).
+    provision_failures: HashMap<usize, String>,
     /// Host id → index in `hosts` and `slots` (rebuilt when hosts come or go).
     by_id: HashMap<String, usize>,
     /// Region label → its interned id in the slots.
@@ -475,6 +479,7 @@ impl Registry {
                             sessions: 0,
                             idle_since: Instant::now(),
                             provisioned_at: provisioned.then(Instant::now),
+                            seen_at: Instant::now(),
                             releasing: false,
                         };
                         events.push((
@@ -863,6 +868,16 @@ impl Registry {
     /// driver is at its cap or in its cooldown. `None`: no driver can provision at all;
     /// `Some(Ok)`: capacity is coming; `Some(Err)`: why none was asked.
     fn provision_for(self: &Arc<Self>, demand: &Demand) -> Option<Result<(), String>> {
+        if !demand.hints.hosts.is_empty() {
+            // A host brought up now would have a new id: it could never be one of these.
+            let any = self.drivers.iter().any(|d| d.scaling.is_some());
+            return any.then(|| {
+                Err(
+                    "no driver is asked for a host: the session may run only on the hosts it names"
+                        .into(),
+                )
+            });
+        }
         let mut refusals = Vec::new();
         let mut chosen = None;
         {
@@ -905,11 +920,15 @@ impl Registry {
                 if let Some(last) = inner.last_provision.get(&i)
                     && last.elapsed() < scaling.cooldown
                 {
-                    refusals.push(format!(
-                        "driver `{name}` provisioned {} s ago (cooldown {} s)",
+                    let mut refusal = format!(
+                        "driver `{name}` was asked for a host {} s ago (cooldown {} s)",
                         last.elapsed().as_secs(),
                         scaling.cooldown.as_secs()
-                    ));
+                    );
+                    if let Some(failure) = inner.provision_failures.get(&i) {
+                        refusal.push_str(&format!(" and that call failed: {failure}"));
+                    }
+                    refusals.push(refusal);
                     continue;
                 }
                 *inner.in_flight_calls.entry(i).or_default() += 1;
@@ -963,6 +982,12 @@ impl Registry {
             if let Some(calls) = inner.in_flight_calls.get_mut(&driver) {
                 *calls = calls.saturating_sub(1);
             }
+            match &answer {
+                Ok(_) => inner.provision_failures.remove(&driver),
+                Err(error) => inner
+                    .provision_failures
+                    .insert(driver, format!("{error} ({})", error.code())),
+            };
         }
         match answer {
             Ok(reports) => {
@@ -998,18 +1023,15 @@ impl Registry {
                     .filter(|h| h.driver == i && !h.releasing)
                     .count();
                 for (host, s) in inner.hosts.iter_mut().zip(inner.slots.iter_mut()) {
-                    if host.driver != i
-                        || host.releasing
-                        || host.sessions > 0
-                        || kept <= scaling.min_hosts
-                    {
+                    if host.driver != i || host.releasing || host.sessions > 0 {
                         continue;
                     }
+                    // A host that never answered is no capacity: released whatever the
+                    // minimum, so a driver at its maximum can bring up another.
                     let never_answered = !host.sidecar.has_answered()
-                        && host
-                            .provisioned_at
-                            .is_some_and(|at| at.elapsed() > scaling.provision_timeout);
+                        && host.seen_at.elapsed() > scaling.provision_timeout;
                     let idle = s.state != HostState::Provisioning
+                        && kept > scaling.min_hosts
                         && host.idle_since.elapsed() > scaling.idle_release;
                     if never_answered || idle {
                         // Takes nothing from now on (placement reads the slot's state).
@@ -1019,7 +1041,7 @@ impl Registry {
                         kept -= 1;
                         let why = if never_answered {
                             format!(
-                                "its sidecar did not answer within {} s of provisioning",
+                                "its sidecar did not answer within {} s",
                                 scaling.provision_timeout.as_secs()
                             )
                         } else {
@@ -1103,11 +1125,12 @@ fn effective_state(host: &Host, scaling: Option<&Scaling>) -> (HostState, String
         return (HostState::Draining, "being released by its driver".into());
     }
     if !host.sidecar.has_answered() {
-        let waiting = host
-            .provisioned_at
-            .zip(scaling)
-            .is_some_and(|(at, s)| at.elapsed() <= s.provision_timeout);
-        return if waiting || host.report.state == HostState::Provisioning {
+        // Coming up: brought up by a provision call or said to be by its driver, for at most
+        // the driver's provision timeout (then it is no capacity, and released).
+        let coming = host.provisioned_at.is_some() || host.report.state == HostState::Provisioning;
+        let waiting =
+            coming && scaling.is_some_and(|s| host.seen_at.elapsed() <= s.provision_timeout);
+        return if waiting {
             (
                 HostState::Provisioning,
                 "brought up by its driver; its sidecar does not answer yet".into(),

@@ -427,7 +427,75 @@ async fn provisioning_stops_at_the_maximum_and_a_failed_call_is_counted() {
         started.elapsed()
     );
     assert!(refused.why.contains("cooldown"), "{}", refused.why);
+    assert!(
+        refused.why.contains("the autoscaler is down"),
+        "{}",
+        refused.why
+    );
     assert_eq!(s.registry.figures().provision_failures, 1);
+}
+
+#[tokio::test]
+async fn a_session_that_names_its_hosts_never_makes_a_driver_provision() {
+    let driver = Arc::new(FakeDriver {
+        name: "auto".into(),
+        ..Default::default()
+    });
+    let s = setup(
+        vec![host("fixed", HostState::Ready, 1000, 1024)],
+        Some((driver.clone(), Scaling::default())),
+        exact(),
+    );
+    s.registry.refresh(true).await;
+    let mut pinned = demand(1, 1);
+    pinned.hints.hosts = vec!["no-such-host".into()];
+    let started = Instant::now();
+    let refused = s.registry.place("s", &pinned).await.err().unwrap();
+    assert!(
+        refused.why.contains("only on the hosts it names"),
+        "{}",
+        refused.why
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(driver.provisions.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_host_that_never_answers_is_released_even_at_the_minimum() {
+    let driver = Arc::new(FakeDriver {
+        name: "auto".into(),
+        ..Default::default()
+    });
+    // min = max = 1: the one host it may have never answers.
+    let scaling = Scaling {
+        min_hosts: 1,
+        max_hosts: 1,
+        cooldown: Duration::ZERO,
+        provision_timeout: Duration::from_millis(200),
+        ..Scaling::default()
+    };
+    let s = setup(
+        vec![],
+        Some((driver.clone(), scaling)),
+        RegistryConfig {
+            wait: Duration::from_millis(100),
+            ..exact()
+        },
+    );
+    s.connector.silent.lock().unwrap().push("auto-1".into());
+    assert!(s.registry.place("s1", &demand(1, 1)).await.is_err());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    s.registry.refresh(false).await;
+    for _ in 0..100 {
+        if s.registry.hosts().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(driver.released.lock().unwrap().as_slice(), ["auto-1"]);
+    // The driver may be asked again, and this time its host answers.
+    let placed = s.registry.place("s2", &demand(1, 1)).await.unwrap();
+    assert_eq!(placed.host, "auto-2");
 }
 
 #[tokio::test]

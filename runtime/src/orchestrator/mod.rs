@@ -103,6 +103,8 @@ pub(crate) struct LiveSession {
     pub sidecar: Arc<dyn Sidecar>,
     /// Running tasks' cancellation, by task id.
     pub running: Mutex<HashMap<String, CancellationToken>>,
+    /// It takes a place among the server's `max_sessions` (all but the self-test's probe).
+    pub counted: bool,
 }
 
 impl LiveSession {
@@ -117,6 +119,7 @@ impl LiveSession {
             sidecar,
             record: Mutex::new(record),
             running: Mutex::default(),
+            counted: true,
         }
     }
 
@@ -163,6 +166,11 @@ pub struct Orchestrator {
     /// One per task that may run at once (the engine's instance slots): a task stays
     /// `queued`, undecided, until it holds one.
     task_slots: Arc<tokio::sync::Semaphore>,
+    /// Sessions being opened (placed, waiting for a host, opening on a sidecar): they count
+    /// against `max_sessions` with the open ones.
+    opening: std::sync::atomic::AtomicUsize,
+    /// Event self-tests running at once, at most: each holds a session for a moment.
+    self_tests: tokio::sync::Semaphore,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -196,6 +204,8 @@ impl Orchestrator {
             metrics: std::sync::OnceLock::new(),
             installing: tokio::sync::Mutex::new(()),
             task_slots: Arc::new(tokio::sync::Semaphore::new(executor_slots as usize)),
+            opening: std::sync::atomic::AtomicUsize::new(0),
+            self_tests: tokio::sync::Semaphore::new(2),
         }
     }
 

@@ -105,6 +105,9 @@ impl Orchestrator {
                 "`{list}` has {len} items; a preflight checks at most {MAX_PREFLIGHT_ITEMS} of each"
             )));
         }
+        if let Some(hints) = &request.placement {
+            hints.check().map_err(OrchestratorError::Invalid)?;
+        }
         let profile = request
             .profile
             .clone()

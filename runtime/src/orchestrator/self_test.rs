@@ -34,6 +34,11 @@ impl Orchestrator {
     /// Opens a probe session (on `host` when given), runs `probe.write` then `probe.fail`,
     /// closes it and checks its recorded events.
     pub(super) async fn event_self_test(self: &Arc<Self>, host: Option<&str>) -> Check {
+        // A few at once: each holds a session for a moment, and a flood of preflights must
+        // not take the server's sessions.
+        let Ok(_turn) = self.self_tests.acquire().await else {
+            return Check::new("events", false, "the server is shutting down");
+        };
         let started = Instant::now();
         let caller = Caller {
             principal: PROBE_PRINCIPAL.into(),
@@ -65,7 +70,7 @@ impl Orchestrator {
             }),
             ..CreateSession::default()
         };
-        let session = match self.create_session(&caller, request).await {
+        let session = match self.open_session(&caller, request, false).await {
             Ok(session) => session,
             Err(error) => {
                 return Check::new(

@@ -29,8 +29,24 @@ pub struct CreateSession {
     #[serde(default)]
     pub model_provider: Option<String>,
     /// Where the session would like to run.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "hints_object")]
     pub placement: Option<crate::hosts::PlacementHints>,
+}
+
+/// `placement` as a JSON object only (serde would also read a struct from an array).
+fn hints_object<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<crate::hosts::PlacementHints>, D::Error> {
+    use serde::de::Error;
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(hints @ Value::Object(_)) => serde_json::from_value(hints)
+            .map(Some)
+            .map_err(|e| D::Error::custom(format!("placement: {e}"))),
+        Some(_) => Err(D::Error::custom(
+            "`placement` must be an object: {\"region\", \"hosts\", \"avoid\"}",
+        )),
+    }
 }
 
 /// A session as the API shows it.
@@ -76,6 +92,33 @@ pub struct SessionRequest {
     secrets: Vec<String>,
     model_provider: Option<String>,
     placement: Option<crate::hosts::PlacementHints>,
+}
+
+/// A place among the server's `max_sessions` for a session being opened; given back on drop.
+/// (`None`: a session that takes no place.)
+struct SessionSlot<'a>(Option<&'a std::sync::atomic::AtomicUsize>);
+
+impl Drop for SessionSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(opening) = self.0 {
+            opening.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+impl Orchestrator {
+    /// A slot for one more session, when open and opening sessions leave room. Taken under
+    /// the sessions' lock, so two openings never both take the last one.
+    fn take_session_slot(&self) -> Option<SessionSlot<'_>> {
+        use std::sync::atomic::Ordering;
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let open = sessions.values().filter(|s| s.counted).count();
+        if open + self.opening.load(Ordering::SeqCst) >= self.config.max_sessions {
+            return None;
+        }
+        self.opening.fetch_add(1, Ordering::SeqCst);
+        Some(SessionSlot(Some(&self.opening)))
+    }
 }
 
 /// Hosts tried for one session before giving up (each that fails is avoided after).
@@ -134,11 +177,25 @@ impl Orchestrator {
         caller: &Caller,
         request: CreateSession,
     ) -> Result<SessionView, OrchestratorError> {
+        self.open_session(caller, request, true).await
+    }
+
+    /// Opens a session; one not `counted` (the self-test's probe, bounded on its own) takes
+    /// no place among the server's `max_sessions`.
+    pub(super) async fn open_session(
+        &self,
+        caller: &Caller,
+        request: CreateSession,
+        counted: bool,
+    ) -> Result<SessionView, OrchestratorError> {
         let profile = request
             .profile
             .clone()
             .unwrap_or_else(|| caller.profile.clone());
         let resources = request.resources.unwrap_or_default();
+        if let Some(hints) = &request.placement {
+            hints.check().map_err(OrchestratorError::Invalid)?;
+        }
         for tool in &request.tools {
             let known = tool
                 .split_once('.')
@@ -149,7 +206,13 @@ impl Orchestrator {
                 )));
             }
         }
-        if self.open_sessions() >= self.config.max_sessions {
+        // Held until the session is open (or fails): sessions being opened count too.
+        let slot = if counted {
+            self.take_session_slot()
+        } else {
+            Some(SessionSlot(None))
+        };
+        let Some(_slot) = slot else {
             return Err(OrchestratorError::Capacity {
                 message: format!(
                     "the server is at its limit of {} open sessions; try again later",
@@ -157,7 +220,7 @@ impl Orchestrator {
                 ),
                 retry_after_s: 5,
             });
-        }
+        };
         let decision = self.policy.authorize_session(
             &caller.principal,
             &profile,
@@ -233,7 +296,8 @@ impl Orchestrator {
             EventName::PolicyDecision,
             json!({ "action": "create_session", "decision": decision_json }),
         );
-        let live = LiveSession::new(record, sidecar);
+        let mut live = LiveSession::new(record, sidecar);
+        live.counted = counted;
         let view = self.view(
             &live.record.lock().unwrap_or_else(|e| e.into_inner()),
             live.disk(&id),

@@ -23,7 +23,13 @@ pub async fn create(
     Body(request): Body<CreateSession>,
 ) -> Result<impl IntoResponse, Problem> {
     app.orchestrator.check_tools(&request.tools).await?;
-    let session = app.orchestrator.create_session(&caller, request).await?;
+    // Opening runs to its end on a task of its own: a client that hangs up (or the request
+    // timeout) never leaves a host reservation or a sidecar workspace half made. A session
+    // opened for a client that has gone is its like any other (the idle reaper closes it).
+    let orchestrator = app.orchestrator.clone();
+    let session = tokio::spawn(async move { orchestrator.create_session(&caller, request).await })
+        .await
+        .map_err(|e| Problem::internal(format!("opening the session failed: {e}")))??;
     Ok((StatusCode::CREATED, Json(session)))
 }
 
@@ -57,11 +63,17 @@ pub async fn preflight(
     Query(options): Query<PreflightOptions>,
     Body(request): Body<CreateSession>,
 ) -> Result<impl IntoResponse, Problem> {
-    Ok(Json(
-        app.orchestrator
+    // On a task of its own, like opening a session: the self-test's probe session is closed
+    // however the request ends.
+    let orchestrator = app.orchestrator.clone();
+    let preflight = tokio::spawn(async move {
+        orchestrator
             .preflight(&caller, &request, options.event_self_test)
-            .await?,
-    ))
+            .await
+    })
+    .await
+    .map_err(|e| Problem::internal(format!("the preflight failed: {e}")))??;
+    Ok(Json(preflight))
 }
 
 /// A session
