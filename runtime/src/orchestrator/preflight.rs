@@ -276,7 +276,7 @@ impl Orchestrator {
             Ok(Err(e)) => Check::new("store", false, format!("cannot write: {e}")),
             Err(e) => Check::new("store", false, format!("cannot reach the writer: {e}")),
         };
-        let open = self.open_sessions();
+        let open = self.counted_sessions();
         let max = self.config.max_sessions;
         vec![
             Check::new("policy_set", true, policy_detail),

@@ -107,6 +107,14 @@ impl Drop for SessionSlot<'_> {
 }
 
 impl Orchestrator {
+    /// Sessions that take a place among `max_sessions`: open ones (the self-test's probe
+    /// aside) and those being opened.
+    pub(super) fn counted_sessions(&self) -> usize {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.values().filter(|s| s.counted).count()
+            + self.opening.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// A slot for one more session, when open and opening sessions leave room. Taken under
     /// the sessions' lock, so two openings never both take the last one.
     fn take_session_slot(&self) -> Option<SessionSlot<'_>> {
