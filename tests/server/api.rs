@@ -557,7 +557,7 @@ async fn preflight_says_what_would_work_and_why_not() {
         found["ok"].as_bool().unwrap()
     };
     assert_eq!(report["ready"], false, "{report}");
-    for server_check in ["policy_set", "store", "capacity", "create_session"] {
+    for server_check in ["policy_set", "store", "sessions", "create_session"] {
         assert!(outcome(server_check, None), "{server_check}: {report}");
     }
     assert!(outcome("tool", Some("http.fetch")));

@@ -68,7 +68,7 @@ async fn check_prints_every_readiness_check_and_fails_with_the_reasons() {
     assert_eq!(passed.status.code(), Some(0), "{out}");
     for (check, says) in [
         ("api", "reachable from here"),
-        ("host local", "ready, with room for 100 cpu_millis"),
+        ("capacity local", "ready, with room for 100 cpu_millis"),
         ("create_session", "allowed"),
         ("tool fs.read", "allowed: policy"),
         ("tool fs.write", "allowed: policy"),
@@ -102,7 +102,7 @@ async fn check_prints_every_readiness_check_and_fails_with_the_reasons() {
         session.contains("session.network-needs-networked"),
         "{session}"
     );
-    let host = line(&out, "FAIL", "host").unwrap_or_else(|| panic!("{out}"));
+    let host = line(&out, "FAIL", "capacity").unwrap_or_else(|| panic!("{out}"));
     assert!(
         host.contains("no host has room for 1000 cpu_millis") && host.contains("too little free"),
         "{host}"
@@ -135,8 +135,8 @@ async fn check_prints_every_readiness_check_and_fails_with_the_reasons() {
         "api",
         "policy_set",
         "store",
+        "sessions",
         "capacity",
-        "host",
         "create_session",
         "events",
         "mode",

@@ -211,8 +211,8 @@ async fn every_decided_preflight_check_carries_one_decision_object() {
         if [
             "policy_set",
             "store",
+            "sessions",
             "capacity",
-            "host",
             "disk",
             "events",
             "mode",

@@ -36,8 +36,9 @@ pub struct Preflight {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[schema(as = PreflightCheck)]
 pub struct Check {
-    /// `policy_set`, `store`, `capacity`, `host`, `create_session`, `disk`, `tool`,
-    /// `domain`, `file`, `secret`, `model_provider`, `events` or `mode`.
+    /// `policy_set`, `store`, `sessions` (the server's session limit), `capacity` (the host
+    /// placement would choose, named, and whether it has room), `create_session`, `disk`,
+    /// `tool`, `domain`, `file`, `secret`, `model_provider`, `events` or `mode`.
     #[schema(value_type = String)]
     pub check: &'static str,
     /// What was checked, for per-item checks (a tool, a domain, ...).
@@ -113,7 +114,7 @@ impl Orchestrator {
             .clone()
             .unwrap_or_else(|| caller.profile.clone());
         let mut checks = self.server_checks(caller).await;
-        let host = self.host_check(request);
+        let host = self.capacity_check(request);
         let chosen = host.ok.then(|| host.name.clone()).flatten();
         checks.push(host);
 
@@ -209,7 +210,7 @@ impl Orchestrator {
 
     /// The host placement would choose now, and whether it has room for the session's cpu,
     /// memory and disk and takes its timeout. Reserves nothing.
-    fn host_check(&self, request: &CreateSession) -> Check {
+    fn capacity_check(&self, request: &CreateSession) -> Check {
         let resources = request.resources.unwrap_or_default();
         let demand = crate::hosts::Demand {
             resources: resources.into(),
@@ -222,10 +223,10 @@ impl Orchestrator {
         );
         match self.hosts.would_place(&demand) {
             Ok((host, false)) => {
-                Check::new("host", true, format!("ready, with room for {asked}")).named(&host)
+                Check::new("capacity", true, format!("ready, with room for {asked}")).named(&host)
             }
             Ok((host, true)) => Check::new(
-                "host",
+                "capacity",
                 true,
                 format!("standby, with room for {asked}: it would be promoted to ready"),
             )
@@ -245,7 +246,7 @@ impl Orchestrator {
                         provisioning.join(", ")
                     ));
                 }
-                Check::new("host", false, detail)
+                Check::new("capacity", false, detail)
             }
         }
     }
@@ -282,7 +283,7 @@ impl Orchestrator {
             Check::new("policy_set", true, policy_detail),
             store,
             Check::new(
-                "capacity",
+                "sessions",
                 open < max,
                 format!("{open} of {max} sessions open"),
             ),
