@@ -5,7 +5,7 @@
 //! new sidecar, and the waiting session lands on it; a killed host turns `unhealthy` and takes
 //! no new sessions.
 
-use crate::processes::{Process, TOKEN, call, get, orchestrator_with, sidecar, write};
+use crate::processes::{Process, TOKEN, call, get, orchestrator_with, sidecar, stop, write};
 use axum::Json;
 use axum::extract::State;
 use reqwest::StatusCode;
@@ -201,8 +201,8 @@ cooldown_s = 3600
 list_interval_ms = 300
 "#
     );
-    let (_orchestrator, base, admin) = orchestrator_with(dir.path(), &config, |policies| {
-        // The autoscaler's address is one the driver's requests may reach.
+    // The autoscaler's address is one the driver's requests may reach.
+    let reachable = |policies: &std::path::Path| {
         let path = policies.join("entities.json");
         let mut entities: Vec<Value> =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -211,7 +211,8 @@ list_interval_ms = 300
             "parents": [{ "type": "DomainList", "id": "host-drivers" }] }),
         );
         std::fs::write(&path, serde_json::to_string(&entities).unwrap()).unwrap();
-    });
+    };
+    let (mut orchestrator, base, admin) = orchestrator_with(dir.path(), &config, reachable);
     let client = reqwest::Client::new();
     for id in ["small", "large"] {
         wait_for_state(&client, &base, &admin, id, "ready").await;
@@ -391,6 +392,20 @@ list_interval_ms = 300
         metrics.contains("toolgate_hosts_allocated{resource=\"cpu_millis\""),
         "{metrics}"
     );
+
+    // After a restart, the webhook lists the host it brought up, the session there is open
+    // again, and what it reserves is reserved again.
+    let before = get(&client, &admin, format!("{base}/v1/hosts/auto-1")).await;
+    stop(&mut orchestrator);
+    let (_orchestrator, base, admin) = orchestrator_with(dir.path(), &config, reachable);
+    let scaled_id = scaled["id"].as_str().unwrap();
+    let again = get(&client, &admin, format!("{base}/v1/sessions/{scaled_id}")).await;
+    assert_eq!(again["state"], "open", "{again}");
+    assert_eq!(again["host"], "auto-1", "{again}");
+    let auto = get(&client, &admin, format!("{base}/v1/hosts/auto-1")).await;
+    assert_eq!(auto["state"], "ready", "{auto}");
+    assert_eq!(auto["sessions"], before["sessions"], "{auto} / {before}");
+    assert_eq!(auto["allocated"], before["allocated"], "{auto} / {before}");
 }
 
 /// Drivers that loop, flood, log without end, grow their memory, lie about their hosts or

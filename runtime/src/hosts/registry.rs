@@ -368,6 +368,26 @@ impl Registry {
         });
     }
 
+    /// Waits (at most `within`) until every host's sidecar has answered a health check, so
+    /// sessions recovered after a restart find the hosts drivers report ready to take them
+    /// back. Hosts still silent then are left to their health checks.
+    pub async fn await_first_answers(&self, within: Duration) {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            let silent = self
+                .lock()
+                .hosts
+                .iter()
+                .filter(|h| !h.sidecar.has_answered())
+                .count();
+            if silent == 0 || tokio::time::Instant::now() >= until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.update_states();
+    }
+
     /// Lists the drivers that are due (all when `all`), merges their reports, refreshes
     /// every host's state from its sidecar, and releases what has been idle too long.
     pub async fn refresh(self: &Arc<Self>, all: bool) {

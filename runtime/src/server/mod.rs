@@ -392,6 +392,11 @@ async fn start_hosts(
         hub,
     );
     registry.start(CancellationToken::new()).await;
+    // Hosts a driver reports (those it brought up before a restart among them) are given
+    // their first health answer before sessions are recovered onto them.
+    registry
+        .await_first_answers(config.sidecar_health_timeout)
+        .await;
     Ok(registry)
 }
 
