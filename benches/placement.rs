@@ -116,6 +116,7 @@ fn demand(cpu: u64, memory: u64, hints: Option<PlacementHints>) -> Demand {
         },
         timeout_ms: 600_000,
         hints: hints.unwrap_or_default(),
+        passive: false,
     }
 }
 

@@ -569,6 +569,11 @@ async fn allocation_survives_a_restart_and_is_given_back_when_sessions_end() {
         .await
         .unwrap();
     assert_eq!(allocated(&local), (1000, 384, 2), "{local}");
+    // An admin's drain is kept, across the restart too.
+    let drained = server
+        .post(&admin, "/v1/hosts/local/drain", json!({}))
+        .await;
+    assert_eq!(drained.status(), StatusCode::OK);
     let server = server.restart().await;
     let local: Value = server
         .get(&admin, "/v1/hosts/local")
@@ -581,6 +586,12 @@ async fn allocation_survives_a_restart_and_is_given_back_when_sessions_end() {
         (1000, 384, 2),
         "after a restart: {local}"
     );
+    assert_eq!(local["state"], "draining", "{local}");
+    assert_eq!(local["drained"], true, "{local}");
+    let undrained = server
+        .post(&admin, "/v1/hosts/local/undrain", json!({}))
+        .await;
+    assert_eq!(undrained.status(), StatusCode::OK);
     let closed = server
         .delete(&admin, &format!("/v1/sessions/{}", ids[1]))
         .await;

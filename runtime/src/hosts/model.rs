@@ -211,4 +211,7 @@ pub struct Demand {
     pub resources: Resources,
     pub timeout_ms: u64,
     pub hints: PlacementHints,
+    /// Only a host that is ready now: no standby host promoted, no driver asked (the
+    /// readiness self-test must change nothing).
+    pub passive: bool,
 }

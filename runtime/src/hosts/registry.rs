@@ -84,6 +84,9 @@ pub struct RegistryConfig {
     pub refresh: Duration,
     /// A standby host promoted for want of room goes back to standby once idle this long.
     pub demote_after: Duration,
+    /// Hosts an admin drained (kept in the store): they stay draining, across restarts and
+    /// whenever their driver lists them again, until undrained.
+    pub drained: Vec<String>,
 }
 
 impl Default for RegistryConfig {
@@ -94,6 +97,7 @@ impl Default for RegistryConfig {
             wait: Duration::from_secs(30),
             refresh: Duration::from_secs(1),
             demote_after: Duration::from_secs(600),
+            drained: Vec::new(),
         }
     }
 }
@@ -234,6 +238,8 @@ struct Inner {
     listing: std::collections::HashSet<usize>,
     /// Per driver: why its last provision call failed (until one succeeds).
     provision_failures: HashMap<usize, String>,
+    /// Host ids an admin drained, whether the host is listed now or not.
+    drained: std::collections::HashSet<String>,
     /// Host id → index in `hosts` and `slots` (rebuilt when hosts come or go).
     by_id: HashMap<String, usize>,
     /// Region label → its interned id in the slots.
@@ -284,8 +290,12 @@ impl Inner {
     /// A demand with its hints resolved to slots (hosts nobody has are simply not there).
     fn query(&self, demand: &Demand) -> Query {
         let hints = &demand.hints;
-        let resolve =
-            |ids: &[String]| -> Vec<usize> { ids.iter().filter_map(|id| self.index(id)).collect() };
+        let resolve = |ids: &[String]| -> Vec<usize> {
+            let mut found: Vec<usize> = ids.iter().filter_map(|id| self.index(id)).collect();
+            found.sort_unstable();
+            found.dedup();
+            found
+        };
         Query {
             resources: demand.resources,
             timeout_ms: demand.timeout_ms,
@@ -324,13 +334,17 @@ impl Registry {
         hub: Arc<EventHub>,
     ) -> Arc<Self> {
         let infos = drivers.iter().map(|d| d.driver.info()).collect();
+        let inner = Inner {
+            drained: config.drained.iter().cloned().collect(),
+            ..Inner::default()
+        };
         Arc::new(Self {
             config,
             drivers,
             infos,
             connector,
             hub,
-            inner: Mutex::default(),
+            inner: Mutex::new(inner),
             changed: tokio::sync::Notify::new(),
             counters: Counters::default(),
         })
@@ -408,17 +422,17 @@ impl Registry {
             inner.listing.extend(due.iter().copied());
             due
         };
-        let listings: Vec<_> = due
-            .into_iter()
-            .map(|i| {
-                let this = self.clone();
-                tokio::spawn(async move { this.list_driver(i).await })
-            })
-            .collect();
         if all {
-            // At start, every host is known before sessions are recovered onto them.
-            for listing in listings {
-                let _ = listing.await;
+            // At start, every host is known before sessions are recovered onto them. The
+            // drivers are listed one after the other in order (local, static, then plugins),
+            // so a plugin driver can never claim the id of a configured sidecar first.
+            for i in due {
+                self.clone().list_driver(i).await;
+            }
+        } else {
+            for i in due {
+                let this = self.clone();
+                tokio::spawn(async move { this.list_driver(i).await });
             }
         }
         self.update_states();
@@ -485,6 +499,7 @@ impl Registry {
                                 continue;
                             }
                         };
+                        let drained = inner.drained.contains(&report.id);
                         let mut slot = Slot::new(HostState::Provisioning, Resources::ZERO);
                         slot.max_timeout_ms = report.max_session_timeout_ms.unwrap_or(u64::MAX);
                         slot.region = inner.region_id(report.region());
@@ -494,7 +509,7 @@ impl Registry {
                             sidecar,
                             reason: "reported by its driver".into(),
                             state_since_ms: now_ms(),
-                            drained: false,
+                            drained,
                             promoted: false,
                             capacity: None,
                             metrics: BTreeMap::new(),
@@ -648,6 +663,12 @@ impl Registry {
                 Ok(placed) => return Ok(placed),
                 Err(no_fit) => no_fit,
             };
+            if demand.passive {
+                return Err(NoCapacity {
+                    why: format!("{why}; no standby host is promoted and no driver asked for this"),
+                    retry_after: self.retry_after(),
+                });
+            }
             let asked = self.provision_for(demand);
             // Wait only while capacity is on its way.
             let coming = matches!(asked, Some(Ok(())));
@@ -677,6 +698,7 @@ impl Registry {
             let query = inner.query(demand);
             let chosen = match choose(&inner.slots, &query, HostState::Ready, strategy) {
                 Ok(i) => Ok((i, false)),
+                Err(no_fit) if demand.passive => Err(no_fit),
                 Err(no_fit) => match choose(&inner.slots, &query, HostState::Standby, strategy) {
                     Ok(i) => Ok((i, true)),
                     Err(_) => Err(no_fit),
@@ -787,6 +809,11 @@ impl Registry {
             let mut inner = self.lock();
             let i = inner.index(host)?;
             inner.hosts[i].drained = drain;
+            if drain {
+                inner.drained.insert(host.to_owned());
+            } else {
+                inner.drained.remove(host);
+            }
         }
         self.update_states();
         self.host(host)

@@ -205,6 +205,7 @@ fn demand(cpu: u64, memory: u64) -> Demand {
         },
         timeout_ms: 1000,
         hints: PlacementHints::default(),
+        passive: false,
     }
 }
 
@@ -703,4 +704,100 @@ async fn a_slow_driver_never_delays_the_health_of_other_hosts() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_passive_demand_never_promotes_or_provisions() {
+    let driver = Arc::new(FakeDriver {
+        name: "auto".into(),
+        ..Default::default()
+    });
+    let s = setup(
+        vec![
+            host("small", HostState::Ready, 100, 100),
+            host("reserve", HostState::Standby, 8000, 8192),
+        ],
+        Some((driver.clone(), Scaling::default())),
+        exact(),
+    );
+    s.registry.refresh(true).await;
+    let mut probe = demand(1000, 1000);
+    probe.passive = true;
+    let refused = s.registry.place("probe", &probe).await.err().unwrap();
+    assert!(
+        refused.why.contains("no standby host is promoted"),
+        "{}",
+        refused.why
+    );
+    assert_eq!(state_of(&s.registry, "reserve"), HostState::Standby);
+    assert!(driver.provisions.lock().unwrap().is_empty());
+    probe.resources = Resources {
+        cpu_millis: 10,
+        memory_mb: 10,
+        disk_mb: 1,
+    };
+    assert_eq!(
+        s.registry.place("probe", &probe).await.unwrap().host,
+        "small"
+    );
+}
+
+#[tokio::test]
+async fn a_drain_holds_when_the_driver_lists_the_host_again_and_after_a_restart() {
+    let driver = Arc::new(FakeDriver {
+        name: "auto".into(),
+        ..Default::default()
+    });
+    driver
+        .listed
+        .lock()
+        .unwrap()
+        .push(host("pool-1", HostState::Ready, 1000, 1000));
+    let s = setup(vec![], Some((driver.clone(), Scaling::default())), exact());
+    s.registry.refresh(true).await;
+    s.registry.drain("pool-1", true).unwrap();
+    // Left out of one listing (it has no sessions, so it leaves), then listed again.
+    let listed = std::mem::take(&mut *driver.listed.lock().unwrap());
+    s.registry.refresh(true).await;
+    assert!(s.registry.host("pool-1").is_none());
+    *driver.listed.lock().unwrap() = listed.clone();
+    s.registry.refresh(true).await;
+    assert_eq!(state_of(&s.registry, "pool-1"), HostState::Draining);
+    // A registry started with the drains kept in the store.
+    let restarted = setup(
+        vec![],
+        Some((driver.clone(), Scaling::default())),
+        RegistryConfig {
+            drained: vec!["pool-1".into()],
+            ..exact()
+        },
+    );
+    restarted.registry.refresh(true).await;
+    assert_eq!(state_of(&restarted.registry, "pool-1"), HostState::Draining);
+    restarted.registry.drain("pool-1", false).unwrap();
+    assert_eq!(state_of(&restarted.registry, "pool-1"), HostState::Ready);
+}
+
+#[tokio::test]
+async fn a_drivers_standby_hosts_are_its_reserve_and_never_released_as_idle() {
+    let driver = Arc::new(FakeDriver {
+        name: "auto".into(),
+        ..Default::default()
+    });
+    driver
+        .listed
+        .lock()
+        .unwrap()
+        .push(host("sb", HostState::Standby, 1000, 1000));
+    let scaling = Scaling {
+        idle_release: Duration::ZERO,
+        ..Scaling::default()
+    };
+    let s = setup(vec![], Some((driver.clone(), scaling)), exact());
+    s.registry.refresh(true).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    s.registry.refresh(false).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(driver.released.lock().unwrap().is_empty());
+    assert_eq!(state_of(&s.registry, "sb"), HostState::Standby);
 }

@@ -115,7 +115,13 @@ impl Orchestrator {
             .unwrap_or_else(|| caller.profile.clone());
         let mut checks = self.server_checks(caller).await;
         let host = self.capacity_check(request);
-        let chosen = host.ok.then(|| host.name.clone()).flatten();
+        // The self-test runs on the chosen host when it is ready now (a standby host it would
+        // promote, or none at all, leaves it to any ready host).
+        let chosen = host.ok.then(|| host.name.clone()).flatten().filter(|id| {
+            self.hosts
+                .host(id)
+                .is_some_and(|h| h.state == crate::vocabulary::HostState::Ready)
+        });
         checks.push(host);
 
         let decision = self.policy.authorize_session(
@@ -216,6 +222,7 @@ impl Orchestrator {
             resources: resources.into(),
             timeout_ms: resources.timeout_ms,
             hints: request.placement.clone().unwrap_or_default(),
+            passive: false,
         };
         let asked = format!(
             "{} cpu_millis, {} memory_mb, {} disk_mb and a {} ms timeout",

@@ -259,6 +259,9 @@ impl Orchestrator {
             resources: resources.into(),
             timeout_ms: resources.timeout_ms,
             hints: placement,
+            // The self-test's probe takes a ready host as it is: it never promotes a standby
+            // host or makes a driver bring one up.
+            passive: !counted,
         };
         // Nothing is recorded before a sidecar has the session's workspace.
         let sidecar = self.place(spec, demand).await?;
@@ -453,11 +456,9 @@ impl Orchestrator {
             })?;
             match placed.sidecar.open_session(spec.clone()).await {
                 Ok(()) => return Ok(placed.sidecar),
-                Err(
-                    error @ (SidecarError::Unreachable { .. }
-                    | SidecarError::Lost { .. }
-                    | SidecarError::Draining),
-                ) => {
+                // Unreachable, lost, refused as arriving too late (stale) or draining: the
+                // next best host is tried.
+                Err(error) if error.is_lost() || error == SidecarError::Draining => {
                     self.hosts.release_session(&spec.id);
                     tracing::warn!(host = %placed.host, %error, "host passed over for a session");
                     refused.push(format!("{}: {}", placed.host, error.code()));

@@ -330,6 +330,11 @@ async fn start_hosts(
         policy,
         secrets,
     } = parts;
+    // An admin's drains outlive a restart.
+    let drained = context
+        .store
+        .drained_hosts()
+        .map_err(|e| anyhow::anyhow!("cannot read the drained hosts: {e}"))?;
     let mut drivers = Vec::new();
     if local.is_some() {
         drivers.push(DriverSlot {
@@ -386,6 +391,7 @@ async fn start_hosts(
             wait: config.placement_wait,
             refresh: config.sidecar_health_interval,
             demote_after: config.standby_demote_after,
+            drained,
         },
         drivers,
         Arc::new(connector),

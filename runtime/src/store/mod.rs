@@ -296,6 +296,34 @@ impl Store {
         keys::principals(&self.reader())
     }
 
+    // ---- hosts ----
+
+    /// Records that an admin drained (or undrained) a host, at once (not queued).
+    pub fn set_host_drained(&self, host: &str, drained: bool) -> Result<(), StoreError> {
+        let host = host.to_owned();
+        self.exclusive(move |conn| {
+            if drained {
+                conn.execute(
+                    "INSERT OR REPLACE INTO host_drains (host, drained_at_ms) VALUES (?1, ?2)",
+                    rusqlite::params![host, now_ms()],
+                )?;
+            } else {
+                conn.execute("DELETE FROM host_drains WHERE host = ?1", [host])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The hosts an admin drained and did not undrain.
+    pub fn drained_hosts(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.reader();
+        let mut statement = conn.prepare("SELECT host FROM host_drains ORDER BY host")?;
+        let hosts = statement
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(hosts)
+    }
+
     // ---- sessions ----
 
     /// Inserts or replaces the session (queued).

@@ -80,6 +80,13 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE sessions ADD COLUMN sidecar TEXT NOT NULL DEFAULT 'local';
     "#,
+    // 4: hosts an admin drained: they stay draining across restarts until undrained.
+    r#"
+    CREATE TABLE host_drains (
+        host          TEXT PRIMARY KEY,
+        drained_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

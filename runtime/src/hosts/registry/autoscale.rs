@@ -189,7 +189,8 @@ impl Registry {
                     // minimum, so a driver at its maximum can bring up another.
                     let never_answered = !host.sidecar.has_answered()
                         && host.seen_at.elapsed() > scaling.provision_timeout;
-                    let idle = s.state != HostState::Provisioning
+                    // Standby hosts are the driver's reserve: only hosts in use are let go.
+                    let idle = s.state == HostState::Ready
                         && kept > scaling.min_hosts
                         && host.idle_since.elapsed() > scaling.idle_release;
                     if never_answered || idle {

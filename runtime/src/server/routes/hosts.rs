@@ -116,6 +116,13 @@ pub async fn undrain(
 
 fn set_drained(app: &App, admin: bool, id: &str, drain: bool) -> Result<Json<HostView>, Problem> {
     admin_only(admin, "drain and undrain hosts")?;
+    if app.orchestrator.hosts().host(id).is_none() {
+        return Err(Problem::not_found("host"));
+    }
+    // Kept before it takes effect: a drain never holds only until the next restart.
+    app.store
+        .set_host_drained(id, drain)
+        .map_err(|e| Problem::internal(format!("cannot record the drain: {e}")))?;
     let view = app
         .orchestrator
         .hosts()

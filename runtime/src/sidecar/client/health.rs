@@ -139,7 +139,17 @@ pub(super) async fn health_loop(inner: std::sync::Weak<Inner>) {
                     }
                     health.state = SidecarState::Lost;
                 }
-                Err(_) => {}
+                Err(error) => {
+                    // A sidecar that never answered (a wrong CA, a plain endpoint, a typo)
+                    // says why in the log, once per different reason.
+                    if health.boot.is_none() {
+                        let said = error.to_string();
+                        if health.last_error.as_deref() != Some(said.as_str()) {
+                            tracing::warn!(sidecar = %this.endpoint.id, url = %this.endpoint.url, error = %said, "the sidecar does not answer its health checks");
+                            health.last_error = Some(said);
+                        }
+                    }
+                }
             }
         }
         if let Some(why) = lost {

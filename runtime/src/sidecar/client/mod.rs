@@ -101,6 +101,8 @@ struct Health {
     clock_offset_ms: Option<i64>,
     /// Its machine, from the last health answer that said.
     machine: Option<crate::sidecar::Machine>,
+    /// Why the last health check of a sidecar that never answered failed (logged once).
+    last_error: Option<String>,
 }
 
 impl RemoteSidecar {
@@ -154,6 +156,7 @@ impl RemoteSidecar {
                 boot: None,
                 clock_offset_ms: None,
                 machine: None,
+                last_error: None,
             }),
             relays: Mutex::default(),
             orphans: Mutex::default(),
