@@ -503,11 +503,11 @@ impl Registry {
                         let mut slot = Slot::new(HostState::Provisioning, Resources::ZERO);
                         slot.max_timeout_ms = report.max_session_timeout_ms.unwrap_or(u64::MAX);
                         slot.region = inner.region_id(report.region());
-                        let host = Host {
+                        let mut host = Host {
                             report,
                             driver,
                             sidecar,
-                            reason: "reported by its driver".into(),
+                            reason: String::new(),
                             state_since_ms: now_ms(),
                             drained,
                             promoted: false,
@@ -519,10 +519,16 @@ impl Registry {
                             seen_at: Instant::now(),
                             releasing: false,
                         };
+                        // Its first state is the one it is in (a static sidecar that answers
+                        // is ready at once); the room comes with the next state update.
+                        let (state, reason) =
+                            effective_state(&host, self.drivers[driver].scaling.as_ref());
+                        slot.state = state;
+                        host.reason = reason;
                         events.push((
                             host.report.id.clone(),
                             None,
-                            Some(HostState::Provisioning),
+                            Some(state),
                             host.reason.clone(),
                         ));
                         let index = inner.hosts.len();
