@@ -58,34 +58,21 @@ fn main() {
     build_plugins(&plugins, &target_dir);
 
     let release = target_dir.join("wasm32-wasip2").join("release");
-    let mut generated = String::from(
-        "/// Default tool plugins compiled into the binary: (name, component bytes).\n",
+    let mut generated = String::new();
+    bundle(
+        &mut generated,
+        "Default tool plugins",
+        "BUNDLED",
+        BUNDLED,
+        &release,
     );
-    generated.push_str("pub const BUNDLED: &[(&str, &[u8])] = &[\n");
-    for name in BUNDLED {
-        let path = artifact(&release, name);
-        writeln!(
-            generated,
-            "    ({name:?}, include_bytes!({:?})),",
-            path.display().to_string()
-        )
-        .unwrap();
-    }
-    generated.push_str("];\n");
-    generated.push_str(
-        "/// Host-driver components compiled into the binary: (name, component bytes).\n",
+    bundle(
+        &mut generated,
+        "Host-driver components",
+        "BUNDLED_DRIVERS",
+        BUNDLED_DRIVERS,
+        &release,
     );
-    generated.push_str("pub const BUNDLED_DRIVERS: &[(&str, &[u8])] = &[\n");
-    for name in BUNDLED_DRIVERS {
-        let path = artifact(&release, name);
-        writeln!(
-            generated,
-            "    ({name:?}, include_bytes!({:?})),",
-            path.display().to_string()
-        )
-        .unwrap();
-    }
-    generated.push_str("];\n");
     std::fs::write(out_dir.join("bundled_plugins.rs"), generated).unwrap();
 
     for name in ARTIFACTS {
@@ -95,6 +82,26 @@ fn main() {
         "cargo:rustc-env=TOOLGATE_PLUGIN_ARTIFACTS={}",
         release.display()
     );
+}
+
+/// Writes a `(name, component bytes)` table of the artifacts `names`, included in the binary.
+fn bundle(generated: &mut String, what: &str, constant: &str, names: &[&str], release: &Path) {
+    writeln!(
+        generated,
+        "/// {what} compiled into the binary: (name, component bytes)."
+    )
+    .unwrap();
+    writeln!(generated, "pub const {constant}: &[(&str, &[u8])] = &[").unwrap();
+    for name in names {
+        let path = artifact(release, name);
+        writeln!(
+            generated,
+            "    ({name:?}, include_bytes!({:?})),",
+            path.display().to_string()
+        )
+        .unwrap();
+    }
+    generated.push_str("];\n");
 }
 
 /// Share one plugin build between debug and release builds of the runtime:

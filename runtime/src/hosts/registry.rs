@@ -698,37 +698,25 @@ impl Registry {
     /// Places a session on a ready host, else on a standby host promoted for it; never
     /// waits. The benchmark's unit of work.
     pub fn try_place(&self, session: &str, demand: &Demand) -> Result<Placed, NoFit> {
-        let promoted = {
+        let (placed, driver, reason) = {
             let mut inner = self.lock();
-            let strategy = self.config.strategy;
-            let query = inner.query(demand);
-            let chosen = match choose(&inner.slots, &query, HostState::Ready, strategy) {
-                Ok(i) => Ok((i, false)),
-                Err(no_fit) if demand.passive => Err(no_fit),
-                Err(no_fit) => match choose(&inner.slots, &query, HostState::Standby, strategy) {
-                    Ok(i) => Ok((i, true)),
-                    Err(_) => Err(no_fit),
-                },
-            }?;
-            let (i, promote) = chosen;
+            let (i, standby) = self.pick(&inner, demand)?;
             let placed = Self::reserve(&mut inner, i, session, demand.resources);
-            if promote {
-                inner.hosts[i].promoted = true;
-                inner.hosts[i].reason =
-                    "promoted from standby: no ready host had room for a session".into();
-                inner.hosts[i].state_since_ms = now_ms();
-                inner.slots[i].state = HostState::Ready;
-                let host = &inner.hosts[i];
-                Some((
-                    placed,
-                    self.infos[host.driver].name.clone(),
-                    host.reason.clone(),
-                ))
-            } else {
+            if !standby {
                 return Ok(placed);
             }
+            inner.hosts[i].promoted = true;
+            inner.hosts[i].reason =
+                "promoted from standby: no ready host had room for a session".into();
+            inner.hosts[i].state_since_ms = now_ms();
+            inner.slots[i].state = HostState::Ready;
+            let host = &inner.hosts[i];
+            (
+                placed,
+                self.infos[host.driver].name.clone(),
+                host.reason.clone(),
+            )
         };
-        let (placed, driver, reason) = promoted.expect("promotion");
         self.counters.promotions.fetch_add(1, Ordering::Relaxed);
         self.record(
             &placed.host,
@@ -863,12 +851,20 @@ impl Registry {
     /// reserving anything: the preflight's capacity check.
     pub fn would_place(&self, demand: &Demand) -> Result<(String, bool), NoFit> {
         let inner = self.lock();
+        self.pick(&inner, demand)
+            .map(|(i, standby)| (inner.id(i).to_owned(), standby))
+    }
+
+    /// The host `demand` goes to: the best ready one, else (unless passive) the best standby
+    /// one, which is then to be promoted (`true`). The reasons are the ready hosts'.
+    fn pick(&self, inner: &Inner, demand: &Demand) -> Result<(usize, bool), NoFit> {
         let strategy = self.config.strategy;
         let query = inner.query(demand);
         match choose(&inner.slots, &query, HostState::Ready, strategy) {
-            Ok(i) => Ok((inner.id(i).to_owned(), false)),
+            Ok(i) => Ok((i, false)),
+            Err(no_fit) if demand.passive => Err(no_fit),
             Err(no_fit) => choose(&inner.slots, &query, HostState::Standby, strategy)
-                .map(|i| (inner.id(i).to_owned(), true))
+                .map(|i| (i, true))
                 .map_err(|_| no_fit),
         }
     }

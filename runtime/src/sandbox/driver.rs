@@ -64,26 +64,13 @@ impl DriverComponent {
     /// provides. Long work: callers run it off the async workers.
     pub fn load(engine: &SandboxEngine, name: &str, bytes: &[u8]) -> Result<Self, PluginError> {
         let origin = format!("host driver `{name}`");
-        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-            return Err(PluginError::NotWasm { origin });
-        }
-        if bytes[6..8] == [0, 0] {
-            return Err(PluginError::CoreModule { origin });
-        }
+        super::plugin::check_header(&origin, bytes)?;
         let component =
             Component::new(engine.engine(), bytes).map_err(|e| PluginError::Invalid {
                 origin: origin.clone(),
                 message: format!("{e:#}"),
             })?;
-        let missing: Vec<String> = {
-            let ty = component.component_type();
-            let exports: Vec<&str> = ty.exports(engine.engine()).map(|(name, _)| name).collect();
-            REQUIRED_EXPORTS
-                .iter()
-                .filter(|e| !exports.contains(e))
-                .map(|e| format!("`{e}`"))
-                .collect()
-        };
+        let missing = super::plugin::missing_exports(engine, &component, &REQUIRED_EXPORTS);
         if !missing.is_empty() {
             return Err(PluginError::WrongWorld { origin, missing });
         }

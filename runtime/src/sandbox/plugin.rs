@@ -62,15 +62,7 @@ impl Plugin {
             })?,
         };
 
-        let missing: Vec<String> = {
-            let ty = component.component_type();
-            let exports: Vec<&str> = ty.exports(engine.engine()).map(|(name, _)| name).collect();
-            REQUIRED_EXPORTS
-                .iter()
-                .filter(|e| !exports.contains(e))
-                .map(|e| format!("`{e}`"))
-                .collect()
-        };
+        let missing = missing_exports(engine, &component, &REQUIRED_EXPORTS);
         if !missing.is_empty() {
             return Err(PluginError::WrongWorld {
                 origin: origin.into(),
@@ -169,7 +161,23 @@ impl Plugin {
     }
 }
 
-fn check_header(origin: &str, bytes: &[u8]) -> Result<(), PluginError> {
+/// The exports of `required` the component lacks, quoted for a message.
+pub(crate) fn missing_exports(
+    engine: &SandboxEngine,
+    component: &Component,
+    required: &[&str],
+) -> Vec<String> {
+    let ty = component.component_type();
+    let exports: Vec<&str> = ty.exports(engine.engine()).map(|(name, _)| name).collect();
+    required
+        .iter()
+        .filter(|e| !exports.contains(e))
+        .map(|e| format!("`{e}`"))
+        .collect()
+}
+
+/// Refuses what is not WebAssembly, and a core module where a component is wanted.
+pub(crate) fn check_header(origin: &str, bytes: &[u8]) -> Result<(), PluginError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(PluginError::NotWasm {
             origin: origin.into(),
