@@ -649,5 +649,53 @@ allow_plaintext = true
         assert!(error("local_sidecar = false\n", TOKEN).contains("at least one [[sidecars]]"));
         let timeouts = "sidecar_health_interval_ms = 2000\nsidecar_health_timeout_ms = 1000\n";
         assert!(error(timeouts, TOKEN).contains("at least sidecar_health_interval_ms"));
+        let partial = format!("{}cpu_millis = 1000\n", entry("a", "http://127.0.0.1:1"));
+        assert!(error(&partial, TOKEN).contains("all of cpu_millis, memory_mb and disk_mb"));
+    }
+
+    #[test]
+    fn host_settings_and_driver_entries_resolve_or_say_what_is_wrong() {
+        let driver = |extra: &str| {
+            format!(
+                "[[drivers]]\nname = \"auto\"\ncomponent = \"webhook\"\nsidecar_token_file = \"TOKEN\"\n{extra}"
+            )
+        };
+        let config = resolve(
+            &format!(
+                "placement_strategy = \"bin_pack\"\novercommit = {{ cpu = 2.0 }}\n{}",
+                driver(
+                    "config = { url = \"https://scaler.test/x\" }\nmax_hosts = 3\ncooldown_s = 5\n"
+                )
+            ),
+            TOKEN,
+        )
+        .unwrap();
+        assert_eq!(
+            config.placement_strategy,
+            crate::vocabulary::PlacementStrategy::BinPack
+        );
+        assert_eq!(config.overcommit.cpu, 2.0);
+        assert_eq!(config.overcommit.memory, 1.0, "unnamed factors are 1");
+        let entry = &config.drivers[0];
+        assert_eq!(entry.settings.config["url"], "https://scaler.test/x");
+        assert_eq!(entry.scaling.max_hosts, 3);
+        assert_eq!(entry.scaling.cooldown, Duration::from_secs(5));
+        assert!(!entry.component.is_empty(), "the bundled webhook driver");
+
+        assert!(error("placement_strategy = \"random\"\n", TOKEN).contains("placement strategy"));
+        for bad in ["0.0", "nan", "inf", "-1.0"] {
+            let text = format!("overcommit = {{ cpu = {bad} }}\n");
+            assert!(error(&text, TOKEN).contains("overcommit.cpu"), "{bad}");
+        }
+        let twice = format!("{}{}", driver(""), driver(""));
+        assert!(error(&twice, TOKEN).contains("used twice"));
+        assert!(error(&driver("").replace("\"auto\"", "\"local\""), TOKEN).contains("used twice"));
+        assert!(error(&driver("").replace("\"auto\"", "\"Auto!\""), TOKEN).contains("lowercase"));
+        let missing = driver("").replace("\"webhook\"", "\"/nonexistent.wasm\"");
+        assert!(error(&missing, TOKEN).contains("neither a bundled driver"));
+        assert!(error(&driver(""), "short").contains("shorter than 16"));
+        assert!(error(&driver("min_hosts = 5\nmax_hosts = 2\n"), TOKEN).contains("min_hosts"));
+        assert!(error(&driver("timeout_ms = 5\n"), TOKEN).contains("timeout_ms"));
+        assert!(error(&driver("colour = 1\n"), TOKEN).contains("colour"));
     }
 }
