@@ -12,6 +12,7 @@ pub mod confined;
 pub mod events;
 pub mod gate;
 pub mod hosts;
+pub mod mcp;
 pub mod orchestrator;
 pub mod policy;
 pub mod sandbox;

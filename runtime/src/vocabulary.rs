@@ -188,6 +188,10 @@ vocabulary! {
         TaskCompleted = "task.completed",
         TaskFailed = "task.failed",
         SessionClosed = "session.closed",
+        /// A task waits for a person's approval (a permit asked for one).
+        ApprovalRequested = "approval.requested",
+        /// A person approved or denied a waiting task, or nobody answered in time.
+        ApprovalAnswered = "approval.answered",
         /// Events a client asked for that are no longer kept.
         Gap = "gap",
         /// A host changed state (on the admins' host stream, `GET /v1/hosts/events`).

@@ -11,6 +11,7 @@ mod self_test;
 mod sessions;
 mod task_events;
 mod tasks;
+mod tool_access;
 
 pub use crate::sidecar::{ChangeWatcher, DiskUsage, FileChanges, Snapshot, WorkspaceTracker};
 pub use disclosure::policy_status;
@@ -20,6 +21,7 @@ pub use plugins::{DeletedPlugin, InstalledPlugin};
 pub use preflight::{Check, Preflight};
 pub use sessions::{CreateSession, SessionView};
 pub use tasks::{CreateTask, TaskHandle, TaskLimitsRequest};
+pub use tool_access::ToolDescription;
 
 use crate::events::EventHub;
 use crate::hosts::Registry;
@@ -171,6 +173,9 @@ pub struct Orchestrator {
     opening: std::sync::atomic::AtomicUsize,
     /// Event self-tests running at once, at most: each holds a session for a moment.
     self_tests: tokio::sync::Semaphore,
+    /// Counts installs, deletions and rollbacks of plugins: what watchers of the tool list
+    /// (MCP's `list_changed`) wait on.
+    tools_changed: tokio::sync::watch::Sender<u64>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -206,6 +211,7 @@ impl Orchestrator {
             task_slots: Arc::new(tokio::sync::Semaphore::new(executor_slots as usize)),
             opening: std::sync::atomic::AtomicUsize::new(0),
             self_tests: tokio::sync::Semaphore::new(2),
+            tools_changed: tokio::sync::watch::Sender::new(0),
         }
     }
 

@@ -73,6 +73,8 @@ impl Orchestrator {
         self.register_tools(&plugin).await;
         let replaced = self.catalog.install(plugin.clone(), path);
         tracing::info!(plugin = name, digest = plugin.digest(), replaced, principal = %caller.principal, "plugin installed");
+        self.tools_changed
+            .send_modify(|generation| *generation += 1);
         Ok(describe(&plugin, replaced))
     }
 }
@@ -107,6 +109,8 @@ impl Orchestrator {
             RemoveUploadError::NotUploaded(name, origin) => not_uploaded(&name, origin),
         })?;
         tracing::info!(plugin = name, ?restored, principal = %caller.principal, "plugin upload deleted");
+        self.tools_changed
+            .send_modify(|generation| *generation += 1);
         Ok(DeletedPlugin {
             name: name.to_owned(),
             restored,
@@ -168,6 +172,8 @@ impl Orchestrator {
         self.register_tools(&plugin).await;
         let replaced = self.catalog.install(plugin.clone(), path);
         tracing::info!(plugin = name, digest = plugin.digest(), principal = %caller.principal, "plugin rolled back");
+        self.tools_changed
+            .send_modify(|generation| *generation += 1);
         Ok(describe(&plugin, replaced))
     }
 }

@@ -76,6 +76,9 @@ struct FileConfig {
     #[serde(default)]
     local_labels: std::collections::BTreeMap<String, String>,
     standby_demote_after_s: Option<u64>,
+    mcp_allowed_hosts: Option<Vec<String>>,
+    mcp_allowed_origins: Option<Vec<String>>,
+    approval_timeout_s: Option<u64>,
 }
 
 /// One `[[sidecars]]` table of the config file.
@@ -223,6 +226,12 @@ pub struct ServeConfig {
     pub local_labels: std::collections::BTreeMap<String, String>,
     /// A promoted standby host goes back to standby once idle this long.
     pub standby_demote_after: Duration,
+    /// `Host` values `/mcp` serves (DNS-rebinding defence); `["*"]` serves any.
+    pub mcp_allowed_hosts: Vec<String>,
+    /// `Origin` values `/mcp` accepts; a request with another `Origin` is refused with 403.
+    pub mcp_allowed_origins: Vec<String>,
+    /// How long a task waits for a person's approval before it is denied.
+    pub approval_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -303,7 +312,24 @@ impl ServeConfig {
             overcommit: file.overcommit.unwrap_or_default(),
             local_labels: file.local_labels,
             standby_demote_after: Duration::from_secs(file.standby_demote_after_s.unwrap_or(600)),
+            mcp_allowed_hosts: file
+                .mcp_allowed_hosts
+                .unwrap_or_else(|| ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec()),
+            mcp_allowed_origins: file.mcp_allowed_origins.unwrap_or_else(|| {
+                ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
+                    .map(String::from)
+                    .to_vec()
+            }),
+            approval_timeout: Duration::from_secs(file.approval_timeout_s.unwrap_or(900)),
         };
+        anyhow::ensure!(
+            !config.mcp_allowed_hosts.is_empty(),
+            "mcp_allowed_hosts must name at least one host (or be [\"*\"] to serve any Host header)"
+        );
+        anyhow::ensure!(
+            (1..=7 * 24 * 3600).contains(&config.approval_timeout.as_secs()),
+            "approval_timeout_s must be between 1 and 604800 (a week)"
+        );
         let overcommit = config.overcommit;
         for (name, factor) in [
             ("cpu", overcommit.cpu),

@@ -8,6 +8,7 @@ pub(crate) mod fd_limit;
 mod http_metrics;
 mod in_flight;
 pub(crate) mod listener;
+mod mcp_gate;
 pub mod problem;
 mod routes;
 
@@ -54,6 +55,8 @@ pub struct App {
     /// Where the first admin key was written, if this start created one.
     pub admin_key_file: Option<PathBuf>,
     pub connections: Arc<ConnectionStats>,
+    /// The MCP endpoint, `/mcp`.
+    pub mcp: crate::mcp::Mcp,
     /// Requests each principal has in flight.
     pub in_flight: in_flight::InFlight,
     /// Held while the server runs: no second server on the same data directory. Let go
@@ -293,6 +296,8 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
     let _ = gauges.orchestrator.set(Arc::downgrade(&orchestrator));
     let metrics = Arc::new(Metrics::new(gauges)?);
     orchestrator.set_metrics(metrics.clone());
+    let shutdown = CancellationToken::new();
+    let mcp = crate::mcp::Mcp::new(orchestrator.clone(), mcp_config(&config), shutdown.clone());
     let quota = Quota::per_second(NonZeroU32::new(config.rate_limit).expect("checked"))
         .allow_burst(NonZeroU32::new(config.rate_burst).expect("checked"));
     Ok(Arc::new(App {
@@ -304,12 +309,30 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         in_flight: in_flight::InFlight::new(per_principal),
         ready: AtomicBool::new(false),
         pooling,
-        shutdown: CancellationToken::new(),
+        shutdown,
+        mcp,
         known_principals: Mutex::default(),
         admin_key_file,
         connections,
         data_dir_lock: Mutex::new(Some(data_dir_lock)),
     }))
+}
+
+/// Where `/mcp` requests may come from: the configured hosts (with the address the server
+/// listens on, when it names one) and origins.
+fn mcp_config(config: &ServeConfig) -> crate::mcp::McpConfig {
+    let mut allowed_hosts = config.mcp_allowed_hosts.clone();
+    if allowed_hosts.iter().any(|h| h == "*") {
+        // rmcp serves any Host when the list is empty.
+        allowed_hosts.clear();
+    } else if !config.listen.ip().is_unspecified() {
+        allowed_hosts.push(config.listen.ip().to_string());
+    }
+    crate::mcp::McpConfig {
+        allowed_hosts,
+        allowed_origins: config.mcp_allowed_origins.clone(),
+        body_limit: config.body_limit,
+    }
 }
 
 /// The host drivers of the config and their registry, listed once before sessions are
@@ -512,14 +535,22 @@ pub fn router(app: Arc<App>) -> Router {
     ));
     let streams = Router::from(stream_routes());
     let health = Router::from(health_routes());
-    api.merge(streams)
+    let concurrency =
+        tower::limit::GlobalConcurrencyLimitLayer::new(app.config.max_concurrent_requests);
+    let slot = axum::middleware::from_fn_with_state(app.clone(), auth::hold_request_slot);
+    // MCP answers in its own words (JSON-RPC errors, its own statuses): outside the layer
+    // that turns plain errors into problems, with no request timeout (calls and streams last).
+    let mcp = Router::new()
+        .route_service("/mcp", app.mcp.service.clone())
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
-            auth::hold_request_slot,
+            mcp_gate::mcp_gate,
         ))
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            app.config.max_concurrent_requests,
-        ))
+        .layer(slot.clone())
+        .layer(concurrency.clone());
+    api.merge(streams)
+        .layer(slot)
+        .layer(concurrency)
         .merge(health)
         .fallback(|| async { problem::Problem::not_found("route") })
         .method_not_allowed_fallback(|| async {
@@ -532,6 +563,7 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(axum::middleware::map_response(
             problem::plain_errors_as_problems,
         ))
+        .merge(mcp)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             http_metrics::count,
