@@ -19,6 +19,9 @@ use rmcp::{ErrorData, RoleServer};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+/// How long a finished call waits for its last events to be read (they are already published).
+const DRAIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a call sends back besides its result.
 pub(super) struct Feedback {
     pub progress: Option<ProgressToken>,
@@ -87,6 +90,22 @@ pub(super) async fn call(
             }
         }
     };
+    // The task's last events were published before it finished: send what is still unread,
+    // up to its `task.completed` or `task.failed`.
+    if record.is_ok() {
+        let drain = async {
+            while let Some(event) = next_event(&mut events).await {
+                let ended = (event.name == EventName::TaskCompleted.as_str()
+                    || event.name == EventName::TaskFailed.as_str())
+                    && event.data.contains(task.id.as_str());
+                forward(&feedback, context, &task.id, &event, &mut sent_progress).await;
+                if ended {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_WITHIN, drain).await;
+    }
     match record {
         Ok(record) => Ok(result_of(&record)),
         Err(error) => Err(ErrorData::internal_error(error.to_string(), None)),
