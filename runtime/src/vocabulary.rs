@@ -114,9 +114,12 @@ macro_rules! vocabulary {
 }
 
 vocabulary! {
-    /// Where a task is: `queued → running → completed | failed | cancelled | interrupted`.
+    /// Where a task is: `queued → running → completed | failed | cancelled | interrupted`, with
+    /// `awaiting_approval` between the two when a permit asks a person first.
     TaskState ("task state") {
         Queued = "queued",
+        /// Allowed, once a person approves: it waits for the answer (or the timeout).
+        AwaitingApproval = "awaiting_approval",
         Running = "running",
         Completed = "completed",
         Failed = "failed",
@@ -129,7 +132,20 @@ vocabulary! {
 impl TaskState {
     /// Whether the task is over (its record will not change again).
     pub fn is_terminal(self) -> bool {
-        !matches!(self, Self::Queued | Self::Running)
+        !matches!(self, Self::Queued | Self::AwaitingApproval | Self::Running)
+    }
+}
+
+vocabulary! {
+    /// Where an approval is: `pending`, then answered or ended.
+    ApprovalState ("approval state") {
+        Pending = "pending",
+        Approved = "approved",
+        Denied = "denied",
+        /// Nobody answered within the approval timeout: the task was denied.
+        Expired = "expired",
+        /// The task was cancelled (or its session closed) before an answer.
+        Cancelled = "cancelled",
     }
 }
 
@@ -248,7 +264,7 @@ mod tests {
         let error = "done".parse::<TaskState>().unwrap_err();
         assert_eq!(
             error.to_string(),
-            "`done` is not a task state: expected one of queued, running, completed, failed, cancelled, interrupted"
+            "`done` is not a task state: expected one of queued, awaiting_approval, running, completed, failed, cancelled, interrupted"
         );
         assert!(serde_json::from_str::<SessionState>(r#""opened""#).is_err());
     }

@@ -2,6 +2,7 @@
 //! real HTTP client and a real SSE client.
 
 mod api;
+mod approvals;
 mod check;
 mod common;
 mod confinement;
@@ -15,7 +16,10 @@ mod floods;
 mod gate;
 mod hosts;
 mod keys;
+mod languages;
 mod listing;
+mod mcp;
+mod mcp_clients;
 mod metrics;
 mod openapi;
 mod plugin_versions;

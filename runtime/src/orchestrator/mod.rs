@@ -2,6 +2,7 @@
 //! the tasks run in them, from request to policy gate to sandbox to events
 //! and store.
 
+mod approvals;
 mod disclosure;
 mod files;
 mod listing;
@@ -14,6 +15,7 @@ mod tasks;
 mod tool_access;
 
 pub use crate::sidecar::{ChangeWatcher, DiskUsage, FileChanges, Snapshot, WorkspaceTracker};
+pub use approvals::ApprovalAnswer;
 pub use disclosure::policy_status;
 pub use files::{FilesError, Transferred, Workspace, WorkspacePath};
 pub use listing::{Page, SessionFilter, TaskFilter};
@@ -92,6 +94,8 @@ pub struct OrchestratorConfig {
     pub max_sessions: usize,
     pub idle_timeout: Duration,
     pub lifetime: Duration,
+    /// How long a task waits for a person's approval before it is denied.
+    pub approval_timeout: Duration,
 }
 
 /// A session that is open.
@@ -176,6 +180,8 @@ pub struct Orchestrator {
     /// Counts installs, deletions and rollbacks of plugins: what watchers of the tool list
     /// (MCP's `list_changed`) wait on.
     tools_changed: tokio::sync::watch::Sender<u64>,
+    /// Tasks waiting for a person's approval: where to send the answer, by task id.
+    approval_waiters: Mutex<HashMap<String, tokio::sync::oneshot::Sender<approvals::Outcome>>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -212,6 +218,7 @@ impl Orchestrator {
             opening: std::sync::atomic::AtomicUsize::new(0),
             self_tests: tokio::sync::Semaphore::new(2),
             tools_changed: tokio::sync::watch::Sender::new(0),
+            approval_waiters: Mutex::default(),
         }
     }
 

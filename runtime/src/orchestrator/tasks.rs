@@ -38,7 +38,7 @@ fn yes() -> bool {
 }
 
 /// Tighter limits than the policy grants: a value above the policy's is lowered to it.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskLimitsRequest {
     pub fuel: Option<u64>,
@@ -121,6 +121,7 @@ impl Orchestrator {
             tool: tool_name.to_owned(),
             limits: request.limits,
             cancel: cancel.clone(),
+            resumed: None,
         };
         let join = tokio::spawn(async move { this.run_task(run).await });
         let handle = request.wait.then(|| TaskHandle {
@@ -182,6 +183,7 @@ impl Orchestrator {
             tool,
             limits,
             cancel,
+            resumed,
         } = run;
         let session = record.session.clone();
         let finish = |record: &TaskRecord| {
@@ -210,7 +212,7 @@ impl Orchestrator {
             Err(why) => return fail_early(record, why.to_string()),
         };
         // Queued until a slot is free; a cancel meanwhile ends the wait.
-        let _slot = tokio::select! {
+        let mut slot = tokio::select! {
             biased;
             _ = cancel.cancelled() => None,
             slot = self.task_slots.clone().acquire_owned() => slot.ok(),
@@ -236,6 +238,7 @@ impl Orchestrator {
         }
 
         let resources = live.resources;
+        let limits_json = serde_json::to_value(&limits).unwrap_or(Value::Null);
         let asked = limits.map_or_else(PolicyLimits::default, |l| PolicyLimits {
             fuel: l.fuel,
             memory_mb: l.memory_mb,
@@ -268,15 +271,63 @@ impl Orchestrator {
             EventName::PolicyDecision,
             json!({ "task": record.id, "action": "invoke", "decision": decision_json }),
         );
-        let finished = match in_force {
-            None => TaskFinished {
+        // Allowed once a person approves: the task waits for the answer holding no run slot.
+        let approval = match &in_force {
+            Some(_) if decision.approval_required || resumed.is_some() => {
+                drop(slot.take());
+                let answered = match &resumed {
+                    Some(approval) => {
+                        let answer = self.waiter_for(&approval.task);
+                        self.wait_for_answer(approval, answer, &cancel).await
+                    }
+                    None => {
+                        self.request_approval(
+                            &mut record,
+                            &caller.principal,
+                            &decision_json,
+                            limits_json,
+                            &cancel,
+                        )
+                        .await
+                    }
+                };
+                match answered {
+                    Err(super::approvals::Unapproved::ServerStopping) => {
+                        // Left waiting in the store: the next start resumes it.
+                        finish(&record);
+                        return record;
+                    }
+                    Err(super::approvals::Unapproved::Task(error)) => Err(error),
+                    Ok(()) => {
+                        slot = tokio::select! {
+                            biased;
+                            _ = cancel.cancelled() => None,
+                            slot = self.task_slots.clone().acquire_owned() => slot.ok(),
+                        };
+                        if slot.is_none() {
+                            Err(TaskError::Cancelled)
+                        } else {
+                            Ok(())
+                        }
+                    }
+                }
+            }
+            _ => Ok(()),
+        };
+        let finished = match (in_force, approval) {
+            (_, Err(error)) => TaskFinished {
+                result: Err(error),
+                usage: Usage::default(),
+                decision_us: Vec::new(),
+            },
+            (None, Ok(())) => TaskFinished {
                 result: Err(TaskError::Denied {
                     reasons: decision.explanation(),
                 }),
                 usage: Usage::default(),
                 decision_us: Vec::new(),
             },
-            Some(limits) => {
+            (Some(limits), Ok(())) => {
                 record.state = TaskState::Running;
                 record.started_at_ms = Some(now_ms());
                 self.store.put_task(&record);
@@ -464,6 +515,51 @@ struct RunTask {
     tool: String,
     limits: Option<TaskLimitsRequest>,
     cancel: CancellationToken,
+    /// A task that was waiting for its approval when the server stopped: it waits for the
+    /// answer to that approval rather than asking again.
+    resumed: Option<crate::store::ApprovalRecord>,
+}
+
+impl Orchestrator {
+    /// Runs again, after a restart, a task that waits for the answer to `approval`.
+    pub(super) fn resume_task(
+        self: Arc<Self>,
+        live: Arc<LiveSession>,
+        record: TaskRecord,
+        approval: crate::store::ApprovalRecord,
+    ) {
+        let cancel = self.shutdown.child_token();
+        live.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(record.id.clone(), cancel.clone());
+        let caller = Caller {
+            principal: approval.requester.clone(),
+            profile: live.profile.clone(),
+            admin: false,
+        };
+        let limits = serde_json::from_value(approval.limits.clone())
+            .ok()
+            .flatten();
+        tokio::spawn(async move {
+            let plugin = self.plugin_with(&record.tool).await;
+            let tool = record
+                .tool
+                .split_once('.')
+                .map_or_else(String::new, |(_, tool)| tool.to_owned());
+            let run = RunTask {
+                plugin,
+                caller,
+                live,
+                record,
+                tool,
+                limits,
+                cancel,
+                resumed: Some(approval),
+            };
+            self.run_task(run).await
+        });
+    }
 }
 
 fn touch(live: &LiveSession) {

@@ -83,6 +83,10 @@ pub struct PolicyDecision {
     /// policy allows; the task got the policy's.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub capped: Vec<String>,
+    /// Allowed, once a person approves: a determining permit says `@approval("required")`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
+    pub approval_required: bool,
 }
 
 impl PolicyDecision {
@@ -381,6 +385,7 @@ impl PolicyEngine {
                 messages: Vec::new(),
                 policy_limits: None,
                 capped: Vec::new(),
+                approval_required: false,
             },
         };
         decision.policy_version = snapshot.version.clone();
@@ -440,6 +445,7 @@ impl PolicyEngine {
         let allowed = response.decision() == cedar_policy::Decision::Allow;
         let reasons: Vec<cedar_policy::PolicyId> =
             response.diagnostics().reason().cloned().collect();
+        let approval_required = allowed && reasons.iter().any(|id| snapshot.requires_approval(id));
         let limits = if allowed {
             reasons
                 .iter()
@@ -466,6 +472,7 @@ impl PolicyEngine {
         }
         Ok(PolicyDecision {
             allowed,
+            approval_required,
             messages,
             policy_limits: None,
             capped: Vec::new(),

@@ -4,6 +4,9 @@
 use super::errors::{LineIndex, PolicyLoadError, PolicyProblem, problems_from};
 use super::index::ActionIndex;
 use super::limits::{LIMIT_ANNOTATIONS, PolicyLimits};
+
+/// `@approval("required")` on a permit: a task it allows waits for a person's approval.
+pub const APPROVAL_ANNOTATION: &str = "approval";
 use super::locations::{PolicyLocations, array_elements};
 use super::sources::PolicySources;
 use cedar_policy::{
@@ -26,10 +29,12 @@ pub enum Action {
     Connect,
     ReadSecret,
     UseModel,
+    /// Answer a task waiting for a person's approval.
+    Approve,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::CreateSession,
         Action::Invoke,
         Action::ReadFile,
@@ -37,6 +42,7 @@ impl Action {
         Action::Connect,
         Action::ReadSecret,
         Action::UseModel,
+        Action::Approve,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +54,7 @@ impl Action {
             Action::Connect => "connect",
             Action::ReadSecret => "read_secret",
             Action::UseModel => "use_model",
+            Action::Approve => "approve",
         }
     }
 
@@ -85,6 +92,8 @@ pub struct PolicySnapshot {
     /// The entities from the files, kept to merge runtime entities into.
     file_entities: Vec<serde_json::Value>,
     limits: HashMap<PolicyId, PolicyLimits>,
+    /// Permits annotated `@approval("required")`: what they allow waits for a person.
+    approvals: std::collections::HashSet<PolicyId>,
     sources: PolicySources,
     /// The runtime entity registrations this snapshot was built with.
     pub(crate) registered: Arc<BTreeSet<String>>,
@@ -112,6 +121,7 @@ impl PolicySnapshot {
         // Where each id was first given, for the message about a second use.
         let mut first_use: HashMap<String, String> = HashMap::new();
         let mut limits = HashMap::new();
+        let mut approvals = std::collections::HashSet::new();
         for (index, file) in sources.policies.iter().enumerate() {
             let located = sources.locate(&file.name);
             let parsed = match PolicySet::from_str(&file.text) {
@@ -185,6 +195,21 @@ impl PolicySnapshot {
                     Err((key, message)) => {
                         problems.push(at(spans.annotation(&parsed_id, key), &id, &message))
                     }
+                }
+                match policy.annotation(APPROVAL_ANNOTATION) {
+                    None => {}
+                    Some("required") if policy.effect() == Effect::Permit => {
+                        approvals.insert(policy.id().clone());
+                    }
+                    Some(value) => problems.push(at(
+                        spans.annotation(&parsed_id, APPROVAL_ANNOTATION),
+                        &id,
+                        &if policy.effect() == Effect::Permit {
+                            format!("@approval(\"{value}\") must be @approval(\"required\")")
+                        } else {
+                            "@approval only applies to permit policies".to_owned()
+                        },
+                    )),
                 }
                 origin_of.insert(id.clone(), index);
                 if let Err(e) = policies.add(policy) {
@@ -263,6 +288,7 @@ impl PolicySnapshot {
             entities: entities.expect("no problems means entities were built"),
             file_entities,
             limits,
+            approvals,
             sources,
             registered: Arc::default(),
         })
@@ -287,6 +313,7 @@ impl PolicySnapshot {
             entities,
             file_entities: self.file_entities.clone(),
             limits: self.limits.clone(),
+            approvals: self.approvals.clone(),
             sources: self.sources.clone(),
             registered: self.registered.clone(),
         })
@@ -310,6 +337,11 @@ impl PolicySnapshot {
         resource: &EntityUid,
     ) -> Arc<PolicySet> {
         self.by_action[&action].candidates(principal, resource, &self.entities)
+    }
+
+    /// Whether what permit `id` allows waits for a person's approval.
+    pub fn requires_approval(&self, id: &PolicyId) -> bool {
+        self.approvals.contains(id)
     }
 
     /// The limits a permit's annotations set, if any.

@@ -99,6 +99,27 @@ impl PolicyEngine {
         })
     }
 
+    /// `approve`: may `approver` answer task `task` (of `requester`, asking for its tool in
+    /// its session) that waits for a person's approval?
+    pub fn authorize_approve(
+        &self,
+        approver: &str,
+        task: &TaskIdentity,
+        task_id: &str,
+    ) -> PolicyDecision {
+        self.decide_trusted(&AuthzRequest {
+            principal: approver.to_owned(),
+            action: Action::Approve,
+            resource: ("Tool".into(), task.tool.clone()),
+            context: json!({
+                "session": task.session,
+                "profile": entity("Profile", &task.profile),
+                "requester": entity("Principal", &task.principal),
+                "task": task_id,
+            }),
+        })
+    }
+
     /// `create_session`: may this principal open a session with this profile,
     /// asking for these resources and these things to use?
     #[allow(clippy::too_many_arguments)]

@@ -268,6 +268,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
             max_sessions: config.max_sessions,
             idle_timeout: config.session_idle_timeout,
             lifetime: config.session_lifetime,
+            approval_timeout: config.approval_timeout,
         },
         catalog,
         hosts,
@@ -277,6 +278,8 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         secrets,
     ));
     orchestrator.recover().await?;
+    // Tasks that waited for a person's approval wait again, in the sessions that came back.
+    orchestrator.resume_approvals();
     // A lost sidecar's sessions end `host_lost`.
     let weak = Arc::downgrade(&orchestrator);
     tokio::spawn(async move {
@@ -497,6 +500,7 @@ fn api_routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(tasks::create, listing::tasks))
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::cancel))
+        .routes(routes!(tasks::answer_approval, tasks::get_approval))
         .routes(routes!(files::get_file, files::put_file))
         .routes(routes!(files::get_tar, files::put_tar));
     let routes = api_doc::every_route_answers(routes, &[401, 408, 429]);

@@ -26,6 +26,7 @@
 //! queued when the process dies (at most the last couple of milliseconds' worth) are lost; [`Store::close`] (or dropping the last handle)
 //! commits them.
 
+mod approvals;
 pub mod data_dir;
 mod keys;
 mod records;
@@ -41,6 +42,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
+pub use approvals::ApprovalRecord;
 pub use keys::{KEY_PREFIX, KeyInfo, KeyRecord, NewKey};
 pub use records::{Position, SessionQuery, SessionRecord, StoredEvent, TaskQuery, TaskRecord};
 
@@ -380,6 +382,42 @@ impl Store {
     pub fn interrupt_unfinished_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
         let now = now_ms();
         self.exclusive(move |conn| records::interrupt_unfinished(conn, now))
+    }
+
+    // ---- approvals ----
+
+    /// Records an approval, at once (after every write queued before it).
+    pub fn put_approval(&self, approval: &ApprovalRecord) -> Result<(), StoreError> {
+        let approval = approval.clone();
+        self.exclusive(move |conn| approvals::insert(conn, &approval))
+    }
+
+    pub fn get_approval(&self, task: &str) -> Result<Option<ApprovalRecord>, StoreError> {
+        approvals::get(&self.reader(), task)
+    }
+
+    /// The approvals still waiting for an answer, oldest first.
+    pub fn pending_approvals(&self) -> Result<Vec<ApprovalRecord>, StoreError> {
+        approvals::pending(&self.reader())
+    }
+
+    /// Answers a pending approval, at once; `false` when it was no longer pending.
+    pub fn answer_approval(
+        &self,
+        task: &str,
+        state: crate::vocabulary::ApprovalState,
+        by: Option<&str>,
+        comment: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let (task, by, comment) = (
+            task.to_owned(),
+            by.map(str::to_owned),
+            comment.map(str::to_owned),
+        );
+        let now = now_ms();
+        self.exclusive(move |conn| {
+            approvals::answer(conn, &task, state, by.as_deref(), comment.as_deref(), now)
+        })
     }
 
     // ---- decisions ----

@@ -87,6 +87,23 @@ const MIGRATIONS: &[&str] = &[
         drained_at_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 5: approvals of tasks a permit marked `@approval("required")`.
+    r#"
+    CREATE TABLE approvals (
+        task            TEXT PRIMARY KEY,
+        session         TEXT NOT NULL,
+        tool            TEXT NOT NULL,
+        requester       TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        requested_at_ms INTEGER NOT NULL,
+        deadline_ms     INTEGER NOT NULL,
+        limits          TEXT NOT NULL,
+        answered_by     TEXT,
+        comment         TEXT,
+        answered_at_ms  INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX approvals_by_state ON approvals (state, requested_at_ms);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -137,6 +137,8 @@ pub const EVENTS: &[(EventName, &str)] = &[
     (EventName::TaskCompleted, "TaskCompletedEvent"),
     (EventName::TaskFailed, "TaskFailedEvent"),
     (EventName::SessionClosed, "SessionClosedEvent"),
+    (EventName::ApprovalRequested, "ApprovalRequestedEvent"),
+    (EventName::ApprovalAnswered, "ApprovalAnsweredEvent"),
     (EventName::Gap, "GapEvent"),
 ];
 
@@ -160,6 +162,8 @@ pub const HOST_EVENTS: &[(EventName, &str)] = &[
     payloads::TaskCompletedEvent,
     payloads::TaskFailedEvent,
     payloads::SessionClosedEvent,
+    payloads::ApprovalRequestedEvent,
+    payloads::ApprovalAnsweredEvent,
     payloads::GapEvent,
     payloads::HostChangedEvent,
 )))]
@@ -194,9 +198,12 @@ mod payloads {
     pub struct PolicyDecisionEvent {
         #[schema(required = false, nullable = false)]
         task: Option<String>,
-        /// `create_session` or `invoke`.
+        /// `create_session`, `invoke`, or `approve` (an answer to a task's approval).
         #[schema(required = false, nullable = false)]
         action: Option<String>,
+        /// `approve`: who answered.
+        #[schema(required = false, nullable = false)]
+        principal: Option<String>,
         #[schema(value_type = Object)]
         decision: Value,
     }
@@ -264,6 +271,37 @@ mod payloads {
         /// `host_lost`: what happened to the sidecar.
         #[schema(required = false, nullable = false)]
         message: Option<String>,
+    }
+
+    /// `approval.requested`: a task allowed by a permit that says `@approval("required")`
+    /// waits (`awaiting_approval`) until a principal allowed to `approve` it answers at
+    /// `answer_at`, or until `deadline_ms`, when it is denied.
+    #[derive(ToSchema)]
+    pub struct ApprovalRequestedEvent {
+        task: String,
+        session: String,
+        tool: String,
+        /// Who asked for the task.
+        requester: String,
+        #[schema(value_type = Object)]
+        input: Value,
+        /// The `invoke` decision that asks for the approval.
+        #[schema(value_type = Object)]
+        decision: Value,
+        /// Unix milliseconds.
+        deadline_ms: i64,
+        /// `/v1/sessions/{id}/tasks/{task}/approval`.
+        answer_at: String,
+    }
+
+    /// `approval.answered`: how a task's approval ended: `approved` or `denied` by `by`,
+    /// `expired` (nobody answered in time), or `cancelled` (the task was).
+    #[derive(ToSchema)]
+    pub struct ApprovalAnsweredEvent {
+        task: String,
+        state: crate::vocabulary::ApprovalState,
+        by: Option<String>,
+        comment: Option<String>,
     }
 
     /// `gap`: events `from..=to` are older than anything the server still keeps; the stream

@@ -1,10 +1,10 @@
 use super::{Body, blocking};
-use crate::orchestrator::CreateTask;
+use crate::orchestrator::{ApprovalAnswer, CreateTask};
 use crate::server::App;
 use crate::server::api_doc::errors;
 use crate::server::auth::Authed;
 use crate::server::problem::Problem;
-use crate::store::TaskRecord;
+use crate::store::{ApprovalRecord, TaskRecord};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -77,4 +77,48 @@ pub struct TaskPath {
     id: String,
     /// The task's id, `t_...`.
     task: String,
+}
+
+/// Answer a task's approval
+///
+/// A task whose invoke permit says `@approval("required")` waits in `awaiting_approval` (its
+/// `approval.requested` event names this route). A principal the policy allows to `approve`
+/// it answers: `true` runs the task, `false` denies it. The decision and the answer are
+/// recorded; the first answer is the only one.
+#[utoipa::path(post, path = "/v1/sessions/{id}/tasks/{task}/approval", operation_id = "answerApproval", tag = "tasks",
+    params(TaskPath), request_body = ApprovalAnswer,
+    responses((status = 200, description = "The approval, answered.", body = ApprovalRecord),
+        errors::BadRequest, errors::UnprocessableEntity, errors::Forbidden, errors::NotFound, errors::Conflict))]
+pub async fn answer_approval(
+    State(app): State<Arc<App>>,
+    Authed(caller): Authed,
+    Path((session, task)): Path<(String, String)>,
+    Body(answer): Body<ApprovalAnswer>,
+) -> Result<impl IntoResponse, Problem> {
+    // On a task of its own: the answer is recorded even if the client hangs up.
+    let orchestrator = app.orchestrator.clone();
+    let answered = tokio::spawn(async move {
+        orchestrator
+            .answer_approval(&caller, &session, &task, answer)
+            .await
+    })
+    .await
+    .map_err(|e| Problem::internal(format!("answering the approval failed: {e}")))??;
+    Ok(Json(answered))
+}
+
+/// A task's approval
+///
+/// The approval a task asked for: pending, or how it was answered (by whom, with what comment).
+#[utoipa::path(get, path = "/v1/sessions/{id}/tasks/{task}/approval", operation_id = "getApproval", tag = "tasks",
+    params(TaskPath),
+    responses((status = 200, description = "The approval.", body = ApprovalRecord), errors::NotFound))]
+pub async fn get_approval(
+    State(app): State<Arc<App>>,
+    Authed(caller): Authed,
+    Path((session, task)): Path<(String, String)>,
+) -> Result<impl IntoResponse, Problem> {
+    Ok(Json(
+        blocking(&app, move |o| o.get_approval(&caller, &session, &task)).await?,
+    ))
 }
