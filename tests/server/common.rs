@@ -26,6 +26,8 @@ pub fn test_policies(dir: &Path) -> PathBuf {
 @timeout_ms("20000")
 permit (principal, action == Action::"invoke", resource in Plugin::"hostile")
 when { principal in context.profile && context.profile in Profile::"developer" };
+@id("test.approver")
+permit (principal == Principal::"approver", action == Action::"approve", resource);
 "#;
     std::fs::write(out.join("test.cedar"), extra).unwrap();
     out

@@ -329,6 +329,64 @@ async fn every_documented_operation_answers_as_documented() {
         .await;
     problem(finished, StatusCode::CONFLICT, "conflict").await;
 
+    // Approvals: a supervised write waits for one; `approver` (test policies) answers.
+    let sue = server.key("sue", "supervised");
+    let approver = server.key("approver", "readonly");
+    let sue_session = server.session(&sue).await;
+    let waiting: Value = server
+        .post(
+            &sue,
+            &format!("/v1/sessions/{sue_session}/tasks"),
+            json!({"tool": "fs.write", "input": {"path": "a.txt", "content": "b"}, "wait": false}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let approval = format!(
+        "/v1/sessions/{sue_session}/tasks/{}/approval",
+        waiting["id"].as_str().unwrap()
+    );
+    let mut pending = false;
+    for _ in 0..200 {
+        let response = server.get(&sue, &approval).await;
+        if response.status() == StatusCode::OK {
+            pending = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(pending, "the approval was never requested");
+    problem(
+        server
+            .get(
+                &sue,
+                &format!("/v1/sessions/{sue_session}/tasks/t_nope/approval"),
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    problem(
+        server.post(&sue, &approval, json!({"approve": true})).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    let answered = server
+        .post(&approver, &approval, json!({"approve": true}))
+        .await;
+    assert_eq!(answered.status(), StatusCode::OK);
+    problem(
+        server
+            .post(&approver, &approval, json!({"approve": false}))
+            .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+
     let events = format!("{session_path}/events");
     let stream = server.get(&key, &format!("{events}?after=0")).await;
     assert_eq!(stream.status(), StatusCode::OK);
