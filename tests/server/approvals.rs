@@ -141,6 +141,25 @@ async fn a_waiting_task_runs_once_an_approver_says_yes() {
         "awaiting_approval"
     );
 
+    // The approver's inbox lists it with what it would run; others' inboxes do not.
+    let inbox: Value = server
+        .get(&bob, "/v1/approvals")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed = inbox.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{inbox}");
+    assert_eq!(listed[0]["task"], task.as_str());
+    assert_eq!(listed[0]["input"]["content"], "approved");
+    let none: Value = server
+        .get(&carol, "/v1/approvals")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none, json!([]));
+
     let approved = answer(
         &server,
         &bob,

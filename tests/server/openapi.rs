@@ -374,6 +374,8 @@ async fn every_documented_operation_answers_as_documented() {
         "forbidden",
     )
     .await;
+    let inbox = server.get(&approver, "/v1/approvals").await;
+    assert_eq!(inbox.status(), StatusCode::OK);
     let answered = server
         .post(&approver, &approval, json!({"approve": true}))
         .await;

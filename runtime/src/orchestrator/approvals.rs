@@ -26,6 +26,27 @@ pub struct ApprovalAnswer {
     pub comment: Option<String>,
 }
 
+/// A task waiting for an approval the caller may give, as `GET /v1/approvals` lists it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct PendingApproval {
+    pub task: String,
+    pub session: String,
+    pub tool: String,
+    /// Who asked for the task.
+    pub requester: String,
+    /// What the task would run with.
+    #[schema(value_type = Object)]
+    pub input: Value,
+    pub requested_at_ms: i64,
+    /// No answer by then denies the task.
+    pub deadline_ms: i64,
+    /// `POST` the answer here.
+    pub answer_at: String,
+}
+
+/// The most pending approvals one listing shows (the oldest first).
+const LISTED_APPROVALS: usize = 1000;
+
 /// The longest comment kept with an answer.
 const MAX_COMMENT: usize = 4096;
 
@@ -280,6 +301,59 @@ impl Orchestrator {
             let _ = waiter.send(outcome);
         }
         Ok(stored)
+    }
+
+    /// The pending approvals `caller` may answer (the `approve` decision for each, not
+    /// recorded: nothing is answered by listing), oldest first.
+    pub fn approvals_for(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<PendingApproval>, OrchestratorError> {
+        let _ = self.store.flush();
+        let pending = self
+            .store
+            .pending_approvals()
+            .map_err(|e| OrchestratorError::Internal(e.to_string()))?;
+        let mut listed = Vec::new();
+        for approval in pending {
+            if listed.len() == LISTED_APPROVALS {
+                break;
+            }
+            let Ok(Some(session)) = self.store.get_session(&approval.session) else {
+                continue;
+            };
+            let identity = TaskIdentity {
+                principal: approval.requester.clone(),
+                profile: session.profile.clone(),
+                session: approval.session.clone(),
+                tool: approval.tool.clone(),
+            };
+            if !self
+                .policy
+                .authorize_approve(&caller.principal, &identity, &approval.task)
+                .allowed
+            {
+                continue;
+            }
+            let input = match self.store.get_task(&approval.session, &approval.task) {
+                Ok(Some(task)) => task.input,
+                _ => Value::Null,
+            };
+            listed.push(PendingApproval {
+                answer_at: format!(
+                    "/v1/sessions/{}/tasks/{}/approval",
+                    approval.session, approval.task
+                ),
+                task: approval.task,
+                session: approval.session,
+                tool: approval.tool,
+                requester: approval.requester,
+                input,
+                requested_at_ms: approval.requested_at_ms,
+                deadline_ms: approval.deadline_ms,
+            });
+        }
+        Ok(listed)
     }
 
     /// The approval of a task, for anyone who may see the task.

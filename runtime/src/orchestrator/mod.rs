@@ -15,7 +15,7 @@ mod tasks;
 mod tool_access;
 
 pub use crate::sidecar::{ChangeWatcher, DiskUsage, FileChanges, Snapshot, WorkspaceTracker};
-pub use approvals::ApprovalAnswer;
+pub use approvals::{ApprovalAnswer, PendingApproval};
 pub use disclosure::policy_status;
 pub use files::{FilesError, Transferred, Workspace, WorkspacePath};
 pub use listing::{Page, SessionFilter, TaskFilter};

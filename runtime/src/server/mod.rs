@@ -501,6 +501,7 @@ fn api_routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::cancel))
         .routes(routes!(tasks::answer_approval, tasks::get_approval))
+        .routes(routes!(tasks::list_approvals))
         .routes(routes!(files::get_file, files::put_file))
         .routes(routes!(files::get_tar, files::put_tar));
     let routes = api_doc::every_route_answers(routes, &[401, 408, 429]);

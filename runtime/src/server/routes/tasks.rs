@@ -1,5 +1,5 @@
 use super::{Body, blocking};
-use crate::orchestrator::{ApprovalAnswer, CreateTask};
+use crate::orchestrator::{ApprovalAnswer, CreateTask, PendingApproval};
 use crate::server::App;
 use crate::server::api_doc::errors;
 use crate::server::auth::Authed;
@@ -120,5 +120,20 @@ pub async fn get_approval(
 ) -> Result<impl IntoResponse, Problem> {
     Ok(Json(
         blocking(&app, move |o| o.get_approval(&caller, &session, &task)).await?,
+    ))
+}
+
+/// The approvals you may give
+///
+/// Tasks waiting for a person's approval that the caller's policy allows it to `approve`
+/// (oldest first, at most 1000), with what each would run: an approver's inbox.
+#[utoipa::path(get, path = "/v1/approvals", operation_id = "listApprovals", tag = "tasks",
+    responses((status = 200, description = "The pending approvals.", body = Vec<PendingApproval>)))]
+pub async fn list_approvals(
+    State(app): State<Arc<App>>,
+    Authed(caller): Authed,
+) -> Result<impl IntoResponse, Problem> {
+    Ok(Json(
+        blocking(&app, move |o| o.approvals_for(&caller)).await?,
     ))
 }
