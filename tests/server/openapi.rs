@@ -376,6 +376,10 @@ async fn every_documented_operation_answers_as_documented() {
     .await;
     let inbox = server.get(&approver, "/v1/approvals").await;
     assert_eq!(inbox.status(), StatusCode::OK);
+    let keyless = server
+        .send(server.client.get(server.url("/v1/approvals")))
+        .await;
+    problem(keyless, StatusCode::UNAUTHORIZED, "unauthorized").await;
     let answered = server
         .post(&approver, &approval, json!({"approve": true}))
         .await;
