@@ -127,6 +127,15 @@ async fn a_waiting_task_runs_once_an_approver_says_yes() {
     // Bad answers are refused with what to fix.
     let bad = answer(&server, &bob, &session, &task, json!({"approve": "yes"})).await;
     assert!(bad.status().is_client_error());
+    let escapes = answer(
+        &server,
+        &bob,
+        &session,
+        &task,
+        json!({"approve": false, "comment": "ok\u{1b}[2J\u{202e}"}),
+    )
+    .await;
+    problem(escapes, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
     let long = answer(
         &server,
         &bob,

@@ -295,6 +295,30 @@ async fn closing_the_session_ends_its_mcp_session_and_others_cannot_use_either()
         .await;
     assert_eq!(written["isError"], false, "{written}");
 
+    // A second MCP session bound to the same session, then ended: the first stays Alice's.
+    let mut second = McpClient::new(&server, &alice);
+    second.query = format!("session={session}");
+    second.initialize().await;
+    let ended = server
+        .client
+        .delete(server.url("/mcp"))
+        .bearer_auth(&alice)
+        .header("mcp-session-id", second.session.as_deref().unwrap())
+        .header("mcp-protocol-version", LEGACY)
+        .send()
+        .await
+        .unwrap();
+    assert!(ended.status().is_success());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(server.app.orchestrator.is_open(
+        &toolgate::orchestrator::Caller {
+            principal: "alice".into(),
+            profile: "developer".into(),
+            admin: false
+        },
+        &session
+    ));
+
     // Bob can neither use Alice's MCP session nor bind one to her session.
     let mut stolen = McpClient::new(&server, &bob);
     stolen.session = mcp.session.clone();
@@ -457,4 +481,45 @@ async fn bad_requests_get_clear_errors() {
     mcp.initialize().await;
     let (listed, _) = mcp.call("tools/list", json!({})).await;
     assert!(!tool_names(&listed["result"]).is_empty());
+}
+
+#[tokio::test]
+async fn a_principal_has_a_bounded_number_of_mcp_sessions() {
+    let server = Server::start_with(|c| c.mcp_max_sessions_per_principal = 2).await;
+    let key = server.key("erin", "developer");
+    let mut first = McpClient::new(&server, &key);
+    first.initialize().await;
+    let mut second = McpClient::new(&server, &key);
+    second.initialize().await;
+    let body = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}}});
+    let third = McpClient::new(&server, &key);
+    let refused = answer_of(third.post(&body).send().await.unwrap(), 0).await;
+    assert_eq!(
+        refused["error"]["data"]["code"], "too_many_sessions",
+        "{refused}"
+    );
+    // Another principal is not affected; ending one makes room again.
+    let other = server.key("frank", "developer");
+    McpClient::new(&server, &other).initialize().await;
+    let deleted = server
+        .client
+        .delete(server.url("/mcp"))
+        .bearer_auth(&key)
+        .header("mcp-session-id", first.session.as_deref().unwrap())
+        .header("mcp-protocol-version", LEGACY)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success());
+    let mut again = false;
+    for _ in 0..50 {
+        let answer = answer_of(third.post(&body).send().await.unwrap(), 0).await;
+        if answer.get("result").is_some() {
+            again = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(again, "no room after an MCP session ended");
 }

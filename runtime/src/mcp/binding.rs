@@ -7,8 +7,7 @@
 //! - A 2026-07-28 request has no MCP session: it names its toolgate session the same way, or
 //!   works in the one session its key shares among such requests, opened at the first need.
 
-use super::Shared;
-use crate::orchestrator::{Caller, CreateSession, OrchestratorError};
+use crate::orchestrator::Caller;
 use rmcp::ErrorData;
 use std::sync::{Arc, OnceLock};
 
@@ -28,6 +27,20 @@ pub struct Binding {
     pub session: String,
     /// The session was opened for the MCP session (and is closed with it).
     pub created: bool,
+    /// Tells apart MCP sessions bound to the same session.
+    pub instance: u64,
+}
+
+impl Binding {
+    pub fn new(principal: &str, session: String, created: bool) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self {
+            principal: principal.to_owned(),
+            session,
+            created,
+            instance: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
 }
 
 /// Where `initialize` leaves its binding for the gate, which learns the `Mcp-Session-Id` only
@@ -67,89 +80,9 @@ pub(super) fn caller_of(extensions: &rmcp::model::Extensions) -> Result<McpCalle
         .ok_or_else(|| ErrorData::invalid_request("the request carries no API key", None))
 }
 
-impl Shared {
-    /// The session a request or a new MCP session works in: the one it names (which must be
-    /// the caller's and open), else a new one (`initialize`) or the key's shared one
-    /// (stateless requests).
-    pub(super) async fn resolve(
-        &self,
-        who: &McpCaller,
-        named: Option<String>,
-        new_session: bool,
-    ) -> Result<Binding, ErrorData> {
-        let orchestrator = &self.orchestrator;
-        if let Some(session) = named {
-            return match orchestrator.get_session(&who.caller, &session) {
-                Ok(_) if orchestrator.is_open(&who.caller, &session) => Ok(Binding {
-                    principal: who.caller.principal.clone(),
-                    session,
-                    created: false,
-                }),
-                Ok(_) => Err(session_closed(&session)),
-                Err(_) => Err(ErrorData::invalid_params(
-                    format!("no session `{session}` of yours"),
-                    None,
-                )),
-            };
-        }
-        if new_session {
-            let session = self.open(who).await?;
-            return Ok(Binding {
-                principal: who.caller.principal.clone(),
-                session,
-                created: true,
-            });
-        }
-        // One opening at a time, so concurrent first requests of a key share one session.
-        let mut defaults = self.default_sessions.lock().await;
-        if let Some(session) = defaults.get(&who.key_id)
-            && orchestrator.is_open(&who.caller, session)
-        {
-            return Ok(Binding {
-                principal: who.caller.principal.clone(),
-                session: session.clone(),
-                created: false,
-            });
-        }
-        let session = self.open(who).await?;
-        defaults.insert(who.key_id.clone(), session.clone());
-        Ok(Binding {
-            principal: who.caller.principal.clone(),
-            session,
-            created: false,
-        })
-    }
-
-    /// A new session in the key's profile, with default resources.
-    async fn open(&self, who: &McpCaller) -> Result<String, ErrorData> {
-        match self
-            .orchestrator
-            .create_session(&who.caller, CreateSession::default())
-            .await
-        {
-            Ok(view) => Ok(view.id),
-            Err(error) => Err(refused_session(error)),
-        }
-    }
-}
-
 pub(super) fn session_closed(session: &str) -> ErrorData {
     ErrorData::invalid_request(
         format!("session {session} is closed; start a new MCP session"),
         Some(serde_json::json!({ "code": "session_closed", "session": session })),
-    )
-}
-
-/// Why no session could be opened for an MCP client, as a JSON-RPC error with toolgate's code.
-fn refused_session(error: OrchestratorError) -> ErrorData {
-    let code = match &error {
-        OrchestratorError::Forbidden { .. } => "forbidden",
-        OrchestratorError::Capacity { .. } => "capacity",
-        OrchestratorError::SidecarUnavailable(_) => "sidecar_unavailable",
-        _ => "internal",
-    };
-    ErrorData::invalid_request(
-        format!("cannot open a session: {error}"),
-        Some(serde_json::json!({ "code": code })),
     )
 }

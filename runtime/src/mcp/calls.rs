@@ -76,6 +76,8 @@ pub(super) async fn call(
     let finished = handle.finished();
     tokio::pin!(finished);
     let mut sent_progress = 0.0_f64;
+    // Whether the task's `task.completed` or `task.failed` was read: nothing of it follows.
+    let mut ended = false;
     let record = loop {
         tokio::select! {
             biased;
@@ -86,20 +88,19 @@ pub(super) async fn call(
             }
             delivery = next_event(&mut events) => {
                 let Some(event) = delivery else { events = None; continue };
+                ended |= is_end_of(&event, &task.id);
                 forward(&feedback, context, &task.id, &event, &mut sent_progress).await;
             }
         }
     };
     // The task's last events were published before it finished: send what is still unread,
     // up to its `task.completed` or `task.failed`.
-    if record.is_ok() {
+    if record.is_ok() && !ended {
         let drain = async {
             while let Some(event) = next_event(&mut events).await {
-                let ended = (event.name == EventName::TaskCompleted.as_str()
-                    || event.name == EventName::TaskFailed.as_str())
-                    && event.data.contains(task.id.as_str());
+                let last = is_end_of(&event, &task.id);
                 forward(&feedback, context, &task.id, &event, &mut sent_progress).await;
-                if ended {
+                if last {
                     break;
                 }
             }
@@ -126,6 +127,14 @@ async fn next_event(
             None => return None,
         }
     }
+}
+
+/// Whether `event` is task `task`'s last (`task.completed` or `task.failed`).
+fn is_end_of(event: &crate::events::Event, task: &str) -> bool {
+    (event.name == EventName::TaskCompleted.as_str()
+        || event.name == EventName::TaskFailed.as_str())
+        && serde_json::from_str::<Value>(&event.data)
+            .is_ok_and(|data| data["task"].as_str() == Some(task))
 }
 
 /// Sends one of the task's events to the client, as MCP has a word for it.

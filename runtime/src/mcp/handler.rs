@@ -1,11 +1,11 @@
 //! The MCP methods toolgate answers. rmcp makes one [`McpServer`] per MCP session (2025-11-25
 //! clients, from `initialize` on) and one per stateless request (2026-07-28 clients).
 
-use super::Shared;
 use super::binding::{
     Binding, BindingSlot, McpCaller, caller_of, requested_session, session_closed,
 };
 use super::calls::{self, Feedback};
+use super::shared::Shared;
 #[allow(deprecated)]
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, Implementation, InitializeRequestParams,

@@ -3,6 +3,7 @@
 //! same path as one over the HTTP API: policy gate, sandbox, limits, events, store.
 //!
 //! - `binding`: which toolgate session an MCP request works in, and who may use it;
+//! - `shared`: what every session and request shares (the bindings, the per-key sessions);
 //! - `handler`: the MCP methods (initialize, tools/list, tools/call, logging, subscriptions);
 //! - `calls`: one `tools/call` as a task, its progress and logs sent back as MCP notifications;
 //! - `tools`: toolgate's tools as MCP tool definitions.
@@ -13,16 +14,15 @@
 mod binding;
 mod calls;
 mod handler;
+mod shared;
 mod tools;
 
 pub use binding::{Binding, BindingSlot, McpCaller};
+pub use shared::Shared;
 
 use crate::orchestrator::Orchestrator;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{
-    SessionManager, StreamableHttpServerConfig, StreamableHttpService,
-};
-use std::collections::HashMap;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -38,26 +38,14 @@ pub struct McpConfig {
     pub allowed_origins: Vec<String>,
     /// The largest JSON-RPC body taken, in bytes.
     pub body_limit: usize,
+    /// MCP sessions (with a session opened for each) one principal may have open at once.
+    pub max_sessions_per_principal: usize,
 }
 
 /// The endpoint: the rmcp service to mount, and what the gate in front of it consults.
 pub struct Mcp {
     pub shared: Arc<Shared>,
     pub service: StreamableHttpService<handler::McpServer, LocalSessionManager>,
-}
-
-/// What every MCP session and request of the server shares.
-pub struct Shared {
-    orchestrator: Arc<Orchestrator>,
-    /// MCP sessions (2025-11-25 clients): their toolgate session and principal, by
-    /// `Mcp-Session-Id`.
-    bindings: Mutex<HashMap<String, Binding>>,
-    /// Stateless requests (2026-07-28 clients) that name no session share one toolgate
-    /// session per key, opened at their first need: by key id.
-    default_sessions: tokio::sync::Mutex<HashMap<String, String>>,
-    sessions: Arc<LocalSessionManager>,
-    /// Cancelled when the server stops.
-    stop: CancellationToken,
 }
 
 impl Mcp {
@@ -73,6 +61,8 @@ impl Mcp {
             default_sessions: tokio::sync::Mutex::default(),
             sessions: sessions.clone(),
             stop: stop.clone(),
+            opened: Mutex::default(),
+            max_per_principal: config.max_sessions_per_principal,
         });
         let mut rmcp_config = StreamableHttpServerConfig::default()
             .with_allowed_hosts(config.allowed_hosts)
@@ -91,76 +81,5 @@ impl Mcp {
             rmcp_config,
         );
         Self { shared, service }
-    }
-}
-
-impl Shared {
-    /// The toolgate session and principal of MCP session `mcp_session`, if it has one.
-    pub fn binding(&self, mcp_session: &str) -> Option<Binding> {
-        self.bindings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(mcp_session)
-            .cloned()
-    }
-
-    /// Records what `initialize` bound MCP session `mcp_session` to.
-    pub fn bind(&self, mcp_session: &str, binding: Binding) {
-        self.bindings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(mcp_session.to_owned(), binding);
-    }
-
-    /// Forgets MCP session `mcp_session` (its client deleted it, or its toolgate session
-    /// closed), answering what it was bound to.
-    pub fn unbind(&self, mcp_session: &str) -> Option<Binding> {
-        self.bindings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(mcp_session)
-    }
-
-    /// Ends MCP session `mcp_session` in rmcp too: its client's next request is answered 404
-    /// and it starts a new one.
-    pub async fn end(&self, mcp_session: &str) {
-        self.unbind(mcp_session);
-        let id: rmcp::transport::streamable_http_server::SessionId = mcp_session.into();
-        if let Err(error) = self.sessions.close_session(&id).await {
-            tracing::debug!(%error, "cannot close an MCP session");
-        }
-    }
-
-    /// An MCP session bound to `binding` ended: its record goes, and a session opened for it
-    /// is closed (on a blocking thread: closing waits for its cancelled tasks' last events).
-    fn ended(&self, binding: Binding) {
-        self.bindings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, bound| *bound != binding);
-        if !binding.created || self.stop.is_cancelled() {
-            return;
-        }
-        let orchestrator = self.orchestrator.clone();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn_blocking(move || {
-            // Sessions are looked up by their owner's principal alone.
-            let owner = crate::orchestrator::Caller {
-                principal: binding.principal.clone(),
-                profile: String::new(),
-                admin: false,
-            };
-            let _ = orchestrator.close_session(
-                &owner,
-                &binding.session,
-                crate::vocabulary::CloseReason::Deleted,
-            );
-        });
-    }
-
-    pub fn orchestrator(&self) -> &Arc<Orchestrator> {
-        &self.orchestrator
     }
 }

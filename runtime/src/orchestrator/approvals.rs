@@ -204,14 +204,22 @@ impl Orchestrator {
         task_id: &str,
         answer: ApprovalAnswer,
     ) -> Result<ApprovalRecord, OrchestratorError> {
-        if answer
-            .comment
-            .as_ref()
-            .is_some_and(|c| c.len() > MAX_COMMENT)
-        {
-            return Err(OrchestratorError::Invalid(format!(
-                "`comment` is longer than {MAX_COMMENT} bytes"
-            )));
+        if let Some(comment) = &answer.comment {
+            if comment.len() > MAX_COMMENT {
+                return Err(OrchestratorError::Invalid(format!(
+                    "`comment` is longer than {MAX_COMMENT} bytes"
+                )));
+            }
+            // It is shown to the requester (in a denial's reasons, over MCP): plain text only.
+            if comment
+                .chars()
+                .any(|c| (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c))
+            {
+                return Err(OrchestratorError::Invalid(
+                    "`comment` must be plain text: no control or bidirectional-override characters"
+                        .into(),
+                ));
+            }
         }
         let _ = self.store.flush();
         let approval = match self.store.get_approval(task_id) {
@@ -241,12 +249,16 @@ impl Orchestrator {
             "comment": answer.comment,
             "decision": decision_json,
         });
+        // Every answer is recorded; only an allowed one reaches the session's stream, which
+        // a principal who may not answer must not be able to write into.
         self.store.put_decision(session_id, Some(task_id), &record);
-        self.hub.publish(
-            session_id,
-            EventName::PolicyDecision,
-            json!({ "task": task_id, "action": "approve", "principal": caller.principal, "decision": decision_json }),
-        );
+        if decision.allowed {
+            self.hub.publish(
+                session_id,
+                EventName::PolicyDecision,
+                json!({ "task": task_id, "action": "approve", "principal": caller.principal, "decision": decision_json }),
+            );
+        }
         if !decision.allowed {
             return Err(OrchestratorError::Forbidden {
                 reasons: decision.explanation(),
@@ -455,6 +467,11 @@ impl Orchestrator {
     pub(super) fn waiter_for(&self, task: &str) -> tokio::sync::oneshot::Receiver<Outcome> {
         self.expect_answer(task)
     }
+}
+
+/// The characters that reorder displayed text (a comment could hide what it says).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 /// What a denied or expired approval says.

@@ -78,6 +78,7 @@ struct FileConfig {
     standby_demote_after_s: Option<u64>,
     mcp_allowed_hosts: Option<Vec<String>>,
     mcp_allowed_origins: Option<Vec<String>>,
+    mcp_max_sessions_per_principal: Option<usize>,
     approval_timeout_s: Option<u64>,
 }
 
@@ -230,6 +231,8 @@ pub struct ServeConfig {
     pub mcp_allowed_hosts: Vec<String>,
     /// `Origin` values `/mcp` accepts; a request with another `Origin` is refused with 403.
     pub mcp_allowed_origins: Vec<String>,
+    /// MCP sessions one principal may have open at once (each has a session opened for it).
+    pub mcp_max_sessions_per_principal: usize,
     /// How long a task waits for a person's approval before it is denied.
     pub approval_timeout: Duration,
 }
@@ -320,6 +323,7 @@ impl ServeConfig {
                     .map(String::from)
                     .to_vec()
             }),
+            mcp_max_sessions_per_principal: file.mcp_max_sessions_per_principal.unwrap_or(8).max(1),
             approval_timeout: Duration::from_secs(file.approval_timeout_s.unwrap_or(900)),
         };
         anyhow::ensure!(

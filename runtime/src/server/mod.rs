@@ -335,6 +335,7 @@ fn mcp_config(config: &ServeConfig) -> crate::mcp::McpConfig {
         allowed_hosts,
         allowed_origins: config.mcp_allowed_origins.clone(),
         body_limit: config.body_limit,
+        max_sessions_per_principal: config.mcp_max_sessions_per_principal,
     }
 }
 
