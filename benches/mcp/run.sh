@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # MCP `tools/call` against the same task over the plain API, in one run on one server:
 #   api        POST /v1/sessions/{id}/tasks {tool: echo.echo}
-#   mcp        POST /mcp tools/call echo.echo in a 2025-11-25 MCP session bound to that session
 #   stateless  POST /mcp tools/call echo.echo, 2026-07-28 (no MCP session), naming the session
-# The same load generator (oha) against each, on loopback, in turns (api, mcp, stateless,
-# repeated ROUNDS times) so that noise of the machine falls on all three alike.
+#   mcp        POST /mcp tools/call echo.echo in a 2025-11-25 MCP session bound to that session
+# The same load generator (oha) against each, on loopback, in turns repeated ROUNDS times so
+# that noise of the machine falls on all alike: throughput with CONNECTIONS connections (api,
+# stateless), then latency with one connection (api, stateless, mcp). oha sends the same body
+# every time, so the same JSON-RPC id: in one MCP session, requests in flight together must not
+# share an id (the answers would be mixed up), so the session mode is measured one at a time.
 #
 # Needs: oha on PATH (cargo install oha).
 # Usage: benches/mcp/run.sh [DURATION] [CONNECTIONS] [ROUNDS]   (defaults: 10s 32 2)
@@ -79,23 +82,31 @@ measure() {
 }
 for round in $(seq 1 "$rounds"); do
   measure api -d '{"tool":"echo.echo","input":{"a":1}}' "$base/v1/sessions/$session/tasks"
-  measure mcp -H "$accept" -H "mcp-session-id: $mcp_session" -H 'mcp-protocol-version: 2025-11-25' \
-    -d "$call" "$base/mcp"
   measure stateless -H "$accept" -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: tools/call' \
     -H 'mcp-name: echo.echo' -d "$stateless" "$base/mcp?session=$session"
+  connections=1
+  measure api1 -d '{"tool":"echo.echo","input":{"a":1}}' "$base/v1/sessions/$session/tasks"
+  measure stateless1 -H "$accept" -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: tools/call' \
+    -H 'mcp-name: echo.echo' -d "$stateless" "$base/mcp?session=$session"
+  measure mcp1 -H "$accept" -H "mcp-session-id: $mcp_session" -H 'mcp-protocol-version: 2025-11-25' \
+    -d "$call" "$base/mcp"
+  connections="${2:-32}"
 done
 
-python3 - "$work" "$rounds" <<'PY'
+python3 - "$work" "$rounds" "$connections" <<'PY'
 import json, sys
-work, rounds = sys.argv[1], int(sys.argv[2])
-for round in range(1, rounds + 1):
-    line = []
-    for name in ("api", "mcp", "stateless"):
+work, rounds, connections = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def line(names):
+    out = []
+    for name in names:
         report = json.load(open(f"{work}/{name}-{round}.json"))
         summary, lat = report["summary"], report["latencyPercentiles"]
         codes = report.get("statusCodeDistribution", {})
         bad = sum(n for code, n in codes.items() if code != "200")
-        line.append(f"{name} {summary['requestsPerSec']:.0f} req/s (p50 {lat['p50']*1e3:.2f} ms, "
-                    f"p99 {lat['p99']*1e3:.2f} ms{', ' + str(bad) + ' not 200' if bad else ''})")
-    print(f"round {round}: " + "; ".join(line))
+        out.append(f"{name.rstrip('1')} {summary['requestsPerSec']:.0f} req/s (p50 {lat['p50']*1e3:.2f} ms, "
+                   f"p99 {lat['p99']*1e3:.2f} ms{', ' + str(bad) + ' not 200' if bad else ''})")
+    return "; ".join(out)
+for round in range(1, rounds + 1):
+    print(f"round {round}, {connections} connections: " + line(["api", "stateless"]))
+    print(f"round {round}, 1 connection: " + line(["api1", "stateless1", "mcp1"]))
 PY
