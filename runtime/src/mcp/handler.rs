@@ -136,7 +136,14 @@ impl ServerHandler for McpServer {
             Some(parts) => requested_session(parts)?,
             None => None,
         };
-        let binding = self.shared.resolve(&who, named, true).await?;
+        self.shared.count_new_session(&who.caller.principal)?;
+        let binding = match self.shared.resolve(&who, named, true).await {
+            Ok(binding) => binding,
+            Err(error) => {
+                self.shared.uncount_session(&who.caller.principal);
+                return Err(error);
+            }
+        };
         // The gate records the binding under the Mcp-Session-Id rmcp answers with.
         if let Some(slot) = parts.and_then(|p| p.extensions.get::<BindingSlot>()) {
             let _ = slot.0.set(binding.clone());

@@ -38,7 +38,7 @@ pub struct McpConfig {
     pub allowed_origins: Vec<String>,
     /// The largest JSON-RPC body taken, in bytes.
     pub body_limit: usize,
-    /// MCP sessions (with a session opened for each) one principal may have open at once.
+    /// MCP sessions one principal may have open at once.
     pub max_sessions_per_principal: usize,
 }
 

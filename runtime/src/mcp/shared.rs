@@ -22,7 +22,7 @@ pub struct Shared {
     pub(super) sessions: Arc<LocalSessionManager>,
     /// Cancelled when the server stops.
     pub(super) stop: CancellationToken,
-    /// MCP sessions with a session opened for them, by principal.
+    /// Open MCP sessions, by principal.
     pub(super) opened: Mutex<HashMap<String, usize>>,
     pub(super) max_per_principal: usize,
 }
@@ -71,11 +71,8 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, bound| bound.instance != binding.instance);
-        if !binding.created {
-            return;
-        }
         self.uncount_session(&binding.principal);
-        if self.stop.is_cancelled() {
+        if !binding.created || self.stop.is_cancelled() {
             return;
         }
         let orchestrator = self.orchestrator.clone();
@@ -126,14 +123,8 @@ impl Shared {
             };
         }
         if new_session {
-            self.count_new_session(&who.caller.principal)?;
-            return match self.open(who).await {
-                Ok(session) => Ok(Binding::new(&who.caller.principal, session, true)),
-                Err(error) => {
-                    self.uncount_session(&who.caller.principal);
-                    Err(error)
-                }
-            };
+            let session = self.open(who).await?;
+            return Ok(Binding::new(&who.caller.principal, session, true));
         }
         // One opening at a time, so concurrent first requests of a key share one session.
         let mut defaults = self.default_sessions.lock().await;
@@ -147,18 +138,18 @@ impl Shared {
         Ok(Binding::new(&who.caller.principal, session, false))
     }
 
-    /// Takes one of the principal's places for MCP sessions with sessions opened for them, or
-    /// says there is none left: each `initialize` opens a session, and one principal must not
-    /// take the server's every place by never closing them.
-    fn count_new_session(&self, principal: &str) -> Result<(), ErrorData> {
+    /// Takes one of the principal's places for MCP sessions, or says there is none left: an
+    /// MCP session lives (and may hold a session opened for it) until deleted or idle, and one
+    /// principal must not take the server's every place by never closing them.
+    pub(super) fn count_new_session(&self, principal: &str) -> Result<(), ErrorData> {
         let mut open = self.opened.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(principal.to_owned()).or_default();
         if *count >= self.max_per_principal {
             return Err(ErrorData::invalid_request(
                 format!(
                     "`{principal}` has {count} MCP sessions open, the most a principal may \
-                     (mcp_max_sessions_per_principal); end one (DELETE /mcp) or name an open \
-                     session with ?session="
+                     (mcp_max_sessions_per_principal); end one (DELETE /mcp with its \
+                     Mcp-Session-Id; an unused one ends after 5 minutes idle)"
                 ),
                 Some(serde_json::json!({ "code": "too_many_sessions" })),
             ));
@@ -167,7 +158,7 @@ impl Shared {
         Ok(())
     }
 
-    fn uncount_session(&self, principal: &str) {
+    pub(super) fn uncount_session(&self, principal: &str) {
         let mut open = self.opened.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(count) = open.get_mut(principal) {
             *count = count.saturating_sub(1);

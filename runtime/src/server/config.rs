@@ -231,7 +231,7 @@ pub struct ServeConfig {
     pub mcp_allowed_hosts: Vec<String>,
     /// `Origin` values `/mcp` accepts; a request with another `Origin` is refused with 403.
     pub mcp_allowed_origins: Vec<String>,
-    /// MCP sessions one principal may have open at once (each has a session opened for it).
+    /// MCP sessions one principal may have open at once.
     pub mcp_max_sessions_per_principal: usize,
     /// How long a task waits for a person's approval before it is denied.
     pub approval_timeout: Duration,
