@@ -523,3 +523,55 @@ async fn a_principal_has_a_bounded_number_of_mcp_sessions() {
     }
     assert!(again, "no room after an MCP session ended");
 }
+
+#[tokio::test]
+async fn installing_a_plugin_tells_mcp_clients_their_tool_list_changed() {
+    let server = Server::start().await;
+    let key = server.key("gina", "developer");
+    let mut mcp = McpClient::new(&server, &key);
+    mcp.initialize().await;
+    let (before, _) = mcp.call("tools/list", json!({})).await;
+    assert!(!tool_names(&before["result"]).contains(&"echo.echo".to_owned()));
+    let stream = server
+        .client
+        .get(server.url("/mcp"))
+        .bearer_auth(&key)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", mcp.session.as_deref().unwrap())
+        .header("mcp-protocol-version", LEGACY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let upload = server
+        .send(
+            server
+                .client
+                .put(server.url("/v1/plugins/echo"))
+                .bearer_auth(&server.admin)
+                .header("content-type", "application/wasm")
+                .body(std::fs::read(artifact("echo")).unwrap()),
+        )
+        .await;
+    assert_eq!(upload.status(), StatusCode::CREATED);
+    let mut body = stream.bytes_stream();
+    let mut seen = String::new();
+    let changed = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        use futures_util::StreamExt;
+        while let Some(Ok(chunk)) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("notifications/tools/list_changed") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(changed, Ok(true), "{seen}");
+    // The list is made again: the new plugin's tool, which developers may not run, stays out;
+    // the tools they may run are still there.
+    let (after, _) = mcp.call("tools/list", json!({})).await;
+    let names = tool_names(&after["result"]);
+    assert!(names.contains(&"fs.read".to_owned()), "{names:?}");
+    assert!(!names.contains(&"echo.echo".to_owned()), "{names:?}");
+}
