@@ -7,6 +7,7 @@
 //! - [`task`]: the path of one task through the policy gate into the sandbox;
 //! - [`confined`]: host-side walks and deletions of a workspace, by file descriptor.
 
+pub mod agents;
 pub mod cli;
 pub mod confined;
 pub mod events;

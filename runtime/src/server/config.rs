@@ -79,6 +79,8 @@ struct FileConfig {
     mcp_allowed_hosts: Option<Vec<String>>,
     mcp_allowed_origins: Option<Vec<String>>,
     mcp_max_sessions_per_principal: Option<usize>,
+    #[serde(default)]
+    model_providers: Vec<crate::agents::ProviderConfig>,
     approval_timeout_s: Option<u64>,
 }
 
@@ -235,6 +237,8 @@ pub struct ServeConfig {
     pub mcp_max_sessions_per_principal: usize,
     /// How long a task waits for a person's approval before it is denied.
     pub approval_timeout: Duration,
+    /// Model providers agent runs may call (`[[model_providers]]`).
+    pub model_providers: Vec<crate::agents::ProviderConfig>,
 }
 
 impl ServeConfig {
@@ -325,7 +329,19 @@ impl ServeConfig {
             }),
             mcp_max_sessions_per_principal: file.mcp_max_sessions_per_principal.unwrap_or(8).max(1),
             approval_timeout: Duration::from_secs(file.approval_timeout_s.unwrap_or(900)),
+            model_providers: file.model_providers,
         };
+        let mut provider_names = std::collections::HashSet::new();
+        for provider in &config.model_providers {
+            provider
+                .check()
+                .map_err(|e| anyhow::anyhow!("[[model_providers]]: {e}"))?;
+            anyhow::ensure!(
+                provider_names.insert(provider.name.as_str()),
+                "[[model_providers]]: the name `{}` is used twice",
+                provider.name
+            );
+        }
         anyhow::ensure!(
             !config.mcp_allowed_hosts.is_empty(),
             "mcp_allowed_hosts must name at least one host (or be [\"*\"] to serve any Host header)"
@@ -622,6 +638,36 @@ mod tests {
 
     fn error(toml: &str, token: &str) -> String {
         resolve(toml, token).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn model_providers_resolve_and_bad_ones_are_refused_with_the_reason() {
+        let entry = |name: &str, kind: &str, url: &str| {
+            format!(
+                "[[model_providers]]\nname = \"{name}\"\nkind = \"{kind}\"\nbase_url = \"{url}\"\nmodels = [\"m\"]\napi_key_secret = \"k\"\n"
+            )
+        };
+        let two = format!(
+            "{}{}",
+            entry("openai", "openai", "https://api.openai.com/v1"),
+            entry("claude", "anthropic", "https://api.anthropic.com")
+        );
+        let config = resolve(&two, TOKEN).unwrap();
+        let names: Vec<&str> = config
+            .model_providers
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["openai", "claude"]);
+        let twice = format!(
+            "{}{}",
+            entry("a", "openai", "http://x"),
+            entry("a", "openai", "http://y")
+        );
+        assert!(error(&twice, TOKEN).contains("used twice"));
+        assert!(error(&entry("a", "gemini", "http://x"), TOKEN).contains("unknown variant"));
+        assert!(error(&entry("a", "openai", "file:///x"), TOKEN).contains("base_url"));
+        assert!(error(&entry("A!", "openai", "http://x"), TOKEN).contains("name"));
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct App {
     pub connections: Arc<ConnectionStats>,
     /// The MCP endpoint, `/mcp`.
     pub mcp: crate::mcp::Mcp,
+    /// The model providers of the config, their keys resolved.
+    pub providers: Arc<crate::agents::Providers>,
     /// Requests each principal has in flight.
     pub in_flight: in_flight::InFlight,
     /// Held while the server runs: no second server on the same data directory. Let go
@@ -205,6 +207,11 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         catalog.add_uploads(&uploaded)?;
     }
     let secrets = SecretStore::from_env_and_file(config.secrets_file.as_deref())?;
+    // Each provider's key is read now: a missing secret stops the start, not a run later.
+    let providers = Arc::new(
+        crate::agents::Providers::new(&config.model_providers, &secrets)
+            .map_err(|e| anyhow::anyhow!("[[model_providers]]: {e}"))?,
+    );
     let hub_config = HubConfig {
         buffer: config.event_buffer,
         ..HubConfig::default()
@@ -314,6 +321,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         pooling,
         shutdown,
         mcp,
+        providers,
         known_principals: Mutex::default(),
         admin_key_file,
         connections,
