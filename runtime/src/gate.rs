@@ -35,7 +35,20 @@ pub enum CapabilityRequest {
     UseModel {
         provider: String,
         model: Option<String>,
+        /// Within an agent run: the run and what it used so far.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run: Option<RunUse>,
     },
+}
+
+/// What an agent run used before a model call, as policies see it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RunUse {
+    pub run: String,
+    /// Model calls made so far.
+    pub calls: u64,
+    /// Prompt and completion tokens so far.
+    pub tokens: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

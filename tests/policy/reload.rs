@@ -150,6 +150,10 @@ fn duplicate_ids_bad_annotations_and_bad_entities_are_reported() {
 @id("same") permit (principal, action == Action::"use_model", resource);
 @id("lim") @fuel("lots") permit (principal, action == Action::"invoke", resource);
 @id("forbid-lim") @fuel("5") forbid (principal, action == Action::"invoke", resource);
+@id("calls") @model_calls("-1") permit (principal, action == Action::"use_model", resource);
+@id("forbid-tokens") @tokens_per_run("9") forbid (principal, action == Action::"use_model", resource);
+@id("ask") @approval("maybe") permit (principal, action == Action::"invoke", resource);
+@id("forbid-ask") @approval("required") forbid (principal, action == Action::"invoke", resource);
 "#;
     let dir = policy_dir(
         policies,
@@ -162,5 +166,15 @@ fn duplicate_ids_bad_annotations_and_bad_entities_are_reported() {
     assert!(text.contains("policy id `same` is also used"), "{text}");
     assert!(text.contains("@fuel(\"lots\")"), "{text}");
     assert!(text.contains("only apply to permit"), "{text}");
+    assert!(text.contains("@model_calls(\"-1\")"), "{text}");
+    assert!(text.contains("model limit annotations"), "{text}");
+    assert!(
+        text.contains("@approval(\"maybe\") must be @approval(\"required\")"),
+        "{text}"
+    );
+    assert!(
+        text.contains("@approval only applies to permit policies"),
+        "{text}"
+    );
     assert!(text.contains("entities.json"), "{text}");
 }

@@ -191,6 +191,7 @@ impl Orchestrator {
             let asked = CapabilityRequest::UseModel {
                 provider: provider.clone(),
                 model: None,
+                run: None,
             };
             checks.push(self.capability_check(
                 "model_provider",

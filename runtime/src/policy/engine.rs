@@ -83,6 +83,10 @@ pub struct PolicyDecision {
     /// policy allows; the task got the policy's.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub capped: Vec<String>,
+    /// For allowed model calls: the limits on the run's model calls the determining permits set.
+    #[serde(skip_serializing_if = "super::ModelLimits::is_empty")]
+    #[schema(required = false)]
+    pub model_limits: super::ModelLimits,
     /// Allowed, once a person approves: a determining permit says `@approval("required")`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     #[schema(required = false)]
@@ -386,6 +390,7 @@ impl PolicyEngine {
                 policy_limits: None,
                 capped: Vec::new(),
                 approval_required: false,
+                model_limits: super::ModelLimits::default(),
             },
         };
         decision.policy_version = snapshot.version.clone();
@@ -446,6 +451,14 @@ impl PolicyEngine {
         let reasons: Vec<cedar_policy::PolicyId> =
             response.diagnostics().reason().cloned().collect();
         let approval_required = allowed && reasons.iter().any(|id| snapshot.requires_approval(id));
+        let model_limits = if allowed {
+            reasons
+                .iter()
+                .filter_map(|id| snapshot.model_limits_of(id))
+                .fold(super::ModelLimits::default(), |a, b| a.tightest(*b))
+        } else {
+            super::ModelLimits::default()
+        };
         let limits = if allowed {
             reasons
                 .iter()
@@ -473,6 +486,7 @@ impl PolicyEngine {
         Ok(PolicyDecision {
             allowed,
             approval_required,
+            model_limits,
             messages,
             policy_limits: None,
             capped: Vec::new(),

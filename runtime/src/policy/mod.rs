@@ -9,6 +9,7 @@ mod errors;
 mod index;
 mod limits;
 mod locations;
+pub(crate) mod model_limits;
 mod runtime_entities;
 mod snapshot;
 mod sources;
@@ -24,6 +25,7 @@ pub use crate::gate::{
     AllowAll, CapabilityRequest, ConnectRequest, Decision, DecisionRecord, Gate,
 };
 pub use limits::PolicyLimits;
+pub use model_limits::ModelLimits;
 pub use snapshot::{Action, PolicySnapshot, principal_entity, tool_entity};
 pub use sources::PolicySources;
 pub use task_gate::{ResourceRequest, TaskGate, TaskIdentity};

@@ -94,6 +94,8 @@ pub struct PolicySnapshot {
     limits: HashMap<PolicyId, PolicyLimits>,
     /// Permits annotated `@approval("required")`: what they allow waits for a person.
     approvals: std::collections::HashSet<PolicyId>,
+    /// What `@model_calls`, `@tokens_per_call` and `@tokens_per_run` say, by permit.
+    model_limits: HashMap<PolicyId, super::ModelLimits>,
     sources: PolicySources,
     /// The runtime entity registrations this snapshot was built with.
     pub(crate) registered: Arc<BTreeSet<String>>,
@@ -122,6 +124,7 @@ impl PolicySnapshot {
         let mut first_use: HashMap<String, String> = HashMap::new();
         let mut limits = HashMap::new();
         let mut approvals = std::collections::HashSet::new();
+        let mut model_limits = HashMap::new();
         for (index, file) in sources.policies.iter().enumerate() {
             let located = sources.locate(&file.name);
             let parsed = match PolicySet::from_str(&file.text) {
@@ -191,6 +194,30 @@ impl PolicySnapshot {
                     }
                     Ok(found) => {
                         limits.insert(policy.id().clone(), found);
+                    }
+                    Err((key, message)) => {
+                        problems.push(at(spans.annotation(&parsed_id, key), &id, &message))
+                    }
+                }
+                match super::ModelLimits::from_annotations(&policy) {
+                    Ok(found) if found.is_empty() => {}
+                    Ok(_) if policy.effect() == Effect::Forbid => {
+                        let first = super::model_limits::MODEL_LIMIT_ANNOTATIONS
+                            .iter()
+                            .find(|key| policy.annotation(key).is_some())
+                            .copied()
+                            .unwrap_or("model_calls");
+                        problems.push(at(
+                            spans.annotation(&parsed_id, first),
+                            &id,
+                            &format!(
+                                "model limit annotations ({}) only apply to permit policies",
+                                super::model_limits::MODEL_LIMIT_ANNOTATIONS.join(", ")
+                            ),
+                        ))
+                    }
+                    Ok(found) => {
+                        model_limits.insert(policy.id().clone(), found);
                     }
                     Err((key, message)) => {
                         problems.push(at(spans.annotation(&parsed_id, key), &id, &message))
@@ -289,6 +316,7 @@ impl PolicySnapshot {
             file_entities,
             limits,
             approvals,
+            model_limits,
             sources,
             registered: Arc::default(),
         })
@@ -314,6 +342,7 @@ impl PolicySnapshot {
             file_entities: self.file_entities.clone(),
             limits: self.limits.clone(),
             approvals: self.approvals.clone(),
+            model_limits: self.model_limits.clone(),
             sources: self.sources.clone(),
             registered: self.registered.clone(),
         })
@@ -337,6 +366,11 @@ impl PolicySnapshot {
         resource: &EntityUid,
     ) -> Arc<PolicySet> {
         self.by_action[&action].candidates(principal, resource, &self.entities)
+    }
+
+    /// The model-call limits a permit's annotations set, if any.
+    pub fn model_limits_of(&self, id: &PolicyId) -> Option<&super::ModelLimits> {
+        self.model_limits.get(id)
     }
 
     /// Whether what permit `id` allows waits for a person's approval.

@@ -205,9 +205,18 @@ impl TaskGate {
                 };
                 (action, ("Path", path.clone()))
             }
-            CapabilityRequest::UseModel { provider, model } => {
+            CapabilityRequest::UseModel {
+                provider,
+                model,
+                run,
+            } => {
                 if let Some(model) = model {
                     context.insert("model".into(), model.clone().into());
+                }
+                if let Some(run) = run {
+                    context.insert("run".into(), run.run.clone().into());
+                    context.insert("calls".into(), run.calls.into());
+                    context.insert("tokens".into(), run.tokens.into());
                 }
                 (Action::UseModel, ("ModelProvider", provider.clone()))
             }
