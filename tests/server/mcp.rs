@@ -104,6 +104,19 @@ impl<'a> McpClient<'a> {
         (answer.into_iter().next().expect("an answer"), notes)
     }
 
+    /// `DELETE /mcp`: ends the MCP session.
+    pub async fn end(&self) -> reqwest::Response {
+        self.server
+            .client
+            .delete(self.server.url("/mcp"))
+            .bearer_auth(&self.key)
+            .header("mcp-session-id", self.session.as_deref().unwrap())
+            .header("mcp-protocol-version", LEGACY)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn tool(&mut self, name: &str, arguments: Value) -> Value {
         let (answer, _) = self
             .call("tools/call", json!({"name": name, "arguments": arguments}))
@@ -252,15 +265,7 @@ async fn an_mcp_session_lists_what_policy_allows_and_runs_each_call_as_a_task() 
     assert_eq!(unknown["error"]["data"]["code"], "unknown_tool");
 
     // Closing the MCP session closes the session opened for it.
-    let deleted = server
-        .client
-        .delete(server.url("/mcp"))
-        .bearer_auth(&key)
-        .header("mcp-session-id", mcp.session.as_deref().unwrap())
-        .header("mcp-protocol-version", LEGACY)
-        .send()
-        .await
-        .unwrap();
+    let deleted = mcp.end().await;
     assert!(deleted.status().is_success(), "{}", deleted.status());
     let mut state = String::new();
     for _ in 0..100 {
@@ -299,15 +304,7 @@ async fn closing_the_session_ends_its_mcp_session_and_others_cannot_use_either()
     let mut second = McpClient::new(&server, &alice);
     second.query = format!("session={session}");
     second.initialize().await;
-    let ended = server
-        .client
-        .delete(server.url("/mcp"))
-        .bearer_auth(&alice)
-        .header("mcp-session-id", second.session.as_deref().unwrap())
-        .header("mcp-protocol-version", LEGACY)
-        .send()
-        .await
-        .unwrap();
+    let ended = second.end().await;
     assert!(ended.status().is_success());
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(server.app.orchestrator.is_open(
@@ -502,15 +499,7 @@ async fn a_principal_has_a_bounded_number_of_mcp_sessions() {
     // Another principal is not affected; ending one makes room again.
     let other = server.key("frank", "developer");
     McpClient::new(&server, &other).initialize().await;
-    let deleted = server
-        .client
-        .delete(server.url("/mcp"))
-        .bearer_auth(&key)
-        .header("mcp-session-id", first.session.as_deref().unwrap())
-        .header("mcp-protocol-version", LEGACY)
-        .send()
-        .await
-        .unwrap();
+    let deleted = first.end().await;
     assert!(deleted.status().is_success());
     let mut again = false;
     for _ in 0..50 {

@@ -196,8 +196,9 @@ impl Orchestrator {
     }
 
     /// Answers the approval task `task_id` of session `session_id` waits for, as `caller`.
-    /// Decided by the `approve` action; the decision and the answer are recorded.
-    pub async fn answer_approval(
+    /// Decided by the `approve` action; the decision and the answer are recorded. Blocking
+    /// (store writes): callers run it off the async workers.
+    pub fn answer_approval(
         &self,
         caller: &Caller,
         session_id: &str,

@@ -6,6 +6,32 @@ use serde::Serialize;
 
 pub const LIMIT_ANNOTATIONS: [&str; 4] = ["fuel", "memory_mb", "timeout_ms", "output_kb"];
 
+/// The value of annotation `@key("N")` on `policy`, a positive whole number, if it is there;
+/// on a bad value, which annotation and why.
+pub(super) fn positive_annotation(
+    policy: &Policy,
+    key: &'static str,
+) -> Result<Option<u64>, (&'static str, String)> {
+    match policy.annotation(key) {
+        None => Ok(None),
+        Some(text) => match text.trim().parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err((
+                key,
+                format!("@{key}(\"{text}\") must be a positive whole number"),
+            )),
+        },
+    }
+}
+
+/// The tighter of two bounds (`None`: unbounded).
+pub(super) fn tighter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The limits one or more permits set. `None`: that permit does not bound it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PolicyLimits {
@@ -27,18 +53,7 @@ impl PolicyLimits {
     /// Reads `@fuel("N")`, `@memory_mb("N")`, `@timeout_ms("N")`, `@output_kb("N")`.
     /// On a bad value: which annotation, and why.
     pub fn from_annotations(policy: &Policy) -> Result<Self, (&'static str, String)> {
-        let read = |key: &'static str| -> Result<Option<u64>, (&'static str, String)> {
-            match policy.annotation(key) {
-                None => Ok(None),
-                Some(text) => match text.trim().parse::<u64>() {
-                    Ok(n) if n > 0 => Ok(Some(n)),
-                    _ => Err((
-                        key,
-                        format!("@{key}(\"{text}\") must be a positive whole number"),
-                    )),
-                },
-            }
-        };
+        let read = |key| positive_annotation(policy, key);
         Ok(Self {
             fuel: read("fuel")?,
             memory_mb: read("memory_mb")?,
@@ -53,12 +68,7 @@ impl PolicyLimits {
 
     /// The tighter of the two on every bound.
     pub fn tightest(self, other: PolicyLimits) -> PolicyLimits {
-        fn min(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-            match (a, b) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        }
+        let min = tighter;
         PolicyLimits {
             fuel: min(self.fuel, other.fuel),
             memory_mb: min(self.memory_mb, other.memory_mb),

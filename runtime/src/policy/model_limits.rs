@@ -25,18 +25,7 @@ pub struct ModelLimits {
 impl ModelLimits {
     /// Reads the annotations; on a bad value, which annotation and why.
     pub fn from_annotations(policy: &Policy) -> Result<Self, (&'static str, String)> {
-        let read = |key: &'static str| -> Result<Option<u64>, (&'static str, String)> {
-            match policy.annotation(key) {
-                None => Ok(None),
-                Some(text) => match text.trim().parse::<u64>() {
-                    Ok(n) if n > 0 => Ok(Some(n)),
-                    _ => Err((
-                        key,
-                        format!("@{key}(\"{text}\") must be a positive whole number"),
-                    )),
-                },
-            }
-        };
+        let read = |key| super::limits::positive_annotation(policy, key);
         Ok(Self {
             model_calls: read("model_calls")?,
             tokens_per_call: read("tokens_per_call")?,
@@ -50,12 +39,7 @@ impl ModelLimits {
 
     /// The tighter of the two on every bound.
     pub fn tightest(self, other: ModelLimits) -> ModelLimits {
-        fn min(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-            match (a, b) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        }
+        let min = super::limits::tighter;
         ModelLimits {
             model_calls: min(self.model_calls, other.model_calls),
             tokens_per_call: min(self.tokens_per_call, other.tokens_per_call),

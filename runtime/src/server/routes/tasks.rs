@@ -95,15 +95,12 @@ pub async fn answer_approval(
     Path((session, task)): Path<(String, String)>,
     Body(answer): Body<ApprovalAnswer>,
 ) -> Result<impl IntoResponse, Problem> {
-    // On a task of its own: the answer is recorded even if the client hangs up.
-    let orchestrator = app.orchestrator.clone();
-    let answered = tokio::spawn(async move {
-        orchestrator
-            .answer_approval(&caller, &session, &task, answer)
-            .await
+    // On a blocking thread, which runs to its end: the answer is recorded even if the client
+    // hangs up.
+    let answered = blocking(&app, move |o| {
+        o.answer_approval(&caller, &session, &task, answer)
     })
-    .await
-    .map_err(|e| Problem::internal(format!("answering the approval failed: {e}")))??;
+    .await?;
     Ok(Json(answered))
 }
 
