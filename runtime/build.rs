@@ -28,9 +28,12 @@ const ARTIFACTS: &[&str] = &[
     "bad_schema",
     "webhook",
     "hostile_driver",
+    "tool_loop",
 ];
 /// Host drivers bundled into the `toolgate` binary.
 const BUNDLED_DRIVERS: &[&str] = &["webhook"];
+/// Agents bundled into the `toolgate` binary (addressed with `-` for `_`: `tool-loop`).
+const BUNDLED_AGENTS: &[&str] = &["tool_loop"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
@@ -46,6 +49,7 @@ fn main() {
         "sdk",
         "tools",
         "drivers",
+        "agents",
         "testing",
     ] {
         println!("cargo:rerun-if-changed={}", plugins.join(watched).display());
@@ -73,6 +77,13 @@ fn main() {
         BUNDLED_DRIVERS,
         &release,
     );
+    bundle(
+        &mut generated,
+        "Agent components",
+        "BUNDLED_AGENTS",
+        BUNDLED_AGENTS,
+        &release,
+    );
     std::fs::write(out_dir.join("bundled_plugins.rs"), generated).unwrap();
 
     for name in ARTIFACTS {
@@ -94,9 +105,11 @@ fn bundle(generated: &mut String, what: &str, constant: &str, names: &[&str], re
     writeln!(generated, "pub const {constant}: &[(&str, &[u8])] = &[").unwrap();
     for name in names {
         let path = artifact(release, name);
+        // Addressed as users write them: `tool-loop` for the artifact `tool_loop`.
+        let addressed = name.replace('_', "-");
         writeln!(
             generated,
-            "    ({name:?}, include_bytes!({:?})),",
+            "    ({addressed:?}, include_bytes!({:?})),",
             path.display().to_string()
         )
         .unwrap();

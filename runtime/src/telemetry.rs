@@ -48,6 +48,9 @@ pub struct Metrics {
     fuel: Counter<u64>,
     rate_limited: Counter<u64>,
     http_requests: Counter<u64>,
+    runs: Counter<u64>,
+    model_calls: Counter<u64>,
+    model_tokens: Counter<u64>,
     /// Observed on every scrape; kept alive with the provider.
     _gauges: Vec<ObservableGauge<u64>>,
     _observed_counters: Vec<ObservableCounter<u64>>,
@@ -235,9 +238,53 @@ impl Metrics {
                     "HTTP requests answered, by route template, method and status class",
                 )
                 .build(),
+            runs: meter
+                .u64_counter("toolgate.runs")
+                .with_description("Finished agent runs by agent and outcome")
+                .build(),
+            model_calls: meter
+                .u64_counter("toolgate.model.calls")
+                .with_description("Model calls of agent runs by provider, model and outcome")
+                .build(),
+            model_tokens: meter
+                .u64_counter("toolgate.model.tokens")
+                .with_description("Tokens of model calls by provider, model and kind (prompt, completion)")
+                .build(),
             registry,
             _provider: provider,
         })
+    }
+
+    pub fn run_finished(&self, agent: &str, outcome: &str) {
+        self.runs.add(
+            1,
+            &[
+                KeyValue::new("agent", agent.to_owned()),
+                KeyValue::new("outcome", outcome.to_owned()),
+            ],
+        );
+    }
+
+    /// One model call: `outcome` is `ok` or the model error's kind; tokens when it answered.
+    pub fn model_call(&self, provider: &str, model: &str, outcome: &str, tokens: Option<(u64, u64)>) {
+        let provider = KeyValue::new("provider", provider.to_owned());
+        let model = KeyValue::new("model", model.to_owned());
+        self.model_calls.add(
+            1,
+            &[
+                provider.clone(),
+                model.clone(),
+                KeyValue::new("outcome", outcome.to_owned()),
+            ],
+        );
+        if let Some((prompt, completion)) = tokens {
+            for (kind, n) in [("prompt", prompt), ("completion", completion)] {
+                self.model_tokens.add(
+                    n,
+                    &[provider.clone(), model.clone(), KeyValue::new("kind", kind)],
+                );
+            }
+        }
     }
 
     pub fn task_finished(&self, outcome: &str, seconds: f64, fuel: u64) {

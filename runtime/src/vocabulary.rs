@@ -137,6 +137,28 @@ impl TaskState {
 }
 
 vocabulary! {
+    /// Where an agent run is: `queued → running → completed | failed | cancelled | interrupted`.
+    RunState ("run state") {
+        /// Waiting for a place among the runs that may go at once.
+        Queued = "queued",
+        Running = "running",
+        /// The agent gave its final answer.
+        Completed = "completed",
+        Failed = "failed",
+        Cancelled = "cancelled",
+        /// The server stopped while the run was queued or running.
+        Interrupted = "interrupted",
+    }
+}
+
+impl RunState {
+    /// Whether the run is over (its record will not change again).
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+vocabulary! {
     /// Where an approval is: `pending`, then answered or ended.
     ApprovalState ("approval state") {
         Pending = "pending",
@@ -186,6 +208,10 @@ vocabulary! {
         HostLost = "host_lost",
         /// The server stopped while the task was queued or running.
         Interrupted = "interrupted",
+        /// An agent run used up a step, model-call, tool-call or token budget.
+        BudgetExhausted = "budget_exhausted",
+        /// An agent ended its run with a failure of its own.
+        AgentFailed = "agent_failed",
     }
 }
 
@@ -208,6 +234,20 @@ vocabulary! {
         ApprovalRequested = "approval.requested",
         /// A person approved or denied a waiting task, or nobody answered in time.
         ApprovalAnswered = "approval.answered",
+        /// An agent run started running.
+        RunStarted = "run.started",
+        /// A turn of a run's conversation, as its agent emitted it.
+        Message = "message",
+        /// A model call of a run answered (with its usage).
+        ModelCalled = "model.called",
+        /// A run's agent logged something.
+        RunLog = "run.log",
+        /// A run's agent reported progress.
+        RunProgress = "run.progress",
+        /// A run's agent gave its final answer.
+        RunCompleted = "run.completed",
+        /// A run failed, was cancelled or was cut off by a restart.
+        RunFailed = "run.failed",
         /// Events a client asked for that are no longer kept.
         Gap = "gap",
         /// A host changed state (on the admins' host stream, `GET /v1/hosts/events`).

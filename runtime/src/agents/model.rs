@@ -118,3 +118,17 @@ pub enum ModelError {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
 }
+
+impl ModelError {
+    /// The stable name of the error, as the WIT variant names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Denied(_) => "denied",
+            Self::LimitExceeded(_) => "limit_exceeded",
+            Self::UnknownModel(_) => "unknown_model",
+            Self::Timeout(_) => "timeout",
+            Self::Provider(_) => "provider",
+            Self::InvalidRequest(_) => "invalid_request",
+        }
+    }
+}

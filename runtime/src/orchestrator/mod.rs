@@ -2,12 +2,14 @@
 //! the tasks run in them, from request to policy gate to sandbox to events
 //! and store.
 
+mod agents;
 mod approvals;
 mod disclosure;
 mod files;
 mod listing;
 mod plugins;
 mod preflight;
+mod runs;
 mod self_test;
 mod sessions;
 mod task_events;
@@ -22,7 +24,8 @@ pub use listing::{Page, SessionFilter, TaskFilter};
 pub use plugins::{DeletedPlugin, InstalledPlugin};
 pub use preflight::{Check, Preflight};
 pub use sessions::{CreateSession, SessionView};
-pub use tasks::{CreateTask, TaskHandle, TaskLimitsRequest};
+pub use runs::{CreateRun, RunHandle, RunLimits, RunLimitsRequest, RunUsage};
+pub use tasks::{CreateTask, RunnerHandle, TaskHandle, TaskLimitsRequest};
 pub use tool_access::ToolDescription;
 
 use crate::events::EventHub;
@@ -77,6 +80,15 @@ pub enum OrchestratorError {
     /// A task or session named a tool no plugin provides.
     #[error("{0}")]
     UnknownTool(String),
+    /// A run named an agent the server does not have.
+    #[error("{0}")]
+    UnknownAgent(String),
+    /// A run named a provider or model the operator did not configure.
+    #[error("{0}")]
+    UnknownModel(String),
+    /// The session already has a run queued or running (`run`).
+    #[error("session already has run {run} queued or running; cancel it or wait for it")]
+    RunActive { run: String },
     /// `reason` is the plugin error's stable code; `detail` may hold host paths (admins only).
     #[error("not a usable plugin: {detail}")]
     InvalidPlugin {
@@ -107,8 +119,10 @@ pub(crate) struct LiveSession {
     pub secrets: Vec<String>,
     /// Where it runs: its workspace is there, and its tasks.
     pub sidecar: Arc<dyn Sidecar>,
-    /// Running tasks' cancellation, by task id.
+    /// Running tasks' and runs' cancellation, by task or run id.
     pub running: Mutex<HashMap<String, CancellationToken>>,
+    /// The session's run that is queued or running, if any: one at a time.
+    pub run: Mutex<Option<String>>,
     /// It takes a place among the server's `max_sessions` (all but the self-test's probe).
     pub counted: bool,
 }
@@ -125,6 +139,7 @@ impl LiveSession {
             sidecar,
             record: Mutex::new(record),
             running: Mutex::default(),
+            run: Mutex::default(),
             counted: true,
         }
     }
@@ -182,6 +197,13 @@ pub struct Orchestrator {
     tools_changed: tokio::sync::watch::Sender<u64>,
     /// Tasks waiting for a person's approval: where to send the answer, by task id.
     approval_waiters: Mutex<HashMap<String, tokio::sync::oneshot::Sender<approvals::Outcome>>>,
+    /// The model providers of the config, their keys resolved: only runs' model calls use them.
+    providers: Arc<crate::agents::Providers>,
+    /// The agents runs may name.
+    agents: agents::AgentCatalog,
+    /// Runs that may go at once: each holds an instance slot while its tool calls need
+    /// others, so at most half of them are for runs.
+    run_slots: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -200,9 +222,14 @@ impl Orchestrator {
         store: Store,
         hub: Arc<EventHub>,
         secrets: SecretStore,
+        providers: Arc<crate::agents::Providers>,
     ) -> Self {
         let executor_slots = catalog.engine().config().concurrent_tasks;
+        let agents = agents::AgentCatalog::bundled(catalog.engine().clone());
         Self {
+            providers,
+            agents,
+            run_slots: Arc::new(tokio::sync::Semaphore::new((executor_slots as usize / 2).max(1))),
             config,
             catalog,
             hosts,
@@ -259,6 +286,7 @@ impl Orchestrator {
     /// sidecar is gone (no longer configured, or it does not have the session) ends
     /// `host_lost`.
     pub async fn recover(&self) -> Result<(), OrchestratorError> {
+        self.interrupt_runs()?;
         let interrupted = self
             .store
             .interrupt_unfinished_tasks()

@@ -56,6 +56,27 @@ impl Orchestrator {
         session_id: &str,
         request: CreateTask,
     ) -> Result<(TaskRecord, Option<TaskHandle>), OrchestratorError> {
+        self.create_task_in(caller, session_id, request, None).await
+    }
+
+    /// A tool call of an agent run: a task like any other, linked to the run.
+    pub(super) async fn create_task_for_run(
+        self: &Arc<Self>,
+        caller: &Caller,
+        session_id: &str,
+        request: CreateTask,
+        run: &str,
+    ) -> Result<(TaskRecord, Option<TaskHandle>), OrchestratorError> {
+        self.create_task_in(caller, session_id, request, Some(run)).await
+    }
+
+    async fn create_task_in(
+        self: &Arc<Self>,
+        caller: &Caller,
+        session_id: &str,
+        request: CreateTask,
+        run: Option<&str>,
+    ) -> Result<(TaskRecord, Option<TaskHandle>), OrchestratorError> {
         let Some(live) = self.live(caller, session_id) else {
             return match self.get_session(caller, session_id) {
                 Ok(_) => Err(OrchestratorError::Conflict(format!(
@@ -98,13 +119,14 @@ impl Orchestrator {
             error: None,
             usage: None,
             decision: None,
+            run: run.map(str::to_owned),
         };
         self.store.put_task(&record);
-        self.hub.publish(
-            session_id,
-            EventName::TaskQueued,
-            json!({ "task": id, "tool": request.tool }),
-        );
+        let mut queued = json!({ "task": id, "tool": request.tool });
+        if let Some(run) = run {
+            queued["run"] = run.into();
+        }
+        self.hub.publish(session_id, EventName::TaskQueued, queued);
         let cancel = self.shutdown.child_token();
         live.running
             .lock()
@@ -124,10 +146,7 @@ impl Orchestrator {
             resumed: None,
         };
         let join = tokio::spawn(async move { this.run_task(run).await });
-        let handle = request.wait.then(|| TaskHandle {
-            join,
-            cancel: Some(cancel),
-        });
+        let handle = request.wait.then(|| TaskHandle::new(join, cancel));
         Ok((record, handle))
     }
 
@@ -571,20 +590,31 @@ fn touch(live: &LiveSession) {
 
 /// A running task a caller waits for. Dropping it before the task finishes
 /// (the client went away) cancels the task.
-pub struct TaskHandle {
-    join: tokio::task::JoinHandle<TaskRecord>,
+pub type TaskHandle = RunnerHandle<TaskRecord>;
+
+/// Something running (a task, a run) that a caller waits for: dropping the handle before it
+/// ends cancels it.
+pub struct RunnerHandle<R> {
+    join: tokio::task::JoinHandle<R>,
     cancel: Option<CancellationToken>,
 }
 
-impl TaskHandle {
-    pub async fn finished(mut self) -> Result<TaskRecord, OrchestratorError> {
+impl<R> RunnerHandle<R> {
+    pub(super) fn new(join: tokio::task::JoinHandle<R>, cancel: CancellationToken) -> Self {
+        Self {
+            join,
+            cancel: Some(cancel),
+        }
+    }
+
+    pub async fn finished(mut self) -> Result<R, OrchestratorError> {
         let result = (&mut self.join).await;
         self.cancel = None;
-        result.map_err(|e| OrchestratorError::Internal(format!("the task runner failed: {e}")))
+        result.map_err(|e| OrchestratorError::Internal(format!("the runner failed: {e}")))
     }
 }
 
-impl Drop for TaskHandle {
+impl<R> Drop for RunnerHandle<R> {
     fn drop(&mut self) {
         if let Some(cancel) = self.cancel.take() {
             cancel.cancel();

@@ -239,6 +239,17 @@ impl TaskGate {
 const DECISION_STACK: usize = 1 << 20;
 const DECISION_RED_ZONE: usize = 256 << 10;
 
+impl TaskGate {
+    /// The whole decision for a capability use, limits from annotations included (a model
+    /// call's `model_limits`). Safe on a component's stack, like [`Gate::decide`].
+    pub fn decide_fully(&self, request: &CapabilityRequest) -> PolicyDecision {
+        let request = self.request(request);
+        stacker::maybe_grow(DECISION_RED_ZONE, DECISION_STACK, || {
+            self.engine.decide_trusted(&request)
+        })
+    }
+}
+
 impl Gate for TaskGate {
     fn decide(&self, request: &CapabilityRequest) -> Decision {
         let request = self.request(request);

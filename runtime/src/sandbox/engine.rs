@@ -181,6 +181,30 @@ fn build_linker(engine: &Engine) -> anyhow::Result<Linker<TaskState>> {
         bindings::Tool::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state),
         "toolgate:plugin/host",
     )?;
+    // The agent world's interfaces (its `host` is the one above).
+    {
+        use super::agent::wit::toolgate::plugin as agent;
+        link(
+            agent::model_types::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state),
+            "toolgate:plugin/model-types",
+        )?;
+        link(
+            agent::model::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state),
+            "toolgate:plugin/model",
+        )?;
+        link(
+            agent::tools::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state),
+            "toolgate:plugin/tools",
+        )?;
+        link(
+            agent::agent_events::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state),
+            "toolgate:plugin/agent-events",
+        )?;
+        link(
+            agent::agent_types::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state),
+            "toolgate:plugin/agent-types",
+        )?;
+    }
     Ok(linker)
 }
 

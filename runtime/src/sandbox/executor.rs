@@ -157,6 +157,7 @@ impl Executor {
             limits: &limits,
             gate,
             events: request.events.as_ref(),
+            agent: None,
         };
         let call = Export::Call {
             name: &request.tool,
@@ -173,7 +174,7 @@ impl Executor {
         let result = match run.result {
             Ok(Returned::Output(output)) => check_output(output, &limits),
             Ok(Returned::ToolError(error)) => Err(tool_error(error, &run.decisions)),
-            Ok(Returned::Tools(_) | Returned::Driver(_)) => {
+            Ok(Returned::Tools(_) | Returned::Driver(_) | Returned::Agent(_)) => {
                 unreachable!("a call returns its output or its error")
             }
             Err(error) => Err(error),
@@ -218,6 +219,7 @@ pub(crate) async fn describe(
         limits: &limits,
         gate: &gate,
         events: None,
+        agent: None,
     };
     let run = execute(
         engine,
@@ -276,10 +278,11 @@ pub enum DriverCall {
     },
 }
 
-/// What runs in the store: a tool's export, or a driver's.
+/// What runs in the store: a tool's export, a driver's, or an agent's run.
 enum Entry<'a> {
     Tool(&'a ToolPre<TaskState>, Export<'a>),
     Driver(&'a super::driver::wit::HostDriverPre<TaskState>, DriverCall),
+    Agent(&'a super::agent::wit::AgentPre<TaskState>, &'a str),
 }
 
 pub(crate) enum Returned {
@@ -287,6 +290,7 @@ pub(crate) enum Returned {
     Output(String),
     ToolError(WitToolError),
     Driver(super::driver::DriverAnswer),
+    Agent(Result<super::agent::AgentOutput, super::agent::AgentError>),
 }
 
 /// Runs one driver export with the driver's grants, gate and limits, like a task.
@@ -302,6 +306,7 @@ pub(crate) async fn run_driver(
         limits,
         gate: &run.gate,
         events: run.events.as_ref(),
+        agent: None,
     };
     execute(
         engine,
@@ -312,6 +317,31 @@ pub(crate) async fn run_driver(
     )
     .await
     .result
+}
+
+/// Runs an agent's `run` with the run's gate, services and limits, like a task.
+pub(crate) async fn run_agent(
+    engine: &SandboxEngine,
+    pre: &super::agent::wit::AgentPre<TaskState>,
+    run: &super::agent::AgentRun,
+    limits: &Limits,
+) -> (Result<Returned, TaskError>, Usage) {
+    let spec = TaskSpec {
+        grants: &Grants::default(),
+        limits,
+        gate: &run.gate,
+        events: run.events.as_ref(),
+        agent: Some(&run.services),
+    };
+    let done = execute(
+        engine,
+        Entry::Agent(pre, &run.input),
+        &spec,
+        run.cancel.as_ref(),
+        None,
+    )
+    .await;
+    (done.result, done.usage)
 }
 
 struct Run {
@@ -434,6 +464,20 @@ async fn execute(
                     let returned = super::driver::invoke(&mut store, &driver, call)
                         .await
                         .map(Returned::Driver);
+                    execute_time = started.elapsed();
+                    returned
+                }
+                Entry::Agent(pre, input) => {
+                    let agent = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(Failure::Instantiate);
+                    instantiate_time = started.elapsed();
+                    let agent = agent?;
+                    let started = Instant::now();
+                    let returned = super::agent::invoke(&mut store, &agent, input)
+                        .await
+                        .map(Returned::Agent);
                     execute_time = started.elapsed();
                     returned
                 }

@@ -49,6 +49,8 @@ pub(crate) struct HostServices {
     pub(crate) secrets: BTreeMap<String, Secret>,
     pub(crate) gate: Arc<dyn Gate>,
     pub(crate) decisions: DecisionLog,
+    /// The run's services, in an agent's store.
+    pub(crate) agent: Option<Arc<dyn super::agent::RunServices>>,
 }
 
 impl HostServices {

@@ -10,6 +10,7 @@
 //! instantiates from the plugin's `InstancePre` → calls the tool → classifies
 //! the outcome into output or a typed [`TaskError`], with [`Usage`].
 
+mod agent;
 mod bindings;
 mod cache;
 pub mod capabilities;
@@ -29,6 +30,9 @@ mod quota;
 mod quota_fs;
 mod state;
 
+pub use agent::{
+    AgentComponent, AgentError, AgentOutcome, AgentOutput, AgentRun, RunServices, ToolCallError,
+};
 pub use cache::digest as plugin_digest;
 pub use catalog::{Catalog, CatalogError, PluginOrigin, RemoveUploadError, is_valid_plugin_name};
 pub use describe_bounds::DescribeViolation;

@@ -32,6 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "keys", description = "API keys (admin keys)"),
         (name = "sessions", description = "Sandbox contexts with their own workspace"),
         (name = "tasks", description = "Tool calls in a session"),
+        (name = "runs", description = "Agent runs in a session: an agent calling models and tools"),
         (name = "events", description = "A session's event stream (SSE)"),
         (name = "files", description = "Workspace files in and out without a tool"),
         (name = "hosts", description = "Where sessions run: state, capacity, allocation; drain (admin keys)"),

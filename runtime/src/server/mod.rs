@@ -283,6 +283,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         store.clone(),
         hub.clone(),
         secrets,
+        providers.clone(),
     ));
     orchestrator.recover().await?;
     // Tasks that waited for a person's approval wait again, in the sessions that came back.
@@ -489,7 +490,7 @@ fn bootstrap_admin_key(store: &Store, config: &ServeConfig) -> anyhow::Result<Op
 
 /// The JSON API: a key, the caller's rate and request slots, and the request timeout.
 fn api_routes() -> OpenApiRouter<Arc<App>> {
-    use routes::{files, hosts, info, keys, listing, plugins, sessions, tasks};
+    use routes::{files, hosts, info, keys, listing, plugins, runs, sessions, tasks};
     let routes = OpenApiRouter::new()
         .routes(routes!(info::info))
         .routes(routes!(info::tools))
@@ -511,6 +512,9 @@ fn api_routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(tasks::cancel))
         .routes(routes!(tasks::answer_approval, tasks::get_approval))
         .routes(routes!(tasks::list_approvals))
+        .routes(routes!(runs::create))
+        .routes(routes!(runs::get))
+        .routes(routes!(runs::cancel))
         .routes(routes!(files::get_file, files::put_file))
         .routes(routes!(files::get_tar, files::put_tar));
     let routes = api_doc::every_route_answers(routes, &[401, 408, 429]);

@@ -63,6 +63,12 @@ error_codes! {
     InvalidPlugin = "invalid_plugin": 422;
     /// A task or session names a tool no plugin provides.
     UnknownTool = "unknown_tool": 422;
+    /// A run names an agent the server does not have.
+    UnknownAgent = "unknown_agent": 422;
+    /// A run names a model provider or a model the operator did not configure.
+    UnknownModel = "unknown_model": 422;
+    /// The session already has a run queued or running.
+    RunActive = "run_active": 409;
     /// A listing's query parameter is unknown, repeated or has a bad value.
     InvalidQuery = "invalid_query": 422;
     /// A listing's `cursor` is not one it returned.

@@ -30,6 +30,7 @@ mod approvals;
 pub mod data_dir;
 mod keys;
 mod records;
+mod runs;
 mod schema;
 mod writer;
 
@@ -44,6 +45,7 @@ use rusqlite::Connection;
 
 pub use approvals::ApprovalRecord;
 pub use keys::{KEY_PREFIX, KeyInfo, KeyRecord, NewKey};
+pub use runs::RunRecord;
 pub use records::{Position, SessionQuery, SessionRecord, StoredEvent, TaskQuery, TaskRecord};
 
 use writer::{Command, Counters, Write};
@@ -420,6 +422,25 @@ impl Store {
         })
     }
 
+    // ---- runs ----
+
+    /// Records a run (new or changed), at once (after every write queued before it).
+    pub fn put_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let run = run.clone();
+        self.exclusive(move |conn| runs::put(conn, &run))
+    }
+
+    pub fn get_run(&self, session: &str, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        runs::get(&self.reader(), session, id)
+    }
+
+    /// Marks every `queued` or `running` run `interrupted` and returns them. Call once at
+    /// startup, before accepting runs.
+    pub fn interrupt_unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let now = now_ms();
+        self.exclusive(move |conn| runs::interrupt_unfinished(conn, now))
+    }
+
     // ---- decisions ----
 
     /// Records one decision of the session (`task: None`) or of one of its tasks (queued).
@@ -501,7 +522,7 @@ impl Store {
         self.exclusive(move |conn| {
             let tx = conn.transaction()?;
             let mut deleted = 0;
-            for table in ["events", "decisions", "tasks"] {
+            for table in ["events", "decisions", "tasks", "runs"] {
                 deleted += tx.execute(&format!("DELETE FROM {table} WHERE session = ?1"), [&id])?;
             }
             deleted += tx.execute("DELETE FROM sessions WHERE id = ?1", [&id])?;

@@ -53,6 +53,10 @@ pub struct TaskRecord {
     /// The `invoke` decision; `null` until the task was decided.
     #[schema(value_type = Option<crate::policy::PolicyDecision>)]
     pub decision: Option<Value>,
+    /// The agent run that called the tool, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(examples("r_0f9e8d7c6b5a49382716f5e4d3c2b1a0"))]
+    pub run: Option<String>,
 }
 
 /// One event of a session's stream. `seq` is assigned by the caller: per session, strictly
@@ -102,8 +106,8 @@ pub(crate) fn write_session(conn: &Connection, s: &SessionRecord) -> Result<(), 
 pub(crate) fn write_task(conn: &Connection, t: &TaskRecord) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO tasks (session, id, tool, input, state, created_at_ms,
-             started_at_ms, finished_at_ms, output, error, usage, decision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             started_at_ms, finished_at_ms, output, error, usage, decision, run)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         t.session,
@@ -118,6 +122,7 @@ pub(crate) fn write_task(conn: &Connection, t: &TaskRecord) -> Result<(), StoreE
         json_opt(&t.error)?,
         json_opt(&t.usage)?,
         json_opt(&t.decision)?,
+        t.run,
     ])?;
     Ok(())
 }
@@ -192,7 +197,7 @@ const SESSION_COLUMNS: &str = "id, principal, profile, state, created_at_ms, las
      closed_at_ms, close_reason, workspace, request, sidecar";
 
 const TASK_COLUMNS: &str = "id, session, tool, input, state, created_at_ms, started_at_ms, \
-     finished_at_ms, output, error, usage, decision";
+     finished_at_ms, output, error, usage, decision, run";
 
 pub(crate) fn session(conn: &Connection, id: &str) -> Result<Option<SessionRecord>, StoreError> {
     Ok(conn
@@ -446,6 +451,7 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
         error: json_col_opt(row, 9)?,
         usage: json_col_opt(row, 10)?,
         decision: json_col_opt(row, 11)?,
+        run: row.get(12)?,
     })
 }
 
@@ -453,12 +459,12 @@ fn json_opt(value: &Option<Value>) -> Result<Option<String>, serde_json::Error> 
     value.as_ref().map(serde_json::to_string).transpose()
 }
 
-fn json_col(row: &Row<'_>, index: usize) -> rusqlite::Result<Value> {
+pub(super) fn json_col(row: &Row<'_>, index: usize) -> rusqlite::Result<Value> {
     let text: String = row.get(index)?;
     parse_json(index, &text)
 }
 
-fn json_col_opt(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Value>> {
+pub(super) fn json_col_opt(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Value>> {
     let text: Option<String> = row.get(index)?;
     text.map(|text| parse_json(index, &text)).transpose()
 }

@@ -104,6 +104,29 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX approvals_by_state ON approvals (state, requested_at_ms);
     "#,
+    // 6: agent runs, and the run a task was called by.
+    r#"
+    CREATE TABLE runs (
+        session        TEXT NOT NULL,
+        id             TEXT NOT NULL,
+        principal      TEXT NOT NULL,
+        agent          TEXT NOT NULL,
+        provider       TEXT NOT NULL,
+        model          TEXT NOT NULL,
+        input          TEXT NOT NULL,
+        state          TEXT NOT NULL,
+        created_at_ms  INTEGER NOT NULL,
+        started_at_ms  INTEGER,
+        finished_at_ms INTEGER,
+        output         TEXT,
+        error          TEXT,
+        usage          TEXT NOT NULL,
+        limits         TEXT NOT NULL,
+        PRIMARY KEY (session, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX runs_by_state ON runs (state);
+    ALTER TABLE tasks ADD COLUMN run TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

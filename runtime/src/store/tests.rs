@@ -40,6 +40,7 @@ fn task(session: &str, id: &str, state: &str, created_at_ms: i64) -> TaskRecord 
         error: None,
         usage: finished.then(|| json!({"fuel_consumed": 24907})),
         decision: Some(json!({"allowed": true, "policies": ["p1"]})),
+        run: None,
     }
 }
 

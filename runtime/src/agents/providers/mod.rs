@@ -175,6 +175,11 @@ impl Providers {
         self.providers.keys().map(String::as_str)
     }
 
+    /// The models `provider` offers, the default first; `None` if it is not configured.
+    pub fn models(&self, provider: &str) -> Option<&[String]> {
+        self.providers.get(provider).map(|p| p.config.models.as_slice())
+    }
+
     /// Whether `provider` is configured and offers `model`.
     pub fn offers(&self, provider: &str, model: &str) -> bool {
         self.providers

@@ -23,6 +23,7 @@ pub(crate) use stdio::CapturedOutput;
 
 use super::error::TaskError;
 use super::grants::Grants;
+use super::agent::RunServices;
 use super::host::{EventSink, HostServices};
 use super::limits::{Limits, TaskLimiter};
 use super::state::TaskState;
@@ -39,6 +40,8 @@ pub(crate) struct TaskSpec<'a> {
     pub limits: &'a Limits,
     pub gate: &'a Arc<dyn Gate>,
     pub events: Option<&'a Arc<dyn EventSink>>,
+    /// An agent run's model, tools and messages; `None` for tools and drivers.
+    pub agent: Option<&'a Arc<dyn RunServices>>,
 }
 
 /// The parts of a store under construction.
@@ -77,6 +80,7 @@ pub(crate) fn build(
             secrets: Default::default(),
             gate: spec.gate.clone(),
             decisions: decisions.clone(),
+            agent: spec.agent.cloned(),
         },
         stdout: CapturedOutput::new("stdout", budget.clone()),
         stderr: CapturedOutput::new("stderr", budget.clone()),

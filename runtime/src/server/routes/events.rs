@@ -139,6 +139,13 @@ pub const EVENTS: &[(EventName, &str)] = &[
     (EventName::SessionClosed, "SessionClosedEvent"),
     (EventName::ApprovalRequested, "ApprovalRequestedEvent"),
     (EventName::ApprovalAnswered, "ApprovalAnsweredEvent"),
+    (EventName::RunStarted, "RunStartedEvent"),
+    (EventName::Message, "MessageEvent"),
+    (EventName::ModelCalled, "ModelCalledEvent"),
+    (EventName::RunLog, "RunLogEvent"),
+    (EventName::RunProgress, "RunProgressEvent"),
+    (EventName::RunCompleted, "RunCompletedEvent"),
+    (EventName::RunFailed, "RunFailedEvent"),
     (EventName::Gap, "GapEvent"),
 ];
 
@@ -164,6 +171,16 @@ pub const HOST_EVENTS: &[(EventName, &str)] = &[
     payloads::SessionClosedEvent,
     payloads::ApprovalRequestedEvent,
     payloads::ApprovalAnsweredEvent,
+    payloads::RunStartedEvent,
+    payloads::MessageEvent,
+    payloads::MessageToolCall,
+    payloads::ModelCalledEvent,
+    payloads::ModelUsage,
+    payloads::RunError,
+    payloads::RunLogEvent,
+    payloads::RunProgressEvent,
+    payloads::RunCompletedEvent,
+    payloads::RunFailedEvent,
     payloads::GapEvent,
     payloads::HostChangedEvent,
 )))]
@@ -189,6 +206,9 @@ mod payloads {
     pub struct TaskAnnouncedEvent {
         task: String,
         tool: String,
+        /// `task.queued` of a tool call an agent run made: the run.
+        #[schema(required = false, nullable = false)]
+        run: Option<String>,
     }
 
     /// `policy.decision`: the session's `create_session` decision (no `task`), a task's
@@ -198,7 +218,11 @@ mod payloads {
     pub struct PolicyDecisionEvent {
         #[schema(required = false, nullable = false)]
         task: Option<String>,
-        /// `create_session`, `invoke`, or `approve` (an answer to a task's approval).
+        /// A model call's decision (`action: use_model`): its run.
+        #[schema(required = false, nullable = false)]
+        run: Option<String>,
+        /// `create_session`, `invoke`, `use_model` (a run's model call), or `approve` (an
+        /// answer to a task's approval).
         #[schema(required = false, nullable = false)]
         action: Option<String>,
         /// `approve`: who answered.
@@ -302,6 +326,113 @@ mod payloads {
         state: crate::vocabulary::ApprovalState,
         by: Option<String>,
         comment: Option<String>,
+    }
+
+    /// `run.started`: a run left the queue and its agent starts.
+    #[derive(ToSchema)]
+    pub struct RunStartedEvent {
+        run: String,
+        agent: String,
+        provider: String,
+        model: String,
+        limits: crate::orchestrator::RunLimits,
+    }
+
+    /// A tool call a model asked for.
+    #[derive(ToSchema)]
+    pub struct MessageToolCall {
+        id: String,
+        /// `plugin.tool`.
+        name: String,
+        /// Its input, as JSON text.
+        arguments: String,
+    }
+
+    /// `message`: a turn of a run's conversation, as its agent emitted it.
+    #[derive(ToSchema)]
+    pub struct MessageEvent {
+        run: String,
+        /// `system`, `user`, `assistant` or `tool`.
+        #[schema(pattern = "^(system|user|assistant|tool)$")]
+        role: String,
+        content: String,
+        #[schema(required = false, nullable = false)]
+        tool_calls: Option<Vec<MessageToolCall>>,
+        /// A `tool` message: the call it answers.
+        #[schema(required = false, nullable = false)]
+        tool_call_id: Option<String>,
+    }
+
+    /// Tokens of one model call.
+    #[derive(ToSchema)]
+    pub struct ModelUsage {
+        prompt_tokens: u64,
+        completion_tokens: u64,
+    }
+
+    /// Why a run or a model call did not give an answer.
+    #[derive(ToSchema)]
+    pub struct RunError {
+        kind: String,
+        message: String,
+    }
+
+    /// `model.called`: a model call of a run ended: its usage, or its `error`.
+    #[derive(ToSchema)]
+    pub struct ModelCalledEvent {
+        run: String,
+        provider: String,
+        model: String,
+        duration_ms: u64,
+        /// `stop`, `tool_calls`, `length` or `other`.
+        #[schema(required = false, nullable = false)]
+        finish_reason: Option<String>,
+        #[schema(required = false, nullable = false)]
+        usage: Option<ModelUsage>,
+        /// How many tool calls the answer asks for.
+        #[schema(required = false, nullable = false)]
+        tool_calls: Option<u64>,
+        #[schema(required = false, nullable = false)]
+        error: Option<RunError>,
+    }
+
+    /// `run.log`: a line a run's agent logged.
+    #[derive(ToSchema)]
+    pub struct RunLogEvent {
+        run: String,
+        #[schema(rename = "type", pattern = "^log$")]
+        kind: String,
+        level: String,
+        message: String,
+    }
+
+    /// `run.progress`: how far a run's agent has come.
+    #[derive(ToSchema)]
+    pub struct RunProgressEvent {
+        run: String,
+        #[schema(rename = "type", pattern = "^progress$")]
+        kind: String,
+        done: u64,
+        total: Option<u64>,
+        message: Option<String>,
+    }
+
+    /// `run.completed`: the agent's final answer and what the run used.
+    #[derive(ToSchema)]
+    pub struct RunCompletedEvent {
+        run: String,
+        #[schema(value_type = Object)]
+        output: Value,
+        usage: crate::orchestrator::RunUsage,
+    }
+
+    /// `run.failed`: a run that failed, was cancelled or was interrupted (see `state`).
+    #[derive(ToSchema)]
+    pub struct RunFailedEvent {
+        run: String,
+        state: crate::vocabulary::RunState,
+        error: RunError,
+        usage: crate::orchestrator::RunUsage,
     }
 
     /// `gap`: events `from..=to` are older than anything the server still keeps; the stream

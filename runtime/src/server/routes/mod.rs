@@ -7,6 +7,7 @@ pub mod info;
 pub mod keys;
 pub mod listing;
 pub mod plugins;
+pub mod runs;
 pub mod sessions;
 pub mod tasks;
 
@@ -58,6 +59,20 @@ impl From<OrchestratorError> for Problem {
                 ErrorCode::UnknownTool,
                 detail,
             ),
+            OrchestratorError::UnknownAgent(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::UnknownAgent,
+                detail,
+            ),
+            OrchestratorError::UnknownModel(_) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::UnknownModel,
+                detail,
+            ),
+            OrchestratorError::RunActive { run } => {
+                Problem::new(StatusCode::CONFLICT, ErrorCode::RunActive, detail)
+                    .with(json!({ "run": run }))
+            }
             OrchestratorError::InvalidPlugin { reason, .. } => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::InvalidPlugin,
