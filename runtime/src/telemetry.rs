@@ -248,7 +248,9 @@ impl Metrics {
                 .build(),
             model_tokens: meter
                 .u64_counter("toolgate.model.tokens")
-                .with_description("Tokens of model calls by provider, model and kind (prompt, completion)")
+                .with_description(
+                    "Tokens of model calls by provider, model and kind (prompt, completion)",
+                )
                 .build(),
             registry,
             _provider: provider,
@@ -266,7 +268,13 @@ impl Metrics {
     }
 
     /// One model call: `outcome` is `ok` or the model error's kind; tokens when it answered.
-    pub fn model_call(&self, provider: &str, model: &str, outcome: &str, tokens: Option<(u64, u64)>) {
+    pub fn model_call(
+        &self,
+        provider: &str,
+        model: &str,
+        outcome: &str,
+        tokens: Option<(u64, u64)>,
+    ) {
         let provider = KeyValue::new("provider", provider.to_owned());
         let model = KeyValue::new("model", model.to_owned());
         self.model_calls.add(

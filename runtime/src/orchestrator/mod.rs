@@ -23,8 +23,8 @@ pub use files::{FilesError, Transferred, Workspace, WorkspacePath};
 pub use listing::{Page, SessionFilter, TaskFilter};
 pub use plugins::{DeletedPlugin, InstalledPlugin};
 pub use preflight::{Check, Preflight};
-pub use sessions::{CreateSession, SessionView};
 pub use runs::{CreateRun, RunHandle, RunLimits, RunLimitsRequest, RunUsage};
+pub use sessions::{CreateSession, SessionView};
 pub use tasks::{CreateTask, RunnerHandle, TaskHandle, TaskLimitsRequest};
 pub use tool_access::ToolDescription;
 
@@ -229,7 +229,9 @@ impl Orchestrator {
         Self {
             providers,
             agents,
-            run_slots: Arc::new(tokio::sync::Semaphore::new((executor_slots as usize / 2).max(1))),
+            run_slots: Arc::new(tokio::sync::Semaphore::new(
+                (executor_slots as usize / 2).max(1),
+            )),
             config,
             catalog,
             hosts,

@@ -116,6 +116,9 @@ impl RunUsage {
 const DEFAULT_MODEL_CALLS: u64 = 50;
 const DEFAULT_TOOL_CALLS: u64 = 100;
 const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Below this, what is left of a run's tokens is sent as `max_tokens` even when nothing else
+/// bounds the answer (models answer at least this much).
+const UNASKED_TOKEN_BOUND: u64 = 4096;
 
 /// A running run a caller waits for; dropping it before the run ends cancels the run.
 pub type RunHandle = RunnerHandle<RunRecord>;
@@ -285,8 +288,7 @@ impl Orchestrator {
             (None, [only]) => (*only).to_owned(),
             (None, []) => {
                 return Err(OrchestratorError::UnknownModel(
-                    "no model provider is configured (`[[model_providers]]` in the config)"
-                        .into(),
+                    "no model provider is configured (`[[model_providers]]` in the config)".into(),
                 ));
             }
             (None, many) => {
@@ -348,7 +350,11 @@ impl Orchestrator {
         })
     }
 
-    async fn run_agent(self: Arc<Self>, mut record: RunRecord, context: Arc<RunContext>) -> RunRecord {
+    async fn run_agent(
+        self: Arc<Self>,
+        mut record: RunRecord,
+        context: Arc<RunContext>,
+    ) -> RunRecord {
         let live = context.live.clone();
         let cancel = context.cancel.clone();
         // Queued until a place among the runs that may go at once is free.
@@ -390,9 +396,11 @@ impl Orchestrator {
                 RunState::Completed.as_str()
             }
             Err(failure) => {
-                let (kind, message) = failure.describe();
-                // A run cut by the server stopping comes back `interrupted`, like after a crash.
+                let (mut kind, mut message) = failure.describe();
+                // A run cut by the server stopping is `interrupted`, as after a crash.
                 record.state = if kind == ErrorKind::Cancelled && self.shutdown.is_cancelled() {
+                    kind = ErrorKind::Interrupted;
+                    message = "the server stopped while the run was queued or running".into();
                     RunState::Interrupted
                 } else if kind == ErrorKind::Cancelled {
                     RunState::Cancelled
@@ -490,7 +498,10 @@ impl Orchestrator {
             );
         }
         if !runs.is_empty() {
-            tracing::warn!(runs = runs.len(), "runs cut off by the last stop are marked interrupted");
+            tracing::warn!(
+                runs = runs.len(),
+                "runs cut off by the last stop are marked interrupted"
+            );
         }
         Ok(())
     }
@@ -614,15 +625,23 @@ impl RunContext {
         if tokens_left == Some(0) {
             return Err(limit("token (policy)", policy.tokens_per_run.unwrap_or(0)));
         }
-        let bound = [
+        let per_call = [
             asked_max_tokens.map(u64::from),
             self.limits.tokens_per_call,
             policy.tokens_per_call,
-            tokens_left,
         ]
         .into_iter()
         .flatten()
         .min();
+        // What is left of the run's tokens bounds the answer too, but is sent on its own only
+        // when it is below what any model answers anyway: a provider may refuse a
+        // `max_tokens` above its model's output limit.
+        let bound = match (per_call, tokens_left) {
+            (Some(call), Some(left)) => Some(call.min(left)),
+            (Some(call), None) => Some(call),
+            (None, Some(left)) if left < UNASKED_TOKEN_BOUND => Some(left),
+            (None, _) => None,
+        };
         Ok(bound.map(|n| n.min(u64::from(u32::MAX)) as u32))
     }
 
@@ -644,24 +663,35 @@ impl RunContext {
         }
     }
 
-    async fn complete_call(self: Arc<Self>, mut request: CompletionRequest) -> Result<Completion, ModelError> {
+    async fn complete_call(
+        self: Arc<Self>,
+        mut request: CompletionRequest,
+    ) -> Result<Completion, ModelError> {
         let Some(orchestrator) = self.orchestrator.upgrade() else {
             return Err(ModelError::Provider("the server is stopping".into()));
         };
         if request.model.is_empty() {
             request.model = self.model.clone();
-        } else if !orchestrator.providers.offers(&self.provider, &request.model) {
+        } else if !orchestrator
+            .providers
+            .offers(&self.provider, &request.model)
+        {
             return Err(ModelError::UnknownModel(format!(
                 "provider `{}` offers no model `{}`",
                 self.provider, request.model
             )));
         }
         if request.messages.is_empty() {
-            return Err(ModelError::InvalidRequest("a request needs at least one message".into()));
+            return Err(ModelError::InvalidRequest(
+                "a request needs at least one message".into(),
+            ));
         }
         request.max_tokens = self.admit(&orchestrator, &request.model, request.max_tokens)?;
         let started = Instant::now();
-        let answer = orchestrator.providers.complete(&self.provider, &request).await;
+        let answer = orchestrator
+            .providers
+            .complete(&self.provider, &request)
+            .await;
         let duration_ms = started.elapsed().as_millis() as u64;
         let session = self.session();
         match &answer {
@@ -684,7 +714,10 @@ impl RunContext {
             }
             Err(error) => {
                 // A call that reached the provider counts, answered or not.
-                self.usage.lock().unwrap_or_else(|e| e.into_inner()).model_calls += 1;
+                self.usage
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .model_calls += 1;
                 orchestrator.hub.publish(
                     &session,
                     EventName::ModelCalled,
@@ -698,7 +731,10 @@ impl RunContext {
         }
         if let Some(metrics) = orchestrator.metrics.get() {
             let (outcome, tokens) = match &answer {
-                Ok(c) => ("ok", Some((c.usage.prompt_tokens, c.usage.completion_tokens))),
+                Ok(c) => (
+                    "ok",
+                    Some((c.usage.prompt_tokens, c.usage.completion_tokens)),
+                ),
                 Err(e) => (e.kind(), None),
             };
             metrics.model_call(&self.provider, &request.model, outcome, tokens);
@@ -727,7 +763,11 @@ impl RunContext {
         }
     }
 
-    async fn run_tool(self: Arc<Self>, name: String, input: String) -> Result<String, ToolCallError> {
+    async fn run_tool(
+        self: Arc<Self>,
+        name: String,
+        input: String,
+    ) -> Result<String, ToolCallError> {
         let Some(orchestrator) = self.orchestrator.upgrade() else {
             return Err(ToolCallError::Failed("the server is stopping".into()));
         };
@@ -741,9 +781,8 @@ impl RunContext {
             }
             usage.tool_calls += 1;
         }
-        let input: Value = serde_json::from_str(&input).map_err(|e| {
-            ToolCallError::Failed(format!("the tool's input is not JSON: {e}"))
-        })?;
+        let input: Value = serde_json::from_str(&input)
+            .map_err(|e| ToolCallError::Failed(format!("the tool's input is not JSON: {e}")))?;
         let request = CreateTask {
             tool: name,
             input,
@@ -767,20 +806,27 @@ impl RunContext {
             .await
             .map_err(|e| ToolCallError::Failed(e.to_string()))?;
         match task.state {
-            TaskState::Completed => Ok(task.output.map_or_else(|| "null".into(), |o| o.to_string())),
+            TaskState::Completed => {
+                Ok(task.output.map_or_else(|| "null".into(), |o| o.to_string()))
+            }
             _ => {
                 let error = task.error.unwrap_or(Value::Null);
-                let message = error["message"].as_str().map_or_else(
-                    || error.to_string(),
-                    str::to_owned,
-                );
+                let message = error["message"]
+                    .as_str()
+                    .map_or_else(|| error.to_string(), str::to_owned);
                 let reasons = error["reasons"].as_array().map(|r| {
-                    r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")
+                    r.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 });
                 match error["kind"].as_str() {
                     Some("denied") => Err(ToolCallError::Denied(reasons.unwrap_or(message))),
                     Some(kind) => Err(ToolCallError::Failed(format!("{kind}: {message}"))),
-                    None => Err(ToolCallError::Failed(format!("the task ended {}", task.state))),
+                    None => Err(ToolCallError::Failed(format!(
+                        "the task ended {}",
+                        task.state
+                    ))),
                 }
             }
         }
@@ -788,7 +834,10 @@ impl RunContext {
 }
 
 impl RunServices for RunContext {
-    fn complete(self: Arc<Self>, request: CompletionRequest) -> BoxFuture<'static, Result<Completion, ModelError>> {
+    fn complete(
+        self: Arc<Self>,
+        request: CompletionRequest,
+    ) -> BoxFuture<'static, Result<Completion, ModelError>> {
         RunContext::complete_call(self, request).boxed()
     }
 
@@ -796,17 +845,26 @@ impl RunServices for RunContext {
         RunContext::list_tools(self).boxed()
     }
 
-    fn call_tool(self: Arc<Self>, name: String, input: String) -> BoxFuture<'static, Result<String, ToolCallError>> {
+    fn call_tool(
+        self: Arc<Self>,
+        name: String,
+        input: String,
+    ) -> BoxFuture<'static, Result<String, ToolCallError>> {
         RunContext::run_tool(self, name, input).boxed()
     }
 
     fn message(&self, message: Message) {
-        self.usage.lock().unwrap_or_else(|e| e.into_inner()).messages += 1;
+        self.usage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .messages += 1;
         let Some(orchestrator) = self.orchestrator.upgrade() else {
             return;
         };
         let mut data = serde_json::to_value(&message).unwrap_or_default();
         data["run"] = self.run.clone().into();
-        orchestrator.hub.publish(&self.session(), EventName::Message, data);
+        orchestrator
+            .hub
+            .publish(&self.session(), EventName::Message, data);
     }
 }

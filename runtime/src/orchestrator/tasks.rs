@@ -67,7 +67,8 @@ impl Orchestrator {
         request: CreateTask,
         run: &str,
     ) -> Result<(TaskRecord, Option<TaskHandle>), OrchestratorError> {
-        self.create_task_in(caller, session_id, request, Some(run)).await
+        self.create_task_in(caller, session_id, request, Some(run))
+            .await
     }
 
     async fn create_task_in(

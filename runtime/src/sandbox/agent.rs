@@ -54,11 +54,18 @@ pub enum ToolCallError {
 /// orchestrator), which decides, counts and records each use.
 pub trait RunServices: Send + Sync {
     /// One model call. An empty `request.model` means the run's model.
-    fn complete(self: Arc<Self>, request: CompletionRequest) -> BoxFuture<'static, Result<Completion, ModelError>>;
+    fn complete(
+        self: Arc<Self>,
+        request: CompletionRequest,
+    ) -> BoxFuture<'static, Result<Completion, ModelError>>;
     /// The tools the run may use.
     fn tools(self: Arc<Self>) -> BoxFuture<'static, Vec<ToolSpec>>;
     /// One tool call, a task of the session; its output as JSON text.
-    fn call_tool(self: Arc<Self>, name: String, input: String) -> BoxFuture<'static, Result<String, ToolCallError>>;
+    fn call_tool(
+        self: Arc<Self>,
+        name: String,
+        input: String,
+    ) -> BoxFuture<'static, Result<String, ToolCallError>>;
     /// A message the agent emits. Must not block.
     fn message(&self, message: Message);
 }
@@ -176,6 +183,22 @@ pub(crate) async fn invoke(
     })
 }
 
+/// Runs a service's work on the runtime, off the component's fiber stack: policy decisions
+/// and tasks need a full thread stack. Dropped with the call (a cancel, the deadline), the
+/// work is aborted, and what it started (a tool call's task) is cancelled with it.
+async fn off_fiber<T: Send + 'static>(work: BoxFuture<'static, T>) -> wasmtime::Result<T> {
+    struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+    impl<T> Drop for AbortOnDrop<T> {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut handle = AbortOnDrop(tokio::spawn(work));
+    (&mut handle.0)
+        .await
+        .map_err(|e| wasmtime::Error::msg(format!("a host service of the run failed: {e}")))
+}
+
 /// The services of this store's run; a tool that imports the agent interfaces has none.
 fn services(state: &TaskState) -> Option<Arc<dyn RunServices>> {
     state.host.agent.clone()
@@ -205,9 +228,8 @@ impl wit::toolgate::plugin::model::Host for TaskState {
             },
             max_tokens: request.max_tokens,
         };
-        Ok(services
-            .complete(request)
-            .await
+        Ok(off_fiber(services.complete(request))
+            .await?
             .map(to_wit_completion)
             .map_err(to_wit_model_error))
     }
@@ -218,9 +240,8 @@ impl wit::toolgate::plugin::tools::Host for TaskState {
         let Some(services) = services(self) else {
             return Ok(Vec::new());
         };
-        Ok(services
-            .tools()
-            .await
+        Ok(off_fiber(services.tools())
+            .await?
             .into_iter()
             .map(|spec| w::ToolSpec {
                 name: spec.name,
@@ -240,11 +261,13 @@ impl wit::toolgate::plugin::tools::Host for TaskState {
                 "only agent runs may call tools".into(),
             )));
         };
-        Ok(services.call_tool(name, input).await.map_err(|e| match e {
-            ToolCallError::Denied(m) => WitCallError::Denied(m),
-            ToolCallError::UnknownTool(m) => WitCallError::UnknownTool(m),
-            ToolCallError::Failed(m) => WitCallError::Failed(m),
-        }))
+        Ok(off_fiber(services.call_tool(name, input))
+            .await?
+            .map_err(|e| match e {
+                ToolCallError::Denied(m) => WitCallError::Denied(m),
+                ToolCallError::UnknownTool(m) => WitCallError::UnknownTool(m),
+                ToolCallError::Failed(m) => WitCallError::Failed(m),
+            }))
     }
 }
 

@@ -45,8 +45,8 @@ use rusqlite::Connection;
 
 pub use approvals::ApprovalRecord;
 pub use keys::{KEY_PREFIX, KeyInfo, KeyRecord, NewKey};
-pub use runs::RunRecord;
 pub use records::{Position, SessionQuery, SessionRecord, StoredEvent, TaskQuery, TaskRecord};
+pub use runs::RunRecord;
 
 use writer::{Command, Counters, Write};
 

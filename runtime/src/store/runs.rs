@@ -90,7 +90,11 @@ pub(crate) fn put(conn: &Connection, r: &RunRecord) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub(crate) fn get(conn: &Connection, session: &str, id: &str) -> Result<Option<RunRecord>, StoreError> {
+pub(crate) fn get(
+    conn: &Connection,
+    session: &str,
+    id: &str,
+) -> Result<Option<RunRecord>, StoreError> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM runs WHERE session = ?1 AND id = ?2"

@@ -177,7 +177,9 @@ impl Providers {
 
     /// The models `provider` offers, the default first; `None` if it is not configured.
     pub fn models(&self, provider: &str) -> Option<&[String]> {
-        self.providers.get(provider).map(|p| p.config.models.as_slice())
+        self.providers
+            .get(provider)
+            .map(|p| p.config.models.as_slice())
     }
 
     /// Whether `provider` is configured and offers `model`.

@@ -21,9 +21,9 @@ pub(crate) use decisions::DecisionLog;
 pub(crate) use outbound_http::OutboundHttp;
 pub(crate) use stdio::CapturedOutput;
 
+use super::agent::RunServices;
 use super::error::TaskError;
 use super::grants::Grants;
-use super::agent::RunServices;
 use super::host::{EventSink, HostServices};
 use super::limits::{Limits, TaskLimiter};
 use super::state::TaskState;
