@@ -123,7 +123,22 @@ fn every_route_of_the_router_is_documented() {
 /// against the document (the request helpers do that for every response they see).
 #[tokio::test]
 async fn every_documented_operation_answers_as_documented() {
-    let server = Server::start().await;
+    use crate::fake_model::{FakeModel, Turn, answer, secrets_file};
+    use toolgate::agents::ProviderKind;
+    // A model provider for the runs: one answer, then one that never comes (to cancel).
+    let model = FakeModel::start(
+        ProviderKind::Openai,
+        vec![answer(ProviderKind::Openai, "done", (5, 1)), Turn::Hang],
+    )
+    .await;
+    let secrets = tempfile::tempdir().unwrap();
+    let secrets_path = secrets_file(secrets.path(), &[]);
+    let provider = model.provider("local", 30_000, 0);
+    let server = Server::start_with(move |config| {
+        config.model_providers = vec![provider];
+        config.secrets_file = Some(secrets_path);
+    })
+    .await;
     let key = server.key("olga", "developer");
     let admin = server.admin.clone();
     let anonymous =
@@ -549,6 +564,56 @@ async fn every_documented_operation_answers_as_documented() {
         "not_found",
     )
     .await;
+
+    // Runs: one to its end, one cancelled; their errors.
+    let session = server.session(&key).await;
+    let runs = format!("/v1/sessions/{session}/runs");
+    let ran = server
+        .post(
+            &key,
+            &runs,
+            json!({"agent": "tool-loop", "input": {"prompt": "hi"}}),
+        )
+        .await;
+    assert_eq!(ran.status(), StatusCode::OK);
+    let ran: Value = ran.json().await.unwrap();
+    assert_eq!(ran["state"], "completed", "{ran}");
+    let run_path = format!("{runs}/{}", ran["id"].as_str().unwrap());
+    assert_eq!(server.get(&key, &run_path).await.status(), StatusCode::OK);
+    problem(
+        server
+            .post(&key, &format!("{run_path}/cancel"), json!({}))
+            .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    problem(
+        server.get(&key, &format!("{runs}/r_nope")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    problem(
+        server.post(&key, &runs, json!({"agent": "nope"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_agent",
+    )
+    .await;
+    let waiting = server
+        .post(
+            &key,
+            &runs,
+            json!({"agent": "tool-loop", "input": {"prompt": "hi"}, "wait": false}),
+        )
+        .await;
+    assert_eq!(waiting.status(), StatusCode::ACCEPTED);
+    let waiting: Value = waiting.json().await.unwrap();
+    let cancel = format!("{runs}/{}/cancel", waiting["id"].as_str().unwrap());
+    assert_eq!(
+        server.post(&key, &cancel, json!({})).await.status(),
+        StatusCode::ACCEPTED
+    );
 
     // Every operation was seen answering with a success, and with an error when it documents
     // one a client can cause at will (a timeout or a full server cannot be).
