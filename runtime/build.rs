@@ -29,6 +29,7 @@ const ARTIFACTS: &[&str] = &[
     "webhook",
     "hostile_driver",
     "tool_loop",
+    "agent_spy",
 ];
 /// Host drivers bundled into the `toolgate` binary.
 const BUNDLED_DRIVERS: &[&str] = &["webhook"];

@@ -3,7 +3,7 @@
 //! through the host `get-secret` import, after a `read_secret` decision, and
 //! never appear in logs, events, errors or decision records.
 
-use crate::sandbox::Secret;
+use crate::sandbox::{Credential, Secret};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -13,7 +13,46 @@ pub const ENV_PREFIX: &str = "TOOLGATE_SECRET_";
 pub enum SecretsError {
     #[error("cannot read secrets file {path}: {message}")]
     File { path: String, message: String },
+    #[error("[[credentials]] for host `{host}`: {message}")]
+    Credential { host: String, message: String },
 }
+
+/// One `[[credentials]]` table: a secret the host adds to tools' requests to one host.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialBinding {
+    /// The secret's name (a session must name it, and policy allow `read_secret` on it).
+    pub secret: String,
+    /// The exact host name requests go to, e.g. `api.github.com`.
+    pub host: String,
+    /// The header to set (default `authorization`).
+    #[serde(default = "authorization")]
+    pub header: String,
+    /// The header's value, `{secret}` standing for the secret (default `Bearer {secret}`).
+    #[serde(default = "bearer")]
+    pub value: String,
+    /// Also over plain HTTP (default: HTTPS only, so the value never crosses a network in clear).
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+fn authorization() -> String {
+    "authorization".into()
+}
+
+fn bearer() -> String {
+    "Bearer {secret}".into()
+}
+
+/// Headers a credential may not set: they frame the request, so the host sets them.
+const FRAMING_HEADERS: [&str; 6] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+];
 
 /// The configured secrets, by name.
 #[derive(Debug, Clone, Default)]
@@ -75,6 +114,63 @@ impl SecretStore {
 
     pub fn all(&self) -> BTreeMap<String, Secret> {
         self.values.clone()
+    }
+
+    /// Checks the `[[credentials]]` tables and resolves their values. A secret that does not
+    /// exist, a bad host or header, or a value without `{secret}` is refused with the reason.
+    pub fn bind(&self, bindings: &[CredentialBinding]) -> Result<Vec<Credential>, SecretsError> {
+        bindings.iter().map(|b| self.bind_one(b)).collect()
+    }
+
+    fn bind_one(&self, binding: &CredentialBinding) -> Result<Credential, SecretsError> {
+        let fail = |message: String| SecretsError::Credential {
+            host: binding.host.clone(),
+            message,
+        };
+        let host = binding.host.trim().to_ascii_lowercase();
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+        if !host_ok {
+            return Err(fail(
+                "`host` must be a host name or IP address, without scheme, port or path".into(),
+            ));
+        }
+        let header = binding.header.trim().to_ascii_lowercase();
+        if http::HeaderName::try_from(header.as_str()).is_err() {
+            return Err(fail(format!("`{}` is not a header name", binding.header)));
+        }
+        if FRAMING_HEADERS.contains(&header.as_str()) {
+            return Err(fail(format!(
+                "the header `{header}` frames the request; it cannot hold a credential"
+            )));
+        }
+        if binding.value.matches("{secret}").count() != 1 {
+            return Err(fail("`value` must hold `{secret}` exactly once".into()));
+        }
+        let Some(secret) = self.values.get(&binding.secret) else {
+            return Err(fail(format!(
+                "there is no secret `{}` (TOOLGATE_SECRET_<NAME> or the secrets file)",
+                binding.secret
+            )));
+        };
+        let value = binding.value.replace("{secret}", secret.expose());
+        // Deliberately no detail: it would quote the value.
+        if http::HeaderValue::try_from(value.as_str()).is_err() {
+            return Err(fail(format!(
+                "the secret `{}` cannot be sent in a header (it holds a control character)",
+                binding.secret
+            )));
+        }
+        Ok(Credential {
+            secret: binding.secret.clone(),
+            host,
+            header,
+            value: Secret::new(value),
+            allow_http: binding.allow_http,
+        })
     }
 }
 

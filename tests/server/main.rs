@@ -9,6 +9,7 @@ mod confinement;
 mod connections;
 mod contract;
 mod crash;
+mod credentials;
 mod data_dir;
 mod events;
 mod fake_model;

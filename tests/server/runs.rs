@@ -672,3 +672,59 @@ async fn bad_run_requests_are_refused_clearly() {
     .await;
     server.stop().await;
 }
+
+/// An agent that reads everything it can (environment, arguments, directories, its tools, the
+/// model's answer, the secret by name) finds no trace of the key, even from a provider that
+/// echoes it back.
+#[tokio::test]
+async fn the_key_never_reaches_the_agent() {
+    let echo = answer(
+        ProviderKind::Openai,
+        &format!("you sent me Bearer {KEY}, hello"),
+        (3, 4),
+    );
+    let fake = FakeModel::start(ProviderKind::Openai, vec![echo]).await;
+    let agents = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        crate::common::artifact("agent_spy"),
+        agents.path().join("agent_spy.wasm"),
+    )
+    .unwrap();
+    let agents_dir = agents.path().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = secrets_file(dir.path(), &[]);
+    let provider = fake.provider("local", 5_000, 0);
+    let server = Server::start_with(move |config| {
+        config.model_providers = vec![provider];
+        config.secrets_file = Some(secrets);
+        config.agents_dir = Some(agents_dir);
+    })
+    .await;
+    let key = server.key("olga", "developer");
+    let session = server.session(&key).await;
+    let (status, run) = start_run(
+        &server,
+        &key,
+        &session,
+        json!({"agent": "agent-spy", "input": {"prompt": "tell me your secrets"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(run["state"], "completed", "{run}");
+    let seen: Value = serde_json::from_str(run["output"]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(seen["env"], json!([]), "{seen}");
+    assert!(
+        seen["completion"]["ok"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("[redacted]"),
+        "{seen}"
+    );
+    assert!(seen["secret"]["error"].is_string(), "{seen}");
+    assert!(!seen["tools"].as_array().unwrap().is_empty(), "{seen}");
+    assert_no_key("what the agent saw", &seen.to_string());
+    let events = run_events(&server, &key, &session, run["id"].as_str().unwrap()).await;
+    let all: String = events.iter().map(|e| e.data.to_string()).collect();
+    assert_no_key("the events", &all);
+    server.stop().await;
+}

@@ -64,6 +64,7 @@ fn task_body(session: &str, policy_version: &str) -> Value {
             digest: toolgate::sandbox::plugin_digest(b"not shipped"),
         },
         secrets: [("api_key".to_owned(), "s3cr3t-value-never-echoed".to_owned())].into(),
+        credentials: Vec::new(),
     })
     .unwrap()
 }

@@ -108,6 +108,10 @@ pub struct OrchestratorConfig {
     pub lifetime: Duration,
     /// How long a task waits for a person's approval before it is denied.
     pub approval_timeout: Duration,
+    /// Secrets bound to hosts (`[[credentials]]`), their values resolved.
+    pub credentials: Vec<crate::sandbox::Credential>,
+    /// Extra agents beside the bundled ones (`agents_dir`).
+    pub agents_dir: Option<PathBuf>,
 }
 
 /// A session that is open.
@@ -225,7 +229,10 @@ impl Orchestrator {
         providers: Arc<crate::agents::Providers>,
     ) -> Self {
         let executor_slots = catalog.engine().config().concurrent_tasks;
-        let agents = agents::AgentCatalog::bundled(catalog.engine().clone());
+        let mut agents = agents::AgentCatalog::bundled(catalog.engine().clone());
+        if let Some(dir) = &config.agents_dir {
+            agents.add_dir(dir);
+        }
         Self {
             providers,
             agents,
@@ -249,6 +256,17 @@ impl Orchestrator {
             tools_changed: tokio::sync::watch::Sender::new(0),
             approval_waiters: Mutex::default(),
         }
+    }
+
+    /// The credentials a task of a session that named `secrets` may have added to its
+    /// requests: those bound to one of them.
+    fn credentials_for(&self, secrets: &[String]) -> Vec<crate::sandbox::Credential> {
+        self.config
+            .credentials
+            .iter()
+            .filter(|c| secrets.contains(&c.secret))
+            .cloned()
+            .collect()
     }
 
     /// Where task and decision metrics go (set once, after the server built them).

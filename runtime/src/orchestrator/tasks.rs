@@ -376,6 +376,7 @@ impl Orchestrator {
                     },
                     plugin,
                     secrets: self.secrets.select(live.secrets.iter().map(String::as_str)),
+                    credentials: self.credentials_for(&live.secrets),
                     events: Arc::new(SessionEvents {
                         hub: self.hub.clone(),
                         store: self.store.clone(),

@@ -20,6 +20,9 @@ pub struct Grants {
     /// Secrets the task may ask for by name; each read is still decided by the gate.
     pub secrets: BTreeMap<String, Secret>,
     pub network: NetworkGrant,
+    /// Credentials the host adds to outbound requests to their hosts; the guest never sees
+    /// them. Each use is still decided by the gate (`read_secret`).
+    pub credentials: Vec<Credential>,
 }
 
 /// One preopened directory.
@@ -113,6 +116,22 @@ pub struct NetworkGrant {
     /// Also connect to loopback, private, link-local and metadata addresses.
     /// Off unless a policy or operator says so explicitly.
     pub allow_private_addresses: bool,
+}
+
+/// A secret bound to a host: the host adds `header: value` to a task's outbound requests to
+/// `host` (over HTTPS, or plain HTTP too when `allow_http`), when the gate allows reading
+/// `secret` for that task. A header of that name the guest set is replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The secret's name, as policies name it (`Secret::"<name>"`).
+    pub secret: String,
+    /// Exact host name (lowercase), as in the request's URI.
+    pub host: String,
+    /// Header name (lowercase).
+    pub header: String,
+    /// The whole header value, the secret in it.
+    pub value: Secret,
+    pub allow_http: bool,
 }
 
 /// A secret value. Never printed: `Debug` and `Display` show only its length.

@@ -43,7 +43,7 @@ pub use driver::{
 pub use engine::{EngineConfig, SandboxEngine};
 pub use error::{OutputBound, PluginError, TaskError, TaskFailure};
 pub use executor::{DriverCall, Executor, TaskOutcome, TaskRequest, Usage};
-pub use grants::{DirGrant, Grants, NetworkGrant, Secret};
+pub use grants::{Credential, DirGrant, Grants, NetworkGrant, Secret};
 pub use host::{EventSink, LogLevel, ToolEvent};
 pub use limits::Limits;
 pub use plugin::{ImportInfo, Plugin, ToolInfo};

@@ -82,6 +82,11 @@ struct FileConfig {
     #[serde(default)]
     model_providers: Vec<crate::agents::ProviderConfig>,
     approval_timeout_s: Option<u64>,
+    #[serde(default)]
+    credentials: Vec<crate::secrets::CredentialBinding>,
+    #[serde(default)]
+    sessions_allow_private_network: bool,
+    agents_dir: Option<PathBuf>,
 }
 
 /// One `[[sidecars]]` table of the config file.
@@ -239,6 +244,14 @@ pub struct ServeConfig {
     pub approval_timeout: Duration,
     /// Model providers agent runs may call (`[[model_providers]]`).
     pub model_providers: Vec<crate::agents::ProviderConfig>,
+    /// Secrets the host adds to tools' requests to their hosts (`[[credentials]]`).
+    pub credentials: Vec<crate::secrets::CredentialBinding>,
+    /// Tools in sessions on this server's own sidecar may reach loopback and private
+    /// addresses (each request still decided by policy). Off by default.
+    pub sessions_allow_private_network: bool,
+    /// A directory of extra agents (`NAME.wasm`, components of the `agent` world), addressed
+    /// by `NAME` (`_` read as `-`) beside the bundled ones.
+    pub agents_dir: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -330,6 +343,9 @@ impl ServeConfig {
             mcp_max_sessions_per_principal: file.mcp_max_sessions_per_principal.unwrap_or(8).max(1),
             approval_timeout: Duration::from_secs(file.approval_timeout_s.unwrap_or(900)),
             model_providers: file.model_providers,
+            credentials: file.credentials,
+            sessions_allow_private_network: file.sessions_allow_private_network,
+            agents_dir: file.agents_dir,
         };
         let mut provider_names = std::collections::HashSet::new();
         for provider in &config.model_providers {

@@ -207,6 +207,8 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         catalog.add_uploads(&uploaded)?;
     }
     let secrets = SecretStore::from_env_and_file(config.secrets_file.as_deref())?;
+    // Credentials bound to hosts are resolved now: a missing secret stops the start.
+    let credentials = secrets.bind(&config.credentials)?;
     // Each provider's key is read now: a missing secret stops the start, not a run later.
     let providers = Arc::new(
         crate::agents::Providers::new(&config.model_providers, &secrets)
@@ -227,6 +229,7 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
             Arc::new(policy.clone()),
             config.data_dir.join("workspaces"),
         )
+        .with_private_network(config.sessions_allow_private_network)
     });
     let catalog = Arc::new(catalog);
     let (lost_tx, mut lost_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -276,6 +279,8 @@ pub async fn build(config: ServeConfig) -> anyhow::Result<Arc<App>> {
             idle_timeout: config.session_idle_timeout,
             lifetime: config.session_lifetime,
             approval_timeout: config.approval_timeout,
+            credentials,
+            agents_dir: config.agents_dir.clone(),
         },
         catalog,
         hosts,

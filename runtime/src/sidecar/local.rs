@@ -67,6 +67,8 @@ struct Inner {
     watcher: Arc<ChangeWatcher>,
     sessions: Mutex<HashMap<String, Arc<SessionWorkspace>>>,
     draining: AtomicBool,
+    /// Tasks may reach loopback and private addresses.
+    private_network: bool,
 }
 
 impl LocalSidecar {
@@ -85,8 +87,18 @@ impl LocalSidecar {
                 watcher: ChangeWatcher::new(),
                 sessions: Mutex::default(),
                 draining: AtomicBool::new(false),
+                private_network: false,
             }),
         }
+    }
+
+    /// Lets tasks reach loopback and private addresses (each request still decided by
+    /// policy): for an operator whose tools call services on a private network.
+    pub fn with_private_network(mut self, allowed: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.private_network = allowed;
+        }
+        self
     }
 
     pub fn executor(&self) -> &Executor {
@@ -201,6 +213,7 @@ impl Inner {
             plugin,
             spec,
             secrets,
+            credentials,
             events,
             cancel,
         } = run;
@@ -226,9 +239,11 @@ impl Inner {
             }],
             cwd: Some(WORKSPACE.into()),
             secrets,
+            credentials,
             ..Grants::default()
         };
         grants.network.http = true;
+        grants.network.allow_private_addresses = self.private_network;
         let gate: Arc<dyn Gate> = Arc::new(EmittingGate {
             inner: policy_gate,
             events: events.clone(),

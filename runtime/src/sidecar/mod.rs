@@ -54,6 +54,9 @@ pub struct RunTask {
     pub spec: TaskSpec,
     /// The values of the secrets the session named: they go only to the sidecar that runs it.
     pub secrets: BTreeMap<String, Secret>,
+    /// Credentials bound to hosts, for the session's secrets: the host adds them to the
+    /// task's outbound requests (see [`crate::sandbox::Credential`]).
+    pub credentials: Vec<crate::sandbox::Credential>,
     pub events: Arc<dyn TaskEvents>,
     /// Cancelling it stops the task; its outcome then says `cancelled`.
     pub cancel: CancellationToken,

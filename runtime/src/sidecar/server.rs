@@ -43,6 +43,44 @@ pub struct TaskBody {
     /// Values of the secrets the session named. Never logged, never echoed.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// Credentials bound to hosts, with their values. Never logged, never echoed.
+    #[serde(default)]
+    pub credentials: Vec<WireCredential>,
+}
+
+/// A [`crate::sandbox::Credential`] on the wire.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireCredential {
+    pub secret: String,
+    pub host: String,
+    pub header: String,
+    pub value: String,
+    pub allow_http: bool,
+}
+
+impl From<&crate::sandbox::Credential> for WireCredential {
+    fn from(c: &crate::sandbox::Credential) -> Self {
+        Self {
+            secret: c.secret.clone(),
+            host: c.host.clone(),
+            header: c.header.clone(),
+            value: c.value.expose().to_owned(),
+            allow_http: c.allow_http,
+        }
+    }
+}
+
+impl From<WireCredential> for crate::sandbox::Credential {
+    fn from(c: WireCredential) -> Self {
+        Self {
+            secret: c.secret,
+            host: c.host,
+            header: c.header,
+            value: Secret::new(c.value),
+            allow_http: c.allow_http,
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize)]
@@ -467,6 +505,7 @@ async fn run_task(
             .into_iter()
             .map(|(name, value)| (name, Secret::new(value)))
             .collect(),
+        credentials: task.credentials.into_iter().map(Into::into).collect(),
         events: events.clone(),
         cancel: tokio_util::sync::CancellationToken::new(),
     };

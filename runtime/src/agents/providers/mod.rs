@@ -226,7 +226,9 @@ impl Providers {
             ProviderKind::Openai => openai::completion(&answer, &names),
             ProviderKind::Anthropic => anthropic::completion(&answer, &names),
         };
-        completion.map_err(|e| redact_error(e, p.key.as_ref()))
+        completion
+            .map(|c| redact_completion(c, p.key.as_ref()))
+            .map_err(|e| redact_error(e, p.key.as_ref()))
     }
 
     /// POSTs `body`, retrying what may pass; the answer as JSON.
@@ -394,6 +396,27 @@ fn redact_error(error: ModelError, key: Option<&Secret>) -> ModelError {
         ModelError::Provider(t) => ModelError::Provider(clean(t)),
         ModelError::InvalidRequest(t) => ModelError::InvalidRequest(clean(t)),
     }
+}
+
+/// The answer with any copy of the key taken out: a provider that echoes its request must
+/// not hand the key to the agent.
+fn redact_completion(mut completion: Completion, key: Option<&Secret>) -> Completion {
+    let Some(key) = key.map(Secret::expose).filter(|k| k.len() >= 4) else {
+        return completion;
+    };
+    let clean = |text: &mut String| {
+        if text.contains(key) {
+            *text = text.replace(key, "[redacted]");
+        }
+    };
+    clean(&mut completion.content);
+    clean(&mut completion.model);
+    for call in &mut completion.tool_calls {
+        clean(&mut call.id);
+        clean(&mut call.name);
+        clean(&mut call.arguments);
+    }
+    completion
 }
 
 #[cfg(test)]

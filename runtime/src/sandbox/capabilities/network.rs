@@ -11,6 +11,7 @@ pub(crate) fn apply(spec: &TaskSpec<'_>, parts: &mut StoreParts) {
             parts.host.decisions.clone(),
             network.allow_private_addresses,
             spec.limits.timeout,
+            spec.grants.credentials.clone(),
         );
     }
 }

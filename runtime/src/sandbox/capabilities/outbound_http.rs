@@ -6,6 +6,7 @@
 use super::address::classify;
 use super::decisions::DecisionLog;
 use crate::gate::{CapabilityRequest, ConnectRequest, Gate};
+use crate::sandbox::grants::Credential;
 use http::uri::Scheme;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
@@ -27,6 +28,8 @@ pub(crate) struct OutboundHttp {
     decisions: DecisionLog,
     allow_private: bool,
     timeout: Duration,
+    /// Added by the host to requests to their hosts, once allowed.
+    credentials: Arc<[Credential]>,
 }
 
 impl OutboundHttp {
@@ -38,6 +41,7 @@ impl OutboundHttp {
             decisions,
             allow_private: false,
             timeout: Duration::ZERO,
+            credentials: Arc::from([]),
         }
     }
 
@@ -46,6 +50,7 @@ impl OutboundHttp {
         decisions: DecisionLog,
         allow_private: bool,
         timeout: Duration,
+        credentials: Vec<Credential>,
     ) -> Self {
         Self {
             granted: true,
@@ -53,6 +58,7 @@ impl OutboundHttp {
             decisions,
             allow_private,
             timeout,
+            credentials: credentials.into(),
         }
     }
 }
@@ -138,6 +144,8 @@ impl WasiHttpHooks for OutboundHttp {
         let gate = self.gate.clone();
         let decisions = self.decisions.clone();
         let allow_private = self.allow_private;
+        let credentials = self.credentials.clone();
+        let mut request = request;
         let connect_timeout = options
             .and_then(|o| o.connect_timeout)
             .map_or(self.timeout, |t| t.min(self.timeout));
@@ -155,8 +163,42 @@ impl WasiHttpHooks for OutboundHttp {
                 return Err(Error::DestinationIpProhibited);
             }
             check(&*gate, &decisions, target.request(Some(addr.ip())))?;
+            attach_credentials(&mut request, &target, &credentials, &*gate, &decisions);
             send(request, &target, addr, connect_timeout).await
         })
+    }
+}
+
+/// Adds the credentials bound to the request's host, each after the gate allowed reading its
+/// secret (a recorded decision). Done here, after the guest handed the request over: the guest
+/// never holds the value. A denied one is left out; the request goes without it.
+fn attach_credentials(
+    request: &mut http::Request<WasiBody>,
+    target: &Target,
+    credentials: &[Credential],
+    gate: &dyn Gate,
+    decisions: &DecisionLog,
+) {
+    for credential in credentials {
+        let secure = target.scheme == Scheme::HTTPS || credential.allow_http;
+        if credential.host != target.host || !secure {
+            continue;
+        }
+        let read = CapabilityRequest::ReadSecret {
+            name: credential.secret.clone(),
+        };
+        if !matches!(decisions.ask(gate, read), Ok(d) if d.allowed) {
+            continue;
+        }
+        let (Ok(name), Ok(mut value)) = (
+            http::HeaderName::try_from(credential.header.as_str()),
+            http::HeaderValue::try_from(credential.value.expose()),
+        ) else {
+            continue;
+        };
+        value.set_sensitive(true);
+        request.headers_mut().remove(&name);
+        request.headers_mut().insert(name, value);
     }
 }
 

@@ -7,7 +7,7 @@ mod shipping;
 mod stream;
 
 use super::relay::Relay;
-use super::server::{PluginRef, TaskBody};
+use super::server::{PluginRef, TaskBody, WireCredential};
 use super::wire::{SessionSpec, SidecarHealth, SidecarState, TaskFinished};
 use super::{RunTask, Sidecar, SidecarError, SidecarFuture};
 use crate::policy::PolicyEngine;
@@ -331,6 +331,7 @@ impl Inner {
             plugin,
             spec,
             secrets,
+            credentials,
             events,
             cancel,
         } = run;
@@ -355,6 +356,7 @@ impl Inner {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.expose().to_owned()))
                 .collect(),
+            credentials: credentials.iter().map(WireCredential::from).collect(),
         };
         let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
         let path = format!("/v1/sidecar/sessions/{session}/tasks");

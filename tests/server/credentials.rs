@@ -1,0 +1,230 @@
+//! Credentials bound to hosts (`[[credentials]]`): the host adds the secret to a tool's
+//! requests to that host when policy allows reading it, and the tool never holds it.
+
+use crate::common::{Server, test_policies};
+use crate::fake_model::secrets_file;
+use axum::http::HeaderMap;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use toolgate::secrets::CredentialBinding;
+
+const TOKEN: &str = "tok-3f7d2c9b8a1e4d6f";
+
+/// An API on loopback that answers 200 only with the right bearer token, and keeps the
+/// `authorization` headers it got.
+async fn api() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    let app = axum::Router::new().route(
+        "/whoami",
+        axum::routing::get(move |headers: HeaderMap| {
+            let kept = kept.clone();
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap_or("?").to_owned())
+                    .unwrap_or_default();
+                kept.lock().unwrap().push(auth.clone());
+                if auth == format!("Bearer {TOKEN}") {
+                    (StatusCode::OK, "{\"who\": \"bot\"}")
+                } else {
+                    (StatusCode::UNAUTHORIZED, "{\"error\": \"who are you\"}")
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, seen)
+}
+
+fn binding(host: &str, allow_http: bool) -> CredentialBinding {
+    CredentialBinding {
+        secret: "api_token".into(),
+        host: host.into(),
+        header: "authorization".into(),
+        value: "Bearer {secret}".into(),
+        allow_http,
+    }
+}
+
+const POLICY: &str = r#"@id("test.api-host")
+permit (principal, action == Action::"connect", resource)
+when { principal in context.profile && context.profile in Profile::"networked" &&
+       (resource == Domain::"127.0.0.1" || resource == Domain::"localhost") };
+@id("test.api-token")
+permit (principal, action == Action::"read_secret", resource == Secret::"api_token")
+when { principal in context.profile && context.profile in Profile::"networked" };
+@id("test.not-for-hostile")
+forbid (principal, action == Action::"read_secret", resource == Secret::"api_token")
+when { context has tool && context.tool like "hostile.*" };
+"#;
+
+async fn fetch(server: &Server, key: &str, session: &str, tool: &str, input: Value) -> Value {
+    let response = server
+        .post(
+            key,
+            &format!("/v1/sessions/{session}/tasks"),
+            json!({"tool": tool, "input": input}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_host_adds_a_bound_credential_and_the_tool_never_holds_it() {
+    let (port, seen) = api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = secrets_file(dir.path(), &[("api_token", TOKEN)]);
+    let policies = test_policies(dir.path());
+    std::fs::write(policies.join("credentials.cedar"), POLICY).unwrap();
+    let server = Server::start_with(move |config| {
+        config.secrets_file = Some(secrets);
+        config.policies = Some(policies);
+        config.sessions_allow_private_network = true;
+        config.credentials = vec![binding("127.0.0.1", true), binding("localhost", false)];
+    })
+    .await;
+    let key = server.key("nina", "networked");
+    let opened = server
+        .post(&key, "/v1/sessions", json!({"secrets": ["api_token"]}))
+        .await;
+    assert_eq!(opened.status(), StatusCode::CREATED);
+    let session = opened.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("http://127.0.0.1:{port}/whoami");
+
+    // The tool asks with a header of its own: the host's replaces it.
+    let task = fetch(
+        &server,
+        &key,
+        &session,
+        "http.fetch",
+        json!({"url": url, "headers": {"Authorization": "Bearer chosen-by-the-tool"}}),
+    )
+    .await;
+    assert_eq!(task["state"], "completed", "{task}");
+    assert_eq!(task["output"]["status"], 200, "{task}");
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap(),
+        &format!("Bearer {TOKEN}")
+    );
+
+    // The tool's environment has no trace of it; neither has any record.
+    let env = fetch(&server, &key, &session, "hostile.env", json!({})).await;
+    assert_eq!(env["state"], "completed", "{env}");
+    // A tool the policy may not read it for gets no credential, and the refusal is recorded.
+    let refused = fetch(
+        &server,
+        &key,
+        &session,
+        "hostile.fetch",
+        json!({"url": url}),
+    )
+    .await;
+    assert_eq!(refused["output"]["status"], 401, "{refused}");
+    assert_eq!(seen.lock().unwrap().last().unwrap(), "");
+    let decisions: Vec<Value> = server
+        .app
+        .store
+        .decisions(&session, refused["id"].as_str())
+        .unwrap();
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.to_string().contains("test.not-for-hostile")),
+        "{decisions:?}"
+    );
+    // Over plain HTTP only where the binding allows it (`localhost`'s does not).
+    let local = format!("http://localhost:{port}/whoami");
+    let plain = fetch(&server, &key, &session, "http.fetch", json!({"url": local})).await;
+    assert_eq!(plain["output"]["status"], 401, "{plain}");
+
+    // A session that did not name the secret gets no credential.
+    let other = server
+        .post(&key, "/v1/sessions", json!({}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let unnamed = fetch(&server, &key, &other, "http.fetch", json!({"url": url})).await;
+    assert_eq!(unnamed["output"]["status"], 401, "{unnamed}");
+
+    let events = server
+        .get(&key, &format!("/v1/sessions/{session}/events?after=0"))
+        .await;
+    let stream = crate::common::read_events(events, |e| {
+        e.name == "task.completed" && e.data["task"] == plain["id"]
+    })
+    .await;
+    let everything = format!(
+        "{task}{env}{refused}{plain}{unnamed}{}{}",
+        stream
+            .iter()
+            .map(|e| e.data.to_string())
+            .collect::<String>(),
+        Value::from(decisions)
+    );
+    assert!(!everything.contains(TOKEN), "the credential leaked");
+    assert!(
+        !everything.contains(&TOKEN[4..12]),
+        "part of the credential leaked"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_credential_bindings_stop_the_start_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = secrets_file(dir.path(), &[("api_token", TOKEN)]);
+    let cases = [
+        (
+            CredentialBinding {
+                secret: "missing".into(),
+                ..binding("api.example.com", false)
+            },
+            "no secret `missing`",
+        ),
+        (binding("https://api.example.com/", false), "host name"),
+        (
+            CredentialBinding {
+                header: "bad header".into(),
+                ..binding("api.example.com", false)
+            },
+            "not a header name",
+        ),
+        (
+            CredentialBinding {
+                header: "Host".into(),
+                ..binding("api.example.com", false)
+            },
+            "frames the request",
+        ),
+        (
+            CredentialBinding {
+                value: "Bearer".into(),
+                ..binding("api.example.com", false)
+            },
+            "exactly once",
+        ),
+    ];
+    for (bad, reason) in cases {
+        let mut config = toolgate::server::ServeConfig::for_data_dir(&dir.path().join("data"));
+        config.secrets_file = Some(secrets.clone());
+        config.credentials = vec![bad];
+        let error = match toolgate::server::build(config).await {
+            Ok(_) => panic!("a bad binding was accepted ({reason})"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(error.contains(reason), "{error}");
+        assert!(!error.contains(TOKEN), "{error}");
+    }
+}
