@@ -193,7 +193,7 @@ vocabulary! {
 }
 
 vocabulary! {
-    /// Why a task did not produce output: the `kind` of its `error`.
+    /// Why a task or an agent run did not produce output: the `kind` of its `error`.
     ErrorKind ("task error kind") {
         FuelExhausted = "fuel_exhausted",
         MemoryLimit = "memory_limit",

@@ -263,7 +263,12 @@ mod kind_tests {
             assert_eq!(error.to_json()["kind"], error.kind().as_str());
         }
         let mut kinds: Vec<ErrorKind> = errors.iter().map(TaskError::kind).collect();
-        kinds.push(ErrorKind::Interrupted);
+        // Set by the store (a restart) and by agent runs, not by the sandbox.
+        kinds.extend([
+            ErrorKind::Interrupted,
+            ErrorKind::BudgetExhausted,
+            ErrorKind::AgentFailed,
+        ]);
         assert_eq!(kinds, ErrorKind::ALL, "every kind has its error");
     }
 }
