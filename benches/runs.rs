@@ -111,7 +111,10 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-async fn timed<F: std::future::Future<Output = ()>>(rounds: usize, mut f: impl FnMut() -> F) -> Duration {
+async fn timed<F: std::future::Future<Output = ()>>(
+    rounds: usize,
+    mut f: impl FnMut() -> F,
+) -> Duration {
     // One warm-up call compiles what is compiled lazily (the agent) and opens connections.
     f().await;
     let mut samples = Vec::with_capacity(rounds);
@@ -202,12 +205,27 @@ async fn main() {
     let per_run = run_0.saturating_sub(provider_alone);
     let per_step = (run_n.saturating_sub(run_0)) / steps.max(1) as u32;
     let added_per_step = per_step.saturating_sub(provider_alone);
-    println!("rounds {rounds}, steps {steps}, provider delay {} ms (medians)", delay.as_millis());
-    println!("provider alone (direct POST)      {:8.3} ms", ms(provider_alone));
-    println!("tool task alone (POST .../tasks)  {:8.3} ms", ms(task_alone));
+    println!(
+        "rounds {rounds}, steps {steps}, provider delay {} ms (medians)",
+        delay.as_millis()
+    );
+    println!(
+        "provider alone (direct POST)      {:8.3} ms",
+        ms(provider_alone)
+    );
+    println!(
+        "tool task alone (POST .../tasks)  {:8.3} ms",
+        ms(task_alone)
+    );
     println!("run, 0 steps (1 model call)       {:8.3} ms", ms(run_0));
-    println!("run, {steps} steps                     {:8.3} ms", ms(run_n));
+    println!(
+        "run, {steps} steps                     {:8.3} ms",
+        ms(run_n)
+    );
     println!("added to a run of 1 model call    {:8.3} ms", ms(per_run));
     println!("one step (model call + tool call) {:8.3} ms", ms(per_step));
-    println!("added per step over the provider  {:8.3} ms", ms(added_per_step));
+    println!(
+        "added per step over the provider  {:8.3} ms",
+        ms(added_per_step)
+    );
 }

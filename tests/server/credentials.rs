@@ -129,6 +129,7 @@ async fn the_host_adds_a_bound_credential_and_the_tool_never_holds_it() {
     .await;
     assert_eq!(refused["output"]["status"], 401, "{refused}");
     assert_eq!(seen.lock().unwrap().last().unwrap(), "");
+    server.app.store.flush().unwrap();
     let decisions: Vec<Value> = server
         .app
         .store

@@ -728,3 +728,77 @@ async fn the_key_never_reaches_the_agent() {
     assert_no_key("the events", &all);
     server.stop().await;
 }
+
+/// A run's tool call that waits for a person's approval ends with its run: cut by a restart,
+/// the run is `interrupted` and its waiting task cancelled, never run by a late approval.
+#[tokio::test]
+async fn a_tool_call_waiting_for_approval_ends_with_its_run() {
+    let kind = ProviderKind::Openai;
+    let write = tool_call(
+        kind,
+        "w",
+        "fs_write",
+        json!({"path": "w.txt", "content": "late"}),
+        (5, 5),
+    );
+    let fake = FakeModel::start(kind, vec![write]).await;
+    let (server, _dir) = server_with(vec![fake.provider("local", 5_000, 0)], "").await;
+    let key = server.key("sam", "supervised");
+    let session = server.session(&key).await;
+    let (status, run) = start_run(
+        &server,
+        &key,
+        &session,
+        json!({"agent": "tool-loop", "input": {"prompt": "write"}, "wait": false}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let tasks = format!("/v1/sessions/{session}/tasks");
+    let mut waiting = Value::Null;
+    for _ in 0..200 {
+        let listed: Value = server.get(&key, &tasks).await.json().await.unwrap();
+        if let Some(task) = listed["tasks"].as_array().and_then(|t| t.first())
+            && task["state"] == "awaiting_approval"
+        {
+            waiting = task.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(waiting["run"], run["id"], "{waiting}");
+    let server = server.restart().await;
+    let run: Value = server
+        .get(
+            &key,
+            &format!(
+                "/v1/sessions/{session}/runs/{}",
+                run["id"].as_str().unwrap()
+            ),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(run["state"], "interrupted", "{run}");
+    let task: Value = server
+        .get(
+            &key,
+            &format!("{tasks}/{}", waiting["id"].as_str().unwrap()),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(task["state"], "cancelled", "{task}");
+    let approval: Value = server
+        .get(
+            &key,
+            &format!("{tasks}/{}/approval", waiting["id"].as_str().unwrap()),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(approval["state"], "cancelled", "{approval}");
+    server.stop().await;
+}

@@ -436,7 +436,10 @@ impl Orchestrator {
                 .cloned();
             let task = self.store.get_task(&approval.session, &approval.task);
             match (live, task) {
-                (Some(live), Ok(Some(task))) if task.state == TaskState::AwaitingApproval => {
+                // A run's tool call does not outlive its run, which a stop ended (`interrupted`).
+                (Some(live), Ok(Some(task)))
+                    if task.state == TaskState::AwaitingApproval && task.run.is_none() =>
+                {
                     self.clone().resume_task(live, task, approval);
                 }
                 (_, task) => {

@@ -23,7 +23,7 @@ pub use files::{FilesError, Transferred, Workspace, WorkspacePath};
 pub use listing::{Page, SessionFilter, TaskFilter};
 pub use plugins::{DeletedPlugin, InstalledPlugin};
 pub use preflight::{Check, Preflight};
-pub use runs::{CreateRun, RunHandle, RunLimits, RunLimitsRequest, RunUsage};
+pub use runs::{CreateRun, RunHandle, RunLimitsRequest};
 pub use sessions::{CreateSession, SessionView};
 pub use tasks::{CreateTask, RunnerHandle, TaskHandle, TaskLimitsRequest};
 pub use tool_access::ToolDescription;

@@ -14,7 +14,7 @@ use crate::policy::{PolicyDecision, TaskGate, TaskIdentity};
 use crate::sandbox::{
     AgentError, AgentRun, EventSink, Limits, RunServices, TaskError, ToolCallError, ToolEvent,
 };
-use crate::store::RunRecord;
+use crate::store::{RunLimits, RunRecord, RunUsage};
 use crate::vocabulary::{ErrorKind, EventName, RunState, TaskState};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -76,41 +76,6 @@ pub struct RunLimitsRequest {
     pub fuel: Option<u64>,
     /// Memory of the agent component.
     pub memory_mb: Option<u64>,
-}
-
-/// The limits a run runs with. The policy's model limits (`@model_calls`, `@tokens_per_call`,
-/// `@tokens_per_run`) apply at each model call on top of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
-pub struct RunLimits {
-    pub model_calls: u64,
-    /// `null`: bounded by the policy only.
-    pub tokens: Option<u64>,
-    pub tokens_per_call: Option<u64>,
-    pub tool_calls: u64,
-    pub timeout_ms: u64,
-    pub fuel: u64,
-    pub memory_mb: u64,
-}
-
-/// What a run used.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
-pub struct RunUsage {
-    /// Model calls that reached the provider.
-    pub model_calls: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    /// Tool calls the agent made (tasks created), whatever their outcome.
-    pub tool_calls: u64,
-    /// Messages the agent emitted.
-    pub messages: u64,
-    /// Fuel of the agent component (its tools' fuel is on their tasks).
-    pub fuel_consumed: u64,
-}
-
-impl RunUsage {
-    fn tokens(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
-    }
 }
 
 const DEFAULT_MODEL_CALLS: u64 = 50;
@@ -196,8 +161,8 @@ impl Orchestrator {
             finished_at_ms: None,
             output: None,
             error: None,
-            usage: serde_json::to_value(RunUsage::default()).unwrap_or_default(),
-            limits: serde_json::to_value(limits).unwrap_or_default(),
+            usage: RunUsage::default(),
+            limits,
         };
         let cancel = self.shutdown.child_token();
         // One run at a time per session: claimed under the lock, before anything is stored.
@@ -225,6 +190,7 @@ impl Orchestrator {
             model: record.model.clone(),
             limits,
             gate,
+            identity,
             usage: Mutex::default(),
             cancel: cancel.clone(),
         });
@@ -385,7 +351,7 @@ impl Orchestrator {
         if let Ok((_, fuel)) | Err(RunFailure::Agent(_, fuel)) = &ended {
             usage.fuel_consumed = *fuel;
         }
-        record.usage = serde_json::to_value(&usage).unwrap_or_default();
+        record.usage = usage;
         record.finished_at_ms = Some(now_ms());
         let outcome = match ended {
             Ok((output, _)) => {
@@ -449,11 +415,16 @@ impl Orchestrator {
             .await
             .map_err(|message| RunFailure::Task(TaskError::Internal { message }))?;
         let limits = context.limits;
+        // A run's messages carry whole tool outputs and answers: they share the largest log
+        // budget a task may have, not a tool's default.
+        let engine = self.catalog.engine().config();
         let engine_limits = Limits {
             fuel: limits.fuel,
             memory_bytes: limits.memory_mb.saturating_mul(1 << 20),
             timeout: Duration::from_millis(limits.timeout_ms),
-            ..self.catalog.engine().config().default_limits
+            log_bytes: engine.max_limits.log_bytes,
+            log_records: engine.max_limits.log_records,
+            ..engine.default_limits
         };
         let run = AgentRun {
             input: record.input.to_string(),
@@ -557,6 +528,8 @@ struct RunContext {
     limits: RunLimits,
     /// Decides the run's model calls (`use_model`).
     gate: TaskGate,
+    /// Who runs it, where: `tool` is `agent:<name>` in its decisions' context.
+    identity: TaskIdentity,
     usage: Mutex<RunUsage>,
     cancel: CancellationToken,
 }
@@ -571,12 +544,7 @@ impl RunContext {
     }
 
     fn gate_identity(&self) -> TaskIdentity {
-        TaskIdentity {
-            principal: self.caller.principal.clone(),
-            profile: self.live.profile.clone(),
-            session: self.session(),
-            tool: "agent".into(),
-        }
+        self.identity.clone()
     }
 
     /// Decides one model call and sets its token bound; `Err` when it may not be made.
@@ -697,10 +665,15 @@ impl RunContext {
         match &answer {
             Ok(completion) => {
                 {
+                    // Counts a provider reports are not trusted not to overflow.
                     let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
                     usage.model_calls += 1;
-                    usage.prompt_tokens += completion.usage.prompt_tokens;
-                    usage.completion_tokens += completion.usage.completion_tokens;
+                    usage.prompt_tokens = usage
+                        .prompt_tokens
+                        .saturating_add(completion.usage.prompt_tokens);
+                    usage.completion_tokens = usage
+                        .completion_tokens
+                        .saturating_add(completion.usage.completion_tokens);
                 }
                 orchestrator.hub.publish(
                     &session,

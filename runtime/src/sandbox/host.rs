@@ -50,7 +50,7 @@ pub(crate) struct HostServices {
     pub(crate) gate: Arc<dyn Gate>,
     pub(crate) decisions: DecisionLog,
     /// The run's services, in an agent's store.
-    pub(crate) agent: Option<Arc<dyn super::agent::RunServices>>,
+    pub(crate) agent: Option<Arc<dyn super::run_services::RunServices>>,
 }
 
 impl HostServices {

@@ -28,11 +28,10 @@ mod limits;
 mod plugin;
 mod quota;
 mod quota_fs;
+mod run_services;
 mod state;
 
-pub use agent::{
-    AgentComponent, AgentError, AgentOutcome, AgentOutput, AgentRun, RunServices, ToolCallError,
-};
+pub use agent::{AgentComponent, AgentError, AgentOutcome, AgentOutput, AgentRun};
 pub use cache::digest as plugin_digest;
 pub use catalog::{Catalog, CatalogError, PluginOrigin, RemoveUploadError, is_valid_plugin_name};
 pub use describe_bounds::DescribeViolation;
@@ -48,6 +47,7 @@ pub use host::{EventSink, LogLevel, ToolEvent};
 pub use limits::Limits;
 pub use plugin::{ImportInfo, Plugin, ToolInfo};
 pub use quota::{DiskQuota, InodeKey, QuotaExceeded};
+pub use run_services::{RunServices, ToolCallError};
 
 /// The default tool plugins compiled into the binary.
 pub mod bundled {

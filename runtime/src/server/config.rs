@@ -347,6 +347,12 @@ impl ServeConfig {
             sessions_allow_private_network: file.sessions_allow_private_network,
             agents_dir: file.agents_dir,
         };
+        // A run's agent holds an instance slot while its tool calls need others.
+        anyhow::ensure!(
+            config.model_providers.is_empty() || config.max_running_tasks >= 2,
+            "agent runs ([[model_providers]]) need max_running_tasks of at least 2: a run's agent \
+             holds one instance slot while its tools run in others"
+        );
         let mut provider_names = std::collections::HashSet::new();
         for provider in &config.model_providers {
             provider

@@ -46,7 +46,7 @@ use rusqlite::Connection;
 pub use approvals::ApprovalRecord;
 pub use keys::{KEY_PREFIX, KeyInfo, KeyRecord, NewKey};
 pub use records::{Position, SessionQuery, SessionRecord, StoredEvent, TaskQuery, TaskRecord};
-pub use runs::RunRecord;
+pub use runs::{RunLimits, RunRecord, RunUsage};
 
 use writer::{Command, Counters, Write};
 

@@ -5,7 +5,7 @@ use super::StoreError;
 use super::records::{json_col, json_col_opt};
 use crate::vocabulary::RunState;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One agent run, as stored and as the API shows it.
@@ -35,11 +35,45 @@ pub struct RunRecord {
     #[schema(value_type = Option<Object>)]
     pub error: Option<Value>,
     /// What it used so far: model calls, tokens, tool calls, fuel.
-    #[schema(value_type = crate::orchestrator::RunUsage)]
-    pub usage: Value,
-    /// The limits in force: the asked-for ones, lowered to the policy's.
-    #[schema(value_type = crate::orchestrator::RunLimits)]
-    pub limits: Value,
+    pub usage: RunUsage,
+    /// The limits in force: the asked-for ones, lowered to the defaults.
+    pub limits: RunLimits,
+}
+
+/// The limits a run runs with. The policy's model limits (`@model_calls`, `@tokens_per_call`,
+/// `@tokens_per_run`) apply at each model call on top of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+pub struct RunLimits {
+    pub model_calls: u64,
+    /// `null`: bounded by the policy only.
+    pub tokens: Option<u64>,
+    pub tokens_per_call: Option<u64>,
+    pub tool_calls: u64,
+    pub timeout_ms: u64,
+    pub fuel: u64,
+    pub memory_mb: u64,
+}
+
+/// What a run used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+pub struct RunUsage {
+    /// Model calls that reached the provider.
+    pub model_calls: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Tool calls the agent made (tasks created), whatever their outcome.
+    pub tool_calls: u64,
+    /// Messages the agent emitted.
+    pub messages: u64,
+    /// Fuel of the agent component (its tools' fuel is on their tasks).
+    pub fuel_consumed: u64,
+}
+
+impl RunUsage {
+    /// Prompt and completion tokens together.
+    pub fn tokens(&self) -> u64 {
+        self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
 }
 
 const COLUMNS: &str = "id, session, principal, agent, provider, model, input, state, \
@@ -60,9 +94,22 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         finished_at_ms: row.get(10)?,
         output: json_col_opt(row, 11)?,
         error: json_col_opt(row, 12)?,
-        usage: json_col(row, 13)?,
-        limits: json_col(row, 14)?,
+        usage: serde_json::from_value(json_col(row, 13)?).unwrap_or_default(),
+        limits: serde_json::from_value(json_col(row, 14)?).unwrap_or(RunLimits::UNKNOWN),
     })
+}
+
+impl RunLimits {
+    /// What a stored record whose limits cannot be read shows (never written).
+    const UNKNOWN: RunLimits = RunLimits {
+        model_calls: 0,
+        tokens: None,
+        tokens_per_call: None,
+        tool_calls: 0,
+        timeout_ms: 0,
+        fuel: 0,
+        memory_mb: 0,
+    };
 }
 
 pub(crate) fn put(conn: &Connection, r: &RunRecord) -> Result<(), StoreError> {
@@ -84,8 +131,8 @@ pub(crate) fn put(conn: &Connection, r: &RunRecord) -> Result<(), StoreError> {
         r.finished_at_ms,
         r.output.as_ref().map(Value::to_string),
         r.error.as_ref().map(Value::to_string),
-        r.usage.to_string(),
-        r.limits.to_string(),
+        serde_json::to_string(&r.usage)?,
+        serde_json::to_string(&r.limits)?,
     ])?;
     Ok(())
 }

@@ -319,11 +319,21 @@ impl Providers {
             .await
         {
             Ok(collected) => collected.to_bytes(),
-            Err(error) => {
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
                 return Err(ModelError::Provider(format!(
-                    "cannot read provider `{}`'s answer (at most {MAX_ANSWER_BYTES} bytes): {error}",
+                    "provider `{}`'s answer is larger than {MAX_ANSWER_BYTES} bytes",
                     p.config.name
                 )));
+            }
+            // The connection was lost mid-answer: worth another attempt, like a lost connect.
+            Err(error) => {
+                return Ok(Sent::Retryable {
+                    error: ModelError::Provider(format!(
+                        "provider `{}`'s answer was cut off: {error}",
+                        p.config.name
+                    )),
+                    retry_after: None,
+                });
             }
         };
         if status.is_success() {
@@ -339,7 +349,7 @@ impl Providers {
         let error = ModelError::Provider(format!(
             "provider `{}` answered {status}: {}",
             p.config.name,
-            error_text(&bytes)
+            error_text(&bytes, p.key.as_ref())
         ));
         if status == http::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             Ok(Sent::Retryable { error, retry_after })
@@ -363,8 +373,9 @@ fn join(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))
 }
 
-/// What a provider's error answer says, short: its `error.message` when it has one.
-fn error_text(bytes: &[u8]) -> String {
+/// What a provider's error answer says, short: its `error.message` when it has one. The key
+/// is taken out before the text is cut, so no part of it is left.
+fn error_text(bytes: &[u8], key: Option<&Secret>) -> String {
     let text = serde_json::from_slice::<Value>(bytes)
         .ok()
         .and_then(|v| {
@@ -375,7 +386,12 @@ fn error_text(bytes: &[u8]) -> String {
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned());
-    let mut text: String = text.chars().filter(|c| !c.is_control()).take(500).collect();
+    let text: String = text.chars().filter(|c| !c.is_control()).collect();
+    let text = match key.map(Secret::expose).filter(|k| k.len() >= 4) {
+        Some(key) => text.replace(key, "[redacted]"),
+        None => text,
+    };
+    let mut text: String = text.chars().take(500).collect();
     if text.is_empty() {
         text = "(no body)".into();
     }
@@ -414,9 +430,43 @@ fn redact_completion(mut completion: Completion, key: Option<&Secret>) -> Comple
     for call in &mut completion.tool_calls {
         clean(&mut call.id);
         clean(&mut call.name);
+        // Arguments are JSON: the key may hide in escapes (`\u0073k-...`), so the strings are
+        // read first.
+        if let Ok(mut arguments) = serde_json::from_str::<Value>(&call.arguments)
+            && redact_strings(&mut arguments, key)
+        {
+            call.arguments = arguments.to_string();
+        }
         clean(&mut call.arguments);
     }
     completion
+}
+
+/// Replaces the key in every string (keys included) of `value`; whether any was.
+fn redact_strings(value: &mut Value, key: &str) -> bool {
+    match value {
+        Value::String(text) if text.contains(key) => {
+            *text = text.replace(key, "[redacted]");
+            true
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |found, item| redact_strings(item, key) | found),
+        Value::Object(fields) => {
+            let hidden: Vec<String> = fields.keys().filter(|k| k.contains(key)).cloned().collect();
+            let mut found = !hidden.is_empty();
+            for name in hidden {
+                if let Some(v) = fields.remove(&name) {
+                    fields.insert(name.replace(key, "[redacted]"), v);
+                }
+            }
+            for item in fields.values_mut() {
+                found |= redact_strings(item, key);
+            }
+            found
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]

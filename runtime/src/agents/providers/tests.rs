@@ -305,6 +305,48 @@ async fn garbage_refusals_and_unknown_models_are_typed_errors_without_the_key() 
     ));
 }
 
+/// A provider that hides the key: escaped in tool-call arguments, or at the end of a long
+/// error text (cut to 500 characters).
+#[tokio::test]
+async fn the_key_is_taken_out_however_a_provider_hides_it() {
+    let escaped: String = KEY
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    let arguments = format!(r#"{{"path": "k.txt", "content": "{escaped}", "{escaped}": 1}}"#);
+    let answer = json!({
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function",
+            "function": {"name": "fs_write", "arguments": arguments}}]}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+    });
+    let (base, _) = fake_provider(
+        ProviderKind::Openai,
+        vec![Scripted::Answer(200, answer.to_string())],
+    )
+    .await;
+    let completion = providers(ProviderKind::Openai, &base, 5000)
+        .complete("p", &request())
+        .await
+        .unwrap();
+    let arguments: Value = serde_json::from_str(&completion.tool_calls[0].arguments).unwrap();
+    assert_eq!(arguments["content"], "[redacted]");
+    assert!(!arguments.to_string().contains(KEY), "{arguments}");
+
+    let padded = json!({"error": {"message": format!("{}{KEY}", "x".repeat(490))}});
+    let (base, _) = fake_provider(
+        ProviderKind::Openai,
+        vec![Scripted::Answer(400, padded.to_string())],
+    )
+    .await;
+    let error = providers(ProviderKind::Openai, &base, 5000)
+        .complete("p", &request())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!error.contains(&KEY[..8]), "{error}");
+}
+
 #[test]
 fn bad_tables_are_refused_with_their_reason() {
     let good = ProviderConfig {

@@ -21,11 +21,11 @@ pub(crate) use decisions::DecisionLog;
 pub(crate) use outbound_http::OutboundHttp;
 pub(crate) use stdio::CapturedOutput;
 
-use super::agent::RunServices;
 use super::error::TaskError;
 use super::grants::Grants;
 use super::host::{EventSink, HostServices};
 use super::limits::{Limits, TaskLimiter};
+use super::run_services::RunServices;
 use super::state::TaskState;
 use crate::gate::Gate;
 use std::sync::Arc;

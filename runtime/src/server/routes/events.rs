@@ -335,7 +335,7 @@ mod payloads {
         agent: String,
         provider: String,
         model: String,
-        limits: crate::orchestrator::RunLimits,
+        limits: crate::store::RunLimits,
     }
 
     /// A tool call a model asked for.
@@ -423,7 +423,7 @@ mod payloads {
         run: String,
         #[schema(value_type = Object)]
         output: Value,
-        usage: crate::orchestrator::RunUsage,
+        usage: crate::store::RunUsage,
     }
 
     /// `run.failed`: a run that failed, was cancelled or was interrupted (see `state`).
@@ -432,7 +432,7 @@ mod payloads {
         run: String,
         state: crate::vocabulary::RunState,
         error: RunError,
-        usage: crate::orchestrator::RunUsage,
+        usage: crate::store::RunUsage,
     }
 
     /// `gap`: events `from..=to` are older than anything the server still keeps; the stream
