@@ -802,3 +802,103 @@ async fn a_tool_call_waiting_for_approval_ends_with_its_run() {
     assert_eq!(approval["state"], "cancelled", "{approval}");
     server.stop().await;
 }
+
+/// The server's own log, at debug level, never holds the key: not from a provider's error that
+/// echoes it, nor from an answer that does.
+#[tokio::test]
+async fn the_key_is_never_logged() {
+    use std::io::{BufRead, BufReader};
+    let kind = ProviderKind::Openai;
+    let echo_error = json!({"error": {"message": format!("bad key {KEY}")}});
+    let fake = FakeModel::start(
+        kind,
+        vec![
+            Turn::Answer(401, echo_error.to_string()),
+            answer(kind, &format!("your key is {KEY}"), (1, 1)),
+            Turn::Answer(500, format!("<html>{KEY}</html>")),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("toolgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[model_providers]]\nname = \"local\"\nkind = \"openai\"\nbase_url = \"{}\"\n\
+             models = [\"fake-large\"]\napi_key_secret = \"model_key\"\nmax_retries = 0\n",
+            fake.base_url
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .env("TOOLGATE_LOG", "debug")
+        .env("TOOLGATE_SECRET_MODEL_KEY", KEY)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("the server starts").unwrap();
+        log.lock().unwrap().push_str(&line);
+        if let Some(url) = line.strip_prefix("toolgate listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    let kept = log.clone();
+    let reader = std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push_str(&line);
+            kept.lock().unwrap().push('\n');
+        }
+    });
+    let admin = std::fs::read_to_string(data.join("admin.key")).unwrap();
+    let client = reqwest::Client::new();
+    let session: Value = client
+        .post(format!("{base}/v1/sessions"))
+        .bearer_auth(admin.trim())
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let runs = format!(
+        "{base}/v1/sessions/{}/runs",
+        session["id"].as_str().unwrap()
+    );
+    let mut answers = String::new();
+    for _ in 0..3 {
+        let run: Value = client
+            .post(&runs)
+            .bearer_auth(admin.trim())
+            .json(&json!({"agent": "tool-loop", "input": {"prompt": "hi"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            run["state"] == "failed" || run["state"] == "completed",
+            "{run}"
+        );
+        answers.push_str(&run.to_string());
+    }
+    assert_eq!(fake.seen().len(), 3);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    reader.join().unwrap();
+    let log = log.lock().unwrap().clone();
+    assert!(log.contains("DEBUG"), "the log is at debug level");
+    assert_no_key("the server's log", &log);
+    assert_no_key("the runs", &answers);
+}
