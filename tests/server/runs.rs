@@ -75,6 +75,16 @@ async fn write_read_answer(kind: ProviderKind) {
     let (server, _dir) = server_with(vec![fake.provider("local", 5_000, 0)], "").await;
     let key = server.key("olga", "developer");
     let session = server.session(&key).await;
+    let info: Value = server.get(&key, "/v1/info").await.json().await.unwrap();
+    assert_eq!(info["agents"], json!(["tool-loop"]));
+    assert_eq!(
+        info["model_providers"],
+        json!([{"name": "local", "models": ["fake-large", "fake-small"]}])
+    );
+    assert!(
+        !info.to_string().contains(&fake.base_url),
+        "no provider address"
+    );
 
     let (status, run) = start_run(
         &server,

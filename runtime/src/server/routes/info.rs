@@ -76,6 +76,17 @@ pub struct Info {
     policy: PolicyStatus,
     /// Whether the engine uses wasmtime's pooling allocator.
     pooling_allocator: bool,
+    /// The agents a run may name (`POST /v1/sessions/{id}/runs`).
+    agents: Vec<String>,
+    /// The model providers runs may call, with their models (the first is the default).
+    model_providers: Vec<ModelProviderInfo>,
+}
+
+/// A configured model provider, as runs see it (never its key or address).
+#[derive(Serialize, ToSchema)]
+pub struct ModelProviderInfo {
+    name: String,
+    models: Vec<String>,
 }
 
 /// Version, mode and policy status
@@ -89,6 +100,15 @@ pub async fn info(State(app): State<Arc<App>>, Authed(caller): Authed) -> Json<I
         mode: "api",
         policy,
         pooling_allocator: app.pooling,
+        agents: app.orchestrator.agent_names(),
+        model_providers: app
+            .providers
+            .names()
+            .map(|name| ModelProviderInfo {
+                name: name.to_owned(),
+                models: app.providers.models(name).unwrap_or_default().to_vec(),
+            })
+            .collect(),
     })
 }
 
