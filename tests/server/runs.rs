@@ -912,3 +912,66 @@ async fn the_key_is_never_logged() {
     assert_no_key("the server's log", &log);
     assert_no_key("the runs", &answers);
 }
+
+/// A run whose session is placed on a `toolgate sidecar`: the agent and the model calls stay
+/// with the orchestrator, its tool calls run on the sidecar, where the session's files are.
+#[tokio::test]
+async fn a_run_of_a_session_on_a_remote_sidecar() {
+    use crate::processes::{call, orchestrator, sidecar};
+    let kind = ProviderKind::Openai;
+    let fake = FakeModel::start(
+        kind,
+        vec![
+            tool_call(
+                kind,
+                "a",
+                "fs_write",
+                json!({"path": "far.txt", "content": "remote"}),
+                (5, 5),
+            ),
+            tool_call(kind, "b", "fs_read", json!({"path": "far.txt"}), (5, 5)),
+            answer(kind, "it says remote", (5, 5)),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = secrets_file(dir.path(), &[]);
+    let (_sidecar, url) = sidecar(dir.path(), &[]);
+    let tables = format!(
+        "secrets_file = \"{}\"\n[[sidecars]]\nid = \"far\"\nurl = \"{url}\"\ntoken_file = \"{}\"\n\
+         [[model_providers]]\nname = \"local\"\nkind = \"openai\"\nbase_url = \"{}\"\n\
+         models = [\"fake-large\"]\napi_key_secret = \"model_key\"\n",
+        secrets.display(),
+        dir.path().join("sidecar.token").display(),
+        fake.base_url,
+    );
+    let (_orchestrator, base, admin) = orchestrator(dir.path(), &tables);
+    let client = reqwest::Client::new();
+    let (status, session) = call(&client, &admin, format!("{base}/v1/sessions"), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    assert_eq!(session["host"], "far", "{session}");
+    let id = session["id"].as_str().unwrap();
+    let (status, run) = call(
+        &client,
+        &admin,
+        format!("{base}/v1/sessions/{id}/runs"),
+        json!({"agent": "tool-loop", "input": {"prompt": "write then read"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(run["output"]["content"], "it says remote");
+    assert_eq!(run["usage"]["tool_calls"], 2);
+    // What the sidecar's fs.read gave back reached the model.
+    let fed_back = fake.seen()[2].body["messages"].to_string();
+    assert!(fed_back.contains("remote"), "{fed_back}");
+    let tasks =
+        crate::processes::get(&client, &admin, format!("{base}/v1/sessions/{id}/tasks")).await;
+    let tasks = tasks["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t["state"] == "completed" && t["run"] == run["id"])
+    );
+}
