@@ -229,3 +229,58 @@ async fn bad_credential_bindings_stop_the_start_with_the_reason() {
         assert!(!error.contains(TOKEN), "{error}");
     }
 }
+
+/// On a remote sidecar too: the credential travels with the task, and the sidecar's host adds
+/// it (`toolgate sidecar --allow-private-network` lets its tools reach loopback).
+#[tokio::test]
+async fn a_remote_sidecar_adds_the_credential_too() {
+    use crate::processes::{call, orchestrator_with, sidecar};
+    let (port, seen) = api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = secrets_file(dir.path(), &[("api_token", TOKEN)]);
+    let (_sidecar, url) = sidecar(dir.path(), &["--allow-private-network"]);
+    let tables = format!(
+        "secrets_file = \"{}\"\n[[sidecars]]\nid = \"far\"\nurl = \"{url}\"\ntoken_file = \"{}\"\n\
+         [[credentials]]\nsecret = \"api_token\"\nhost = \"127.0.0.1\"\nallow_http = true\n",
+        secrets.display(),
+        dir.path().join("sidecar.token").display(),
+    );
+    let (_orchestrator, base, admin) = orchestrator_with(dir.path(), &tables, |policies| {
+        std::fs::write(policies.join("credentials.cedar"), POLICY).unwrap();
+    });
+    let client = reqwest::Client::new();
+    let (status, key) = call(
+        &client,
+        &admin,
+        format!("{base}/v1/keys"),
+        json!({"principal": "nina", "profile": "networked"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let key = key["key"].as_str().unwrap().to_owned();
+    let (status, session) = call(
+        &client,
+        &key,
+        format!("{base}/v1/sessions"),
+        json!({"secrets": ["api_token"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    assert_eq!(session["sidecar"], "far");
+    let (_, task) = call(
+        &client,
+        &key,
+        format!(
+            "{base}/v1/sessions/{}/tasks",
+            session["id"].as_str().unwrap()
+        ),
+        json!({"tool": "http.fetch", "input": {"url": format!("http://127.0.0.1:{port}/whoami")}}),
+    )
+    .await;
+    assert_eq!(task["output"]["status"], 200, "{task}");
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap(),
+        &format!("Bearer {TOKEN}")
+    );
+    assert!(!task.to_string().contains(TOKEN));
+}

@@ -55,6 +55,10 @@ pub struct SidecarArgs {
     /// as soon as they are accepted.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(4..=1_000_000))]
     max_connections: u64,
+    /// Tools may reach loopback and private addresses (each request still decided by the
+    /// orchestrator's policy): for services on a private network.
+    #[arg(long, env = "TOOLGATE_SIDECAR_ALLOW_PRIVATE_NETWORK")]
+    allow_private_network: bool,
     /// Tasks running at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     max_running_tasks: u32,
@@ -130,7 +134,8 @@ pub(crate) async fn sidecar(args: SidecarArgs) -> anyhow::Result<ExitCode> {
         Executor::new(engine.clone(), Arc::new(crate::policy::AllowAll)),
         policies.clone(),
         workspaces,
-    );
+    )
+    .with_private_network(args.allow_private_network);
     let catalog = Catalog::new(engine, Some(&data_dir.join("cache")));
     let plugins = crate::sidecar::server::plugin_store(catalog, data_dir.join("plugins"))?;
     let machine = crate::sidecar::machine::MachineProbe::new(
