@@ -43,6 +43,16 @@ async fn start_run(server: &Server, key: &str, session: &str, body: Value) -> (S
     (status, response.json().await.unwrap())
 }
 
+/// `turn` with `usage.cost` set, as OpenAI-compatible gateways report it.
+fn with_cost(turn: Turn, cost: f64) -> Turn {
+    let Turn::Answer(status, body) = turn else {
+        return turn;
+    };
+    let mut body: Value = serde_json::from_str(&body).unwrap();
+    body["usage"]["cost"] = cost.into();
+    Turn::Answer(status, body.to_string())
+}
+
 fn assert_no_key(what: &str, text: &str) {
     assert!(!text.contains(KEY), "the provider key leaked into {what}");
     assert!(
@@ -284,7 +294,8 @@ async fn failures_are_typed_and_leave_nothing_running() {
         openai,
         vec![
             Turn::Answer(500, r#"{"error": "overloaded"}"#.into()),
-            answer(openai, "fine now", (10, 2)),
+            // A gateway that says what the call cost.
+            with_cost(answer(openai, "fine now", (10, 2)), 0.0025),
         ],
     )
     .await;
@@ -353,6 +364,7 @@ async fn failures_are_typed_and_leave_nothing_running() {
     assert_eq!(run["output"]["content"], "fine now");
     assert_eq!(flaky.seen().len(), 2);
     assert_eq!(run["usage"]["model_calls"], 1);
+    assert_eq!(run["usage"]["cost_usd"], 0.0025, "{run}");
 
     // A provider that hangs past its deadline.
     let hung_session = server.session(&dev).await;

@@ -75,11 +75,14 @@ pub struct CompletionRequest {
     pub max_tokens: Option<u32>,
 }
 
-/// Tokens a call used.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Tokens a call used, and its cost when the provider says it (OpenAI-compatible gateways
+/// such as OpenRouter report `usage.cost`, in US dollars).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
 }
 
 /// Why the model stopped.

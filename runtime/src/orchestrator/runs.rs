@@ -674,6 +674,9 @@ impl RunContext {
                     usage.completion_tokens = usage
                         .completion_tokens
                         .saturating_add(completion.usage.completion_tokens);
+                    if let Some(cost) = completion.usage.cost {
+                        usage.cost_usd = Some(usage.cost_usd.unwrap_or(0.0) + cost);
+                    }
                 }
                 orchestrator.hub.publish(
                     &session,

@@ -55,7 +55,7 @@ pub struct RunLimits {
 }
 
 /// What a run used.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct RunUsage {
     /// Model calls that reached the provider.
     pub model_calls: u64,
@@ -67,6 +67,11 @@ pub struct RunUsage {
     pub messages: u64,
     /// Fuel of the agent component (its tools' fuel is on their tasks).
     pub fuel_consumed: u64,
+    /// What the model calls cost, in US dollars, summed over the calls whose provider said
+    /// it (`usage.cost`); absent when none did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub cost_usd: Option<f64>,
 }
 
 impl RunUsage {

@@ -127,6 +127,7 @@ pub fn completion(body: &Value, names: &ToolNames) -> Result<Completion, ModelEr
         usage: Usage {
             prompt_tokens: body["usage"]["input_tokens"].as_u64().unwrap_or(0),
             completion_tokens: body["usage"]["output_tokens"].as_u64().unwrap_or(0),
+            cost: None,
         },
         model: body["model"].as_str().unwrap_or_default().to_owned(),
     })

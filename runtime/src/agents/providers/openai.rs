@@ -125,6 +125,9 @@ pub fn completion(body: &Value, names: &ToolNames) -> Result<Completion, ModelEr
     let usage = Usage {
         prompt_tokens: body["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
         completion_tokens: body["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+        cost: body["usage"]["cost"]
+            .as_f64()
+            .filter(|c| c.is_finite() && *c >= 0.0),
     };
     Ok(Completion {
         content,

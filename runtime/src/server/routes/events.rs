@@ -368,6 +368,9 @@ mod payloads {
     pub struct ModelUsage {
         prompt_tokens: u64,
         completion_tokens: u64,
+        /// US dollars, when the provider says it.
+        #[schema(required = false, nullable = false)]
+        cost: Option<f64>,
     }
 
     /// Why a run or a model call did not give an answer.
