@@ -20,9 +20,12 @@ pub enum CapabilityRequest {
     /// empty, so a denied name is never even looked up) and for the address
     /// that will actually be connected to.
     Connect(ConnectRequest),
-    /// A read of the named secret through the host `get-secret` import.
+    /// A read of the named secret: through the host `get-secret` import (`host: None`), or
+    /// by the host itself to add it to a request to `host` (a `[[credentials]]` binding).
     ReadSecret {
         name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
     },
     /// Access to a directory outside the session workspace (asked when the task starts).
     ReadFile {

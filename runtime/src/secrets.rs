@@ -23,8 +23,11 @@ pub enum SecretsError {
 pub struct CredentialBinding {
     /// The secret's name (a session must name it, and policy allow `read_secret` on it).
     pub secret: String,
-    /// The exact host name requests go to, e.g. `api.github.com`.
+    /// The exact host name (or IP address) requests go to, e.g. `api.github.com`.
     pub host: String,
+    /// The port requests go to (default: the scheme's, 443 or 80 for plain HTTP).
+    #[serde(default)]
+    pub port: Option<u16>,
     /// The header to set (default `authorization`).
     #[serde(default = "authorization")]
     pub header: String,
@@ -44,14 +47,18 @@ fn bearer() -> String {
     "Bearer {secret}".into()
 }
 
-/// Headers a credential may not set: they frame the request, so the host sets them.
-const FRAMING_HEADERS: [&str; 6] = [
+/// Headers a credential may not set: they frame the request or the connection, so the host
+/// sets them.
+const FRAMING_HEADERS: [&str; 9] = [
     "host",
     "content-length",
     "transfer-encoding",
     "connection",
+    "keep-alive",
+    "proxy-connection",
     "upgrade",
     "te",
+    "trailer",
 ];
 
 /// The configured secrets, by name.
@@ -128,16 +135,28 @@ impl SecretStore {
             message,
         };
         let host = binding.host.trim().to_ascii_lowercase();
-        let host_ok = !host.is_empty()
-            && host.len() <= 253
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
-        if !host_ok {
+        // As the request's URI gives it: a name, an IPv4 address, or an IPv6 one unbracketed.
+        let unbracketed = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(&host)
+            .to_owned();
+        let is_ip = unbracketed.parse::<std::net::IpAddr>().is_ok();
+        let is_name = !unbracketed.is_empty()
+            && unbracketed.len() <= 253
+            && unbracketed.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !is_ip && !is_name {
             return Err(fail(
-                "`host` must be a host name or IP address, without scheme, port or path".into(),
+                "`host` must be a host name or IP address, without scheme, port or path \
+                 (a port goes in `port`)"
+                    .into(),
             ));
         }
+        let host = unbracketed;
         let header = binding.header.trim().to_ascii_lowercase();
         if http::HeaderName::try_from(header.as_str()).is_err() {
             return Err(fail(format!("`{}` is not a header name", binding.header)));
@@ -150,12 +169,21 @@ impl SecretStore {
         if binding.value.matches("{secret}").count() != 1 {
             return Err(fail("`value` must hold `{secret}` exactly once".into()));
         }
+        if http::HeaderValue::try_from(binding.value.replace("{secret}", "")).is_err() {
+            return Err(fail("`value` holds a control character".into()));
+        }
+        if binding.port == Some(0) {
+            return Err(fail("`port` must be 1 to 65535".into()));
+        }
         let Some(secret) = self.values.get(&binding.secret) else {
             return Err(fail(format!(
                 "there is no secret `{}` (TOOLGATE_SECRET_<NAME> or the secrets file)",
                 binding.secret
             )));
         };
+        if secret.expose().trim().is_empty() {
+            return Err(fail(format!("the secret `{}` is empty", binding.secret)));
+        }
         let value = binding.value.replace("{secret}", secret.expose());
         // Deliberately no detail: it would quote the value.
         if http::HeaderValue::try_from(value.as_str()).is_err() {
@@ -167,6 +195,7 @@ impl SecretStore {
         Ok(Credential {
             secret: binding.secret.clone(),
             host,
+            port: binding.port,
             header,
             value: Secret::new(value),
             allow_http: binding.allow_http,

@@ -423,7 +423,7 @@ struct NoSecrets;
 impl Gate for NoSecrets {
     fn decide(&self, request: &CapabilityRequest) -> Decision {
         match request {
-            CapabilityRequest::ReadSecret { name } => {
+            CapabilityRequest::ReadSecret { name, .. } => {
                 Decision::deny(format!("policy forbids secret {name}"))
             }
             _ => Decision::allow("test"),

@@ -16,34 +16,55 @@ const TOKEN: &str = "tok-3f7d2c9b8a1e4d6f";
 async fn api() -> (u16, Arc<Mutex<Vec<String>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let kept = seen.clone();
-    let app = axum::Router::new().route(
-        "/whoami",
-        axum::routing::get(move |headers: HeaderMap| {
-            let kept = kept.clone();
-            async move {
+    let app = axum::Router::new()
+        .route(
+            "/echo",
+            axum::routing::get(|headers: HeaderMap| async move {
+                // A debug endpoint that reflects its request, in a header and in the body.
                 let auth = headers
                     .get("authorization")
                     .map(|v| v.to_str().unwrap_or("?").to_owned())
                     .unwrap_or_default();
-                kept.lock().unwrap().push(auth.clone());
-                if auth == format!("Bearer {TOKEN}") {
-                    (StatusCode::OK, "{\"who\": \"bot\"}")
-                } else {
-                    (StatusCode::UNAUTHORIZED, "{\"error\": \"who are you\"}")
+                let split = auth.len() / 2;
+                (
+                    [("x-seen-auth", auth.clone())],
+                    format!(
+                        "you sent {auth}; in two: {} {}",
+                        &auth[..split],
+                        &auth[split..]
+                    ),
+                )
+            }),
+        )
+        .route(
+            "/whoami",
+            axum::routing::get(move |headers: HeaderMap| {
+                let kept = kept.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap_or("?").to_owned())
+                        .unwrap_or_default();
+                    kept.lock().unwrap().push(auth.clone());
+                    if auth == format!("Bearer {TOKEN}") {
+                        (StatusCode::OK, "{\"who\": \"bot\"}")
+                    } else {
+                        (StatusCode::UNAUTHORIZED, "{\"error\": \"who are you\"}")
+                    }
                 }
-            }
-        }),
-    );
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (port, seen)
 }
 
-fn binding(host: &str, allow_http: bool) -> CredentialBinding {
+fn binding(host: &str, port: Option<u16>, allow_http: bool) -> CredentialBinding {
     CredentialBinding {
         secret: "api_token".into(),
         host: host.into(),
+        port,
         header: "authorization".into(),
         value: "Bearer {secret}".into(),
         allow_http,
@@ -57,6 +78,9 @@ when { principal in context.profile && context.profile in Profile::"networked" &
 @id("test.api-token")
 permit (principal, action == Action::"read_secret", resource == Secret::"api_token")
 when { principal in context.profile && context.profile in Profile::"networked" };
+@id("test.only-as-credential")
+forbid (principal, action == Action::"read_secret", resource == Secret::"api_token")
+unless { context has host };
 @id("test.not-for-hostile")
 forbid (principal, action == Action::"read_secret", resource == Secret::"api_token")
 when { context has tool && context.tool like "hostile.*" };
@@ -85,7 +109,10 @@ async fn the_host_adds_a_bound_credential_and_the_tool_never_holds_it() {
         config.secrets_file = Some(secrets);
         config.policies = Some(policies);
         config.sessions_allow_private_network = true;
-        config.credentials = vec![binding("127.0.0.1", true), binding("localhost", false)];
+        config.credentials = vec![
+            binding("127.0.0.1", Some(port), true),
+            binding("localhost", Some(port), false),
+        ];
     })
     .await;
     let key = server.key("nina", "networked");
@@ -113,6 +140,39 @@ async fn the_host_adds_a_bound_credential_and_the_tool_never_holds_it() {
     assert_eq!(
         seen.lock().unwrap().last().unwrap(),
         &format!("Bearer {TOKEN}")
+    );
+
+    // An endpoint that echoes its request: the tool reads `[redacted]` where the value was.
+    let echo = format!("http://127.0.0.1:{port}/echo");
+    let echoed = fetch(&server, &key, &session, "http.fetch", json!({"url": echo})).await;
+    assert_eq!(echoed["output"]["status"], 200, "{echoed}");
+    assert_eq!(
+        echoed["output"]["headers"]["x-seen-auth"], "[redacted]",
+        "{echoed}"
+    );
+    assert!(
+        echoed["output"]["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("you sent [redacted];"),
+        "{echoed}"
+    );
+
+    // The policy lets the host add it but no tool read it (`context has host` only then).
+    let read = server
+        .post(
+            &key,
+            &format!("/v1/sessions/{session}/tasks"),
+            json!({"tool": "hostile.secret", "input": {"name": "api_token"}}),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(read["error"]["kind"], "denied", "{read}");
+    assert!(
+        read.to_string().contains("test.only-as-credential"),
+        "{read}"
     );
 
     // The tool's environment has no trace of it; neither has any record.
@@ -167,7 +227,7 @@ async fn the_host_adds_a_bound_credential_and_the_tool_never_holds_it() {
     })
     .await;
     let everything = format!(
-        "{task}{env}{refused}{plain}{unnamed}{}{}",
+        "{task}{echoed}{read}{env}{refused}{plain}{unnamed}{}{}",
         stream
             .iter()
             .map(|e| e.data.to_string())
@@ -190,29 +250,48 @@ async fn bad_credential_bindings_stop_the_start_with_the_reason() {
         (
             CredentialBinding {
                 secret: "missing".into(),
-                ..binding("api.example.com", false)
+                ..binding("api.example.com", None, false)
             },
             "no secret `missing`",
         ),
-        (binding("https://api.example.com/", false), "host name"),
+        (
+            binding("https://api.example.com/", None, false),
+            "host name",
+        ),
+        (binding("127.0.0.1:8080", None, false), "host name"),
+        (binding(":::::", None, false), "host name"),
+        (
+            CredentialBinding {
+                header: "keep-alive".into(),
+                ..binding("api.example.com", None, false)
+            },
+            "frames the request",
+        ),
+        (
+            CredentialBinding {
+                value: "Bearer\n{secret}".into(),
+                ..binding("api.example.com", None, false)
+            },
+            "control character",
+        ),
         (
             CredentialBinding {
                 header: "bad header".into(),
-                ..binding("api.example.com", false)
+                ..binding("api.example.com", None, false)
             },
             "not a header name",
         ),
         (
             CredentialBinding {
                 header: "Host".into(),
-                ..binding("api.example.com", false)
+                ..binding("api.example.com", None, false)
             },
             "frames the request",
         ),
         (
             CredentialBinding {
                 value: "Bearer".into(),
-                ..binding("api.example.com", false)
+                ..binding("api.example.com", None, false)
             },
             "exactly once",
         ),
@@ -241,7 +320,7 @@ async fn a_remote_sidecar_adds_the_credential_too() {
     let (_sidecar, url) = sidecar(dir.path(), &["--allow-private-network"]);
     let tables = format!(
         "secrets_file = \"{}\"\n[[sidecars]]\nid = \"far\"\nurl = \"{url}\"\ntoken_file = \"{}\"\n\
-         [[credentials]]\nsecret = \"api_token\"\nhost = \"127.0.0.1\"\nallow_http = true\n",
+         [[credentials]]\nsecret = \"api_token\"\nhost = \"127.0.0.1\"\nport = {port}\nallow_http = true\n",
         secrets.display(),
         dir.path().join("sidecar.token").display(),
     );

@@ -178,6 +178,7 @@ impl Orchestrator {
         for secret in &request.secrets {
             let asked = CapabilityRequest::ReadSecret {
                 name: secret.clone(),
+                host: None,
             };
             let mut check =
                 self.capability_check("secret", secret, &asked, &network_tools, &identity);

@@ -193,7 +193,10 @@ impl TaskGate {
                 }
                 (Action::Connect, ("Domain", c.host.clone()))
             }
-            CapabilityRequest::ReadSecret { name } => {
+            CapabilityRequest::ReadSecret { name, host } => {
+                if let Some(host) = host {
+                    context.insert("host".into(), host.clone().into());
+                }
                 (Action::ReadSecret, ("Secret", name.clone()))
             }
             CapabilityRequest::ReadFile { path } | CapabilityRequest::WriteFile { path } => {

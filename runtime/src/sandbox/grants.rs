@@ -125,8 +125,10 @@ pub struct NetworkGrant {
 pub struct Credential {
     /// The secret's name, as policies name it (`Secret::"<name>"`).
     pub secret: String,
-    /// Exact host name (lowercase), as in the request's URI.
+    /// Exact host name or IP address (lowercase, IPv6 without brackets), as in the request's URI.
     pub host: String,
+    /// The port; `None`: the scheme's default (443, or 80 for plain HTTP).
+    pub port: Option<u16>,
     /// Header name (lowercase).
     pub header: String,
     /// The whole header value, the secret in it.

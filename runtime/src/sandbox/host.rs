@@ -97,7 +97,10 @@ impl bindings::toolgate::plugin::host::Host for TaskState {
         let host = &mut self.host;
         let decision = host.decisions.ask(
             &*host.gate,
-            CapabilityRequest::ReadSecret { name: name.clone() },
+            CapabilityRequest::ReadSecret {
+                name: name.clone(),
+                host: None,
+            },
         )?;
         if !decision.allowed {
             return Ok(Err(SecretError::Denied(decision.reasons.join("; "))));

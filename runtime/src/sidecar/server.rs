@@ -54,6 +54,7 @@ pub struct TaskBody {
 pub struct WireCredential {
     pub secret: String,
     pub host: String,
+    pub port: Option<u16>,
     pub header: String,
     pub value: String,
     pub allow_http: bool,
@@ -64,6 +65,7 @@ impl From<&crate::sandbox::Credential> for WireCredential {
         Self {
             secret: c.secret.clone(),
             host: c.host.clone(),
+            port: c.port,
             header: c.header.clone(),
             value: c.value.expose().to_owned(),
             allow_http: c.allow_http,
@@ -76,6 +78,7 @@ impl From<WireCredential> for crate::sandbox::Credential {
         Self {
             secret: c.secret,
             host: c.host,
+            port: c.port,
             header: c.header,
             value: Secret::new(c.value),
             allow_http: c.allow_http,

@@ -5,6 +5,7 @@
 
 mod address;
 mod budget;
+mod credential_echo;
 mod decisions;
 mod env;
 mod filesystem;

@@ -163,29 +163,45 @@ impl WasiHttpHooks for OutboundHttp {
                 return Err(Error::DestinationIpProhibited);
             }
             check(&*gate, &decisions, target.request(Some(addr.ip())))?;
-            attach_credentials(&mut request, &target, &credentials, &*gate, &decisions);
-            send(request, &target, addr, connect_timeout).await
+            let attached =
+                attach_credentials(&mut request, &target, &credentials, &*gate, &decisions);
+            if attached.is_empty() {
+                return send(request, &target, addr, connect_timeout).await;
+            }
+            // An answer that echoes a credential must not hand it to the tool: it is asked for
+            // unencoded, and each copy of the value is replaced in what comes back.
+            request.headers_mut().insert(
+                http::header::ACCEPT_ENCODING,
+                http::HeaderValue::from_static("identity"),
+            );
+            let (response, io) = send(request, &target, addr, connect_timeout).await?;
+            Ok((super::credential_echo::redact(response, attached)?, io))
         })
     }
 }
 
-/// Adds the credentials bound to the request's host, each after the gate allowed reading its
-/// secret (a recorded decision). Done here, after the guest handed the request over: the guest
-/// never holds the value. A denied one is left out; the request goes without it.
+/// Adds the credentials bound to the request's host and port, each after the gate allowed
+/// reading its secret for that host (a recorded decision). Done here, after the guest handed
+/// the request over: the guest never holds the value. A denied one is left out; the request
+/// goes without it. Returns the values added.
 fn attach_credentials(
     request: &mut http::Request<WasiBody>,
     target: &Target,
     credentials: &[Credential],
     gate: &dyn Gate,
     decisions: &DecisionLog,
-) {
+) -> Vec<crate::sandbox::Secret> {
+    let mut attached = Vec::new();
+    let tls = target.scheme == Scheme::HTTPS;
     for credential in credentials {
-        let secure = target.scheme == Scheme::HTTPS || credential.allow_http;
-        if credential.host != target.host || !secure {
+        let port = credential.port.unwrap_or(if tls { 443 } else { 80 });
+        if credential.host != target.host || port != target.port || !(tls || credential.allow_http)
+        {
             continue;
         }
         let read = CapabilityRequest::ReadSecret {
             name: credential.secret.clone(),
+            host: Some(target.host.clone()),
         };
         if !matches!(decisions.ask(gate, read), Ok(d) if d.allowed) {
             continue;
@@ -199,7 +215,9 @@ fn attach_credentials(
         value.set_sensitive(true);
         request.headers_mut().remove(&name);
         request.headers_mut().insert(name, value);
+        attached.push(credential.value.clone());
     }
+    attached
 }
 
 /// The address to connect to: the literal, or the first one the name resolves to.
