@@ -116,8 +116,9 @@ impl Body for Redacting {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => self.ended = true,
                 Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error))),
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
+                // Trailers are not passed on: they could carry the value too.
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
                         let this = &mut *self;
                         this.held.extend_from_slice(&data);
                         let clean = replace_all(&this.held, &this.needles);
@@ -130,9 +131,7 @@ impl Body for Redacting {
                             )))));
                         }
                     }
-                    // Trailers are not passed on: they could carry the value too.
-                    Err(_) => {}
-                },
+                }
             }
         }
     }
