@@ -92,7 +92,11 @@ pub fn request_body(request: &CompletionRequest, names: &ToolNames) -> Result<Va
 }
 
 /// The answer, read from the response body.
-pub fn completion(body: &Value, names: &ToolNames) -> Result<Completion, ModelError> {
+pub fn completion(
+    body: &Value,
+    names: &ToolNames,
+    request_bytes: usize,
+) -> Result<Completion, ModelError> {
     let blocks = body["content"]
         .as_array()
         .ok_or_else(|| ModelError::Provider("the answer has no content".into()))?;
@@ -120,15 +124,19 @@ pub fn completion(body: &Value, names: &ToolNames) -> Result<Completion, ModelEr
         _ if !tool_calls.is_empty() => FinishReason::ToolCalls,
         _ => FinishReason::Other,
     };
+    let usage = Usage {
+        prompt_tokens: super::tokens(&body["usage"]["input_tokens"], request_bytes),
+        completion_tokens: super::tokens(
+            &body["usage"]["output_tokens"],
+            super::answer_bytes(&content, &tool_calls),
+        ),
+        cost: None,
+    };
     Ok(Completion {
         content,
         tool_calls,
         finish_reason,
-        usage: Usage {
-            prompt_tokens: body["usage"]["input_tokens"].as_u64().unwrap_or(0),
-            completion_tokens: body["usage"]["output_tokens"].as_u64().unwrap_or(0),
-            cost: None,
-        },
+        usage,
         model: body["model"].as_str().unwrap_or_default().to_owned(),
     })
 }

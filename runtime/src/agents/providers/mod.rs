@@ -221,10 +221,12 @@ impl Providers {
                 anthropic::request_body(request, &names)?,
             ),
         };
-        let answer = self.send_with_retries(p, &url, body.to_string()).await?;
+        let body = body.to_string();
+        let request_bytes = body.len();
+        let answer = self.send_with_retries(p, &url, body).await?;
         let completion = match p.config.kind {
-            ProviderKind::Openai => openai::completion(&answer, &names),
-            ProviderKind::Anthropic => anthropic::completion(&answer, &names),
+            ProviderKind::Openai => openai::completion(&answer, &names, request_bytes),
+            ProviderKind::Anthropic => anthropic::completion(&answer, &names, request_bytes),
         };
         completion
             .map(|c| redact_completion(c, p.key.as_ref()))
@@ -366,6 +368,31 @@ enum Sent {
         error: ModelError,
         retry_after: Option<Duration>,
     },
+}
+
+/// A token count as the provider reported it: a whole number, or one written as a float or a
+/// string. Missing or unreadable, it is estimated from `bytes` (about 3 bytes a token, more
+/// than most models use), so token limits never take an answer for free.
+fn tokens(reported: &Value, bytes: usize) -> u64 {
+    let read = match reported {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .map(|f| f.ceil() as u64)
+        }),
+        Value::String(text) => text.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    read.unwrap_or_else(|| (bytes as u64).div_ceil(3))
+}
+
+/// The size of an answer, to estimate its tokens when the provider does not say.
+fn answer_bytes(content: &str, tool_calls: &[super::model::ToolCall]) -> usize {
+    content.len()
+        + tool_calls
+            .iter()
+            .map(|c| c.name.len() + c.arguments.len())
+            .sum::<usize>()
 }
 
 /// `base` and `path` with one `/` between them.

@@ -70,7 +70,11 @@ pub fn request_body(request: &CompletionRequest, names: &ToolNames) -> Value {
 }
 
 /// The answer, read from the response body.
-pub fn completion(body: &Value, names: &ToolNames) -> Result<Completion, ModelError> {
+pub fn completion(
+    body: &Value,
+    names: &ToolNames,
+    request_bytes: usize,
+) -> Result<Completion, ModelError> {
     let choice = body["choices"]
         .get(0)
         .ok_or_else(|| ModelError::Provider("the answer has no choices".into()))?;
@@ -123,8 +127,11 @@ pub fn completion(body: &Value, names: &ToolNames) -> Result<Completion, ModelEr
         Some(_) => FinishReason::Other,
     };
     let usage = Usage {
-        prompt_tokens: body["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
-        completion_tokens: body["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+        prompt_tokens: super::tokens(&body["usage"]["prompt_tokens"], request_bytes),
+        completion_tokens: super::tokens(
+            &body["usage"]["completion_tokens"],
+            super::answer_bytes(&content, &tool_calls),
+        ),
         cost: body["usage"]["cost"]
             .as_f64()
             .filter(|c| c.is_finite() && *c >= 0.0),

@@ -347,6 +347,37 @@ async fn the_key_is_taken_out_however_a_provider_hides_it() {
     assert!(!error.contains(&KEY[..8]), "{error}");
 }
 
+/// Token counts a provider writes as strings or floats are read; missing or negative ones are
+/// estimated from the sizes, never taken as 0 (token limits must not fail open).
+#[tokio::test]
+async fn odd_or_missing_usage_is_read_or_estimated_never_zero() {
+    let answer = |usage: Value| {
+        let body = json!({
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "x".repeat(300)}}],
+            "usage": usage,
+        });
+        Scripted::Answer(200, body.to_string())
+    };
+    let (base, _) = fake_provider(
+        ProviderKind::Openai,
+        vec![
+            answer(json!({"prompt_tokens": "1200", "completion_tokens": 7.2})),
+            answer(json!({"prompt_tokens": -5})),
+            answer(Value::Null),
+        ],
+    )
+    .await;
+    let providers = providers(ProviderKind::Openai, &base, 5000);
+    let first = providers.complete("p", &request()).await.unwrap().usage;
+    assert_eq!((first.prompt_tokens, first.completion_tokens), (1200, 8));
+    for _ in 0..2 {
+        let usage = providers.complete("p", &request()).await.unwrap().usage;
+        assert!(usage.prompt_tokens > 100, "{usage:?}");
+        assert_eq!(usage.completion_tokens, 100, "{usage:?}");
+    }
+}
+
 #[test]
 fn bad_tables_are_refused_with_their_reason() {
     let good = ProviderConfig {
