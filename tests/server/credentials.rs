@@ -78,6 +78,9 @@ when { principal in context.profile && context.profile in Profile::"networked" &
 @id("test.api-token")
 permit (principal, action == Action::"read_secret", resource == Secret::"api_token")
 when { principal in context.profile && context.profile in Profile::"networked" };
+@id("test.no-admin")
+forbid (principal, action == Action::"connect", resource == Domain::"127.0.0.1")
+when { context has path && context.path like "/admin*" };
 @id("test.only-as-credential")
 forbid (principal, action == Action::"read_secret", resource == Secret::"api_token")
 unless { context has host };
@@ -157,6 +160,19 @@ async fn the_host_adds_a_bound_credential_and_the_tool_never_holds_it() {
             .starts_with("you sent [redacted];"),
         "{echoed}"
     );
+
+    // A path rule holds however the tool spells the path: the server would read `/admin`.
+    for spelling in [
+        "/admin/users",
+        "/x/../admin/users",
+        "/%61dmin/users",
+        "//admin/users",
+        "/x/%2e%2e/admin",
+    ] {
+        let url = format!("http://127.0.0.1:{port}{spelling}");
+        let refused = fetch(&server, &key, &session, "http.fetch", json!({"url": url})).await;
+        assert_eq!(refused["error"]["kind"], "denied", "{spelling}: {refused}");
+    }
 
     // The policy lets the host add it but no tool read it (`context has host` only then).
     let read = server

@@ -12,6 +12,7 @@ mod filesystem;
 mod network;
 mod outbound_http;
 mod outside_dirs;
+mod request_path;
 mod secrets;
 mod stdio;
 mod wasi_base;

@@ -90,7 +90,8 @@ impl Target {
             host,
             port,
             method: request.method().to_string(),
-            path: uri.path().to_owned(),
+            // As the server will read it (see `request_path`).
+            path: super::request_path::for_policy(uri.path()),
         })
     }
 
@@ -266,11 +267,13 @@ async fn send(
     .map_err(|_| Error::ConnectionTimeout)??;
 
     // On the wire the request line carries only the path; the authority is in `Host`.
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
+    // The path the policy decided on, its dot segments resolved, with the query as written.
+    let uri = request.uri();
+    let mut path = super::request_path::for_wire(uri.path());
+    if let Some(query) = uri.query() {
+        path.push('?');
+        path.push_str(query);
+    }
     *request.uri_mut() = http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
 
     let mut connection = Box::pin(connection);
