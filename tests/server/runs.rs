@@ -671,6 +671,19 @@ async fn bad_run_requests_are_refused_clearly() {
     assert_eq!(run["error"]["kind"], "invalid_input");
     assert!(fake.seen().is_empty(), "no model call for a refused input");
 
+    // An agent out of fuel: a sandbox failure, with the fuel it used.
+    let (_, run) = start_run(
+        &server,
+        &key,
+        &session,
+        json!({"agent": "tool-loop", "provider": "local", "input": {"prompt": "hi"},
+               "limits": {"fuel": 20000}}),
+    )
+    .await;
+    assert_eq!(run["state"], "failed", "{run}");
+    assert_eq!(run["error"]["kind"], "fuel_exhausted", "{run}");
+    assert!(run["usage"]["fuel_consumed"].as_u64().unwrap() > 0, "{run}");
+
     // No such session, no such run.
     problem(
         server

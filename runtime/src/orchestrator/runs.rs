@@ -330,7 +330,7 @@ impl Orchestrator {
             slot = self.run_slots.clone().acquire_owned() => slot.ok(),
         };
         let ended = match slot {
-            None => Err(RunFailure::Task(TaskError::Cancelled)),
+            None => Err(RunFailure::Task(TaskError::Cancelled, 0)),
             Some(_slot) => {
                 record.state = RunState::Running;
                 record.started_at_ms = Some(now_ms());
@@ -348,9 +348,8 @@ impl Orchestrator {
             }
         };
         let mut usage = context.usage();
-        if let Ok((_, fuel)) | Err(RunFailure::Agent(_, fuel)) = &ended {
-            usage.fuel_consumed = *fuel;
-        }
+        let (Ok((_, fuel)) | Err(RunFailure::Agent(_, fuel) | RunFailure::Task(_, fuel))) = &ended;
+        usage.fuel_consumed = *fuel;
         record.usage = usage;
         record.finished_at_ms = Some(now_ms());
         let outcome = match ended {
@@ -413,7 +412,7 @@ impl Orchestrator {
             .agents
             .get(&record.agent)
             .await
-            .map_err(|message| RunFailure::Task(TaskError::Internal { message }))?;
+            .map_err(|message| RunFailure::Task(TaskError::Internal { message }, 0))?;
         let limits = context.limits;
         // A run's messages carry whole tool outputs and answers: they share the largest log
         // budget a task may have, not a tool's default.
@@ -443,7 +442,7 @@ impl Orchestrator {
         match outcome.result {
             Ok(Ok(output)) => Ok((output, fuel)),
             Ok(Err(error)) => Err(RunFailure::Agent(error, fuel)),
-            Err(error) => Err(RunFailure::Task(error)),
+            Err(error) => Err(RunFailure::Task(error, fuel)),
         }
     }
 
@@ -482,8 +481,9 @@ impl Orchestrator {
 enum RunFailure {
     /// The agent said so (with the fuel it used).
     Agent(AgentError, u64),
-    /// The component did not return: a trap, fuel, memory, the deadline, a cancel.
-    Task(TaskError),
+    /// The component did not return: a trap, fuel, memory, the deadline, a cancel (with the
+    /// fuel it used until then).
+    Task(TaskError, u64),
 }
 
 impl RunFailure {
@@ -492,7 +492,7 @@ impl RunFailure {
             RunFailure::Agent(AgentError::InvalidInput(m), _) => (ErrorKind::InvalidInput, m),
             RunFailure::Agent(AgentError::BudgetExhausted(m), _) => (ErrorKind::BudgetExhausted, m),
             RunFailure::Agent(AgentError::Failed(m), _) => (ErrorKind::AgentFailed, m),
-            RunFailure::Task(error) => (error.kind(), error.to_string()),
+            RunFailure::Task(error, _) => (error.kind(), error.to_string()),
         }
     }
 }
