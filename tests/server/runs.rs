@@ -53,6 +53,11 @@ fn with_cost(turn: Turn, cost: f64) -> Turn {
     Turn::Answer(status, body.to_string())
 }
 
+/// `GET path` as JSON.
+async fn get_json(server: &Server, key: &str, path: &str) -> Value {
+    server.get(key, path).await.json().await.unwrap()
+}
+
 fn assert_no_key(what: &str, text: &str) {
     assert!(!text.contains(KEY), "the provider key leaked into {what}");
     assert!(
@@ -85,7 +90,7 @@ async fn write_read_answer(kind: ProviderKind) {
     let (server, _dir) = server_with(vec![fake.provider("local", 5_000, 0)], "").await;
     let key = server.key("olga", "developer");
     let session = server.session(&key).await;
-    let info: Value = server.get(&key, "/v1/info").await.json().await.unwrap();
+    let info: Value = get_json(&server, &key, "/v1/info").await;
     assert_eq!(info["agents"], json!(["tool-loop"]));
     assert_eq!(
         info["model_providers"],
@@ -115,21 +120,16 @@ async fn write_read_answer(kind: ProviderKind) {
     assert_eq!(usage["completion_tokens"], 38);
     assert_eq!(usage["tool_calls"], 2);
     let run_id = run["id"].as_str().unwrap();
-    let stored = server
-        .get(&key, &format!("/v1/sessions/{session}/runs/{run_id}"))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
+    let stored = get_json(
+        &server,
+        &key,
+        &format!("/v1/sessions/{session}/runs/{run_id}"),
+    )
+    .await;
     assert_eq!(stored, run);
 
     // The tool calls are tasks of the session, linked to the run; the file is there.
-    let tasks: Value = server
-        .get(&key, &format!("/v1/sessions/{session}/tasks"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tasks: Value = get_json(&server, &key, &format!("/v1/sessions/{session}/tasks")).await;
     let tasks = tasks["tasks"].as_array().unwrap().clone();
     assert_eq!(tasks.len(), 2, "{tasks:?} {:#}", fake.seen()[2].body);
     for task in &tasks {
@@ -426,12 +426,7 @@ async fn failures_are_typed_and_leave_nothing_running() {
         fed_back.contains("denied") && fed_back.contains("unknown_tool"),
         "{fed_back}"
     );
-    let tasks: Value = server
-        .get(&reader, &format!("/v1/sessions/{session}/tasks"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let tasks: Value = get_json(&server, &reader, &format!("/v1/sessions/{session}/tasks")).await;
     let tasks = tasks["tasks"].as_array().unwrap();
     assert_eq!(
         tasks.len(),
@@ -530,12 +525,8 @@ async fn one_run_at_a_time_cancel_and_restart() {
     assert_eq!(cancelled.status(), StatusCode::ACCEPTED);
     let mut state = Value::Null;
     for _ in 0..100 {
-        let run: Value = server
-            .get(&key, &format!("/v1/sessions/{session}/runs/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let run: Value =
+            get_json(&server, &key, &format!("/v1/sessions/{session}/runs/{id}")).await;
         state = run["state"].clone();
         if state != "running" && state != "queued" {
             break;
@@ -566,12 +557,7 @@ async fn one_run_at_a_time_cancel_and_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let server = server.restart().await;
-    let run: Value = server
-        .get(&key, &format!("/v1/sessions/{session}/runs/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let run: Value = get_json(&server, &key, &format!("/v1/sessions/{session}/runs/{id}")).await;
     assert_eq!(run["state"], "interrupted", "{run}");
     assert_eq!(run["error"]["kind"], "interrupted");
     let events = run_events(&server, &key, &session, &id).await;
@@ -791,7 +777,7 @@ async fn a_tool_call_waiting_for_approval_ends_with_its_run() {
     let tasks = format!("/v1/sessions/{session}/tasks");
     let mut waiting = Value::Null;
     for _ in 0..200 {
-        let listed: Value = server.get(&key, &tasks).await.json().await.unwrap();
+        let listed: Value = get_json(&server, &key, &tasks).await;
         if let Some(task) = listed["tasks"].as_array().and_then(|t| t.first())
             && task["state"] == "awaiting_approval"
         {
@@ -802,38 +788,29 @@ async fn a_tool_call_waiting_for_approval_ends_with_its_run() {
     }
     assert_eq!(waiting["run"], run["id"], "{waiting}");
     let server = server.restart().await;
-    let run: Value = server
-        .get(
-            &key,
-            &format!(
-                "/v1/sessions/{session}/runs/{}",
-                run["id"].as_str().unwrap()
-            ),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let run: Value = get_json(
+        &server,
+        &key,
+        &format!(
+            "/v1/sessions/{session}/runs/{}",
+            run["id"].as_str().unwrap()
+        ),
+    )
+    .await;
     assert_eq!(run["state"], "interrupted", "{run}");
-    let task: Value = server
-        .get(
-            &key,
-            &format!("{tasks}/{}", waiting["id"].as_str().unwrap()),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let task: Value = get_json(
+        &server,
+        &key,
+        &format!("{tasks}/{}", waiting["id"].as_str().unwrap()),
+    )
+    .await;
     assert_eq!(task["state"], "cancelled", "{task}");
-    let approval: Value = server
-        .get(
-            &key,
-            &format!("{tasks}/{}/approval", waiting["id"].as_str().unwrap()),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let approval: Value = get_json(
+        &server,
+        &key,
+        &format!("{tasks}/{}/approval", waiting["id"].as_str().unwrap()),
+    )
+    .await;
     assert_eq!(approval["state"], "cancelled", "{approval}");
     server.stop().await;
 }

@@ -15,7 +15,6 @@ use crate::gate::Gate;
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use wasmtime::component::Component;
 
 pub(crate) mod wit {
     wasmtime::component::bindgen!({
@@ -84,22 +83,8 @@ impl AgentComponent {
     /// provides. Long work: callers run it off the async workers.
     pub fn load(engine: &SandboxEngine, name: &str, bytes: &[u8]) -> Result<Self, PluginError> {
         let origin = format!("agent `{name}`");
-        super::plugin::check_header(&origin, bytes)?;
-        let component =
-            Component::new(engine.engine(), bytes).map_err(|e| PluginError::Invalid {
-                origin: origin.clone(),
-                message: format!("{e:#}"),
-            })?;
-        let missing = super::plugin::missing_exports(engine, &component, &REQUIRED_EXPORTS);
-        if !missing.is_empty() {
-            return Err(PluginError::WrongWorld { origin, missing });
-        }
-        let instance_pre = engine.linker().instantiate_pre(&component).map_err(|e| {
-            PluginError::UnsupportedImport {
-                origin: origin.clone(),
-                message: format!("{e:#}"),
-            }
-        })?;
+        let instance_pre =
+            super::plugin::link_component(engine, &origin, bytes, &REQUIRED_EXPORTS)?;
         let pre = wit::AgentPre::new(instance_pre).map_err(|e| PluginError::WrongSignature {
             origin,
             message: format!("{e:#}"),

@@ -13,7 +13,6 @@ use super::state::TaskState;
 use crate::gate::Gate;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use wasmtime::component::Component;
 
 pub(crate) mod wit {
     wasmtime::component::bindgen!({
@@ -64,22 +63,8 @@ impl DriverComponent {
     /// provides. Long work: callers run it off the async workers.
     pub fn load(engine: &SandboxEngine, name: &str, bytes: &[u8]) -> Result<Self, PluginError> {
         let origin = format!("host driver `{name}`");
-        super::plugin::check_header(&origin, bytes)?;
-        let component =
-            Component::new(engine.engine(), bytes).map_err(|e| PluginError::Invalid {
-                origin: origin.clone(),
-                message: format!("{e:#}"),
-            })?;
-        let missing = super::plugin::missing_exports(engine, &component, &REQUIRED_EXPORTS);
-        if !missing.is_empty() {
-            return Err(PluginError::WrongWorld { origin, missing });
-        }
-        let instance_pre = engine.linker().instantiate_pre(&component).map_err(|e| {
-            PluginError::UnsupportedImport {
-                origin: origin.clone(),
-                message: format!("{e:#}"),
-            }
-        })?;
+        let instance_pre =
+            super::plugin::link_component(engine, &origin, bytes, &REQUIRED_EXPORTS)?;
         let pre =
             wit::HostDriverPre::new(instance_pre).map_err(|e| PluginError::WrongSignature {
                 origin,

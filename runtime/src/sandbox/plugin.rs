@@ -176,6 +176,36 @@ pub(crate) fn missing_exports(
         .collect()
 }
 
+/// Compiles a component that is not a tool (a host driver, an agent), checks it exports
+/// `required` and that the linker provides its imports: what is left is to type it as its
+/// world's `...Pre`. Long work: callers run it off the async workers.
+pub(crate) fn link_component(
+    engine: &SandboxEngine,
+    origin: &str,
+    bytes: &[u8],
+    required: &[&str],
+) -> Result<wasmtime::component::InstancePre<TaskState>, PluginError> {
+    check_header(origin, bytes)?;
+    let component = Component::new(engine.engine(), bytes).map_err(|e| PluginError::Invalid {
+        origin: origin.into(),
+        message: format!("{e:#}"),
+    })?;
+    let missing = missing_exports(engine, &component, required);
+    if !missing.is_empty() {
+        return Err(PluginError::WrongWorld {
+            origin: origin.into(),
+            missing,
+        });
+    }
+    engine
+        .linker()
+        .instantiate_pre(&component)
+        .map_err(|e| PluginError::UnsupportedImport {
+            origin: origin.into(),
+            message: format!("{e:#}"),
+        })
+}
+
 /// Refuses what is not WebAssembly, and a core module where a component is wanted.
 pub(crate) fn check_header(origin: &str, bytes: &[u8]) -> Result<(), PluginError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
