@@ -19,10 +19,12 @@
 //!
 //! Run: `cargo bench --bench runs -- [ROUNDS] [STEPS] [DELAY_MS]` (defaults 50 8 0).
 
+#[path = "support/server.rs"]
+mod server;
+
 use axum::extract::State;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,37 +71,13 @@ async fn start_fake(delay: Duration) -> String {
     format!("http://{addr}/v1")
 }
 
-fn start_server(data: &std::path::Path, provider: &str) -> (Child, String) {
-    std::fs::create_dir_all(data).unwrap();
-    let config = data.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "rate_limit = 1000000\nrate_burst = 1000000\n\n[[model_providers]]\nname = \"local\"\n\
-             kind = \"openai\"\nbase_url = \"{provider}\"\nmodels = [\"bench\"]\n\
-             api_key_secret = \"bench_key\"\nmax_retries = 0\n"
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_toolgate"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.join("data"))
-        .arg("--config")
-        .arg(&config)
-        .env("TOOLGATE_LOG", "warn")
-        .env("TOOLGATE_SECRET_BENCH_KEY", KEY)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start toolgate serve");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("server output").unwrap();
-        if let Some(url) = line.strip_prefix("toolgate listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, base)
+fn start_server(dir: &std::path::Path, provider: &str) -> (Child, String) {
+    let config = format!(
+        "rate_limit = 1000000\nrate_burst = 1000000\n\n[[model_providers]]\nname = \"local\"\n\
+         kind = \"openai\"\nbase_url = \"{provider}\"\nmodels = [\"bench\"]\n\
+         api_key_secret = \"bench_key\"\nmax_retries = 0\n"
+    );
+    server::start(dir, &config, &[("TOOLGATE_SECRET_BENCH_KEY", KEY)])
 }
 
 fn median(samples: &mut [Duration]) -> Duration {

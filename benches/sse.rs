@@ -9,9 +9,11 @@
 //!
 //! Run: `cargo bench --bench sse -- [SUBSCRIBERS] [ROUNDS]` (defaults 10000 20).
 
+#[path = "support/server.rs"]
+mod server;
+
 use futures_util::StreamExt;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Barrier, mpsc};
@@ -26,31 +28,11 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn start_server(data: &std::path::Path) -> (Child, String) {
-    let config = data.join("config.toml");
-    std::fs::create_dir_all(data).unwrap();
-    std::fs::write(
-        &config,
+    server::start(
+        data,
         "rate_limit = 1000000\nrate_burst = 1000000\nmax_concurrent_requests = 20000\n",
+        &[],
     )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_toolgate"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.join("data"))
-        .arg("--config")
-        .arg(&config)
-        .env("TOOLGATE_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start toolgate serve");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("server output").unwrap();
-        if let Some(url) = line.strip_prefix("toolgate listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, base)
 }
 
 fn percentile(samples: &mut [Duration], q: f64) -> Duration {
