@@ -711,6 +711,13 @@ async fn the_key_never_reaches_the_agent() {
         agents.path().join("agent_spy.wasm"),
     )
     .unwrap();
+    // Beside it, an operator's mistakes: not WebAssembly, and a tool where an agent belongs.
+    std::fs::write(agents.path().join("broken.wasm"), b"not wasm").unwrap();
+    std::fs::copy(
+        crate::common::artifact("echo"),
+        agents.path().join("a_tool.wasm"),
+    )
+    .unwrap();
     let agents_dir = agents.path().to_owned();
     let dir = tempfile::tempdir().unwrap();
     let secrets = secrets_file(dir.path(), &[]);
@@ -747,6 +754,37 @@ async fn the_key_never_reaches_the_agent() {
     let events = run_events(&server, &key, &session, run["id"].as_str().unwrap()).await;
     let all: String = events.iter().map(|e| e.data.to_string()).collect();
     assert_no_key("the events", &all);
+
+    // The broken agents are listed, and fail their runs with the reason; the others still run.
+    let info = get_json(&server, &key, "/v1/info").await;
+    assert_eq!(
+        info["agents"],
+        json!(["a-tool", "agent-spy", "broken", "tool-loop"])
+    );
+    for (agent, code) in [("broken", "not_wasm"), ("a-tool", "wrong_world")] {
+        let (status, run) = start_run(
+            &server,
+            &key,
+            &session,
+            json!({"agent": agent, "input": {}}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{run}");
+        assert_eq!(run["state"], "failed", "{run}");
+        assert_eq!(run["error"]["kind"], "internal", "{run}");
+        assert!(
+            run["error"]["message"].as_str().unwrap().contains(code),
+            "{run}"
+        );
+    }
+    let (_, run) = start_run(
+        &server,
+        &key,
+        &session,
+        json!({"agent": "tool-loop", "input": {"prompt": ""}}),
+    )
+    .await;
+    assert_eq!(run["error"]["kind"], "invalid_input", "{run}");
     server.stop().await;
 }
 
